@@ -1,0 +1,8 @@
+"""fastseq: fused CPU kernels for RNN, LSTM and GRU, with a NumPy-first API."""
+# scipy_openblas32 is imported first so that its libscipy_openblas.so is already loaded
+# when fastseq._core needs it: this is what lets in-place and editable builds find it.
+import scipy_openblas32 as _scipy_openblas32  # noqa: F401
+
+from ._version import __version__
+
+__all__ = ["__version__"]
