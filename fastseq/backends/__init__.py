@@ -1,0 +1,172 @@
+"""Backends: three implementations of one kernel contract, and the choice among them.
+
+Each backend is a module of this package (``cpp``, ``numba``, ``reference``) with the six
+functions below. ``fastseq.functional`` validates the user's arrays once and calls them
+with arguments that already satisfy every rule in this docstring, so a backend checks
+nothing the functional layer has checked (the cpp bindings check again anyway: native
+code never trusts its caller).
+
+The contract (single layer, single direction, time-major)
+---------------------------------------------------------
+Shape letters: ``T`` steps, ``B`` batch, ``I`` input size, ``H`` hidden size,
+``G`` gates (1 RNN, 4 LSTM, 3 GRU). Gate order follows PyTorch: LSTM i, f, g, o;
+GRU r, z, n.
+
+::
+
+    rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, lengths, reverse, training, nonlinearity)
+        -> (y, h_n, reserve)
+    lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training)
+        -> (y, h_n, c_n, reserve)
+    gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, lengths, reverse, training, reset_after)
+        -> (y, h_n, reserve)
+    rnn_backward(reserve, dy, dh_n)          -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+    lstm_backward(reserve, dy, dh_n, dc_n)   -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+    gru_backward(reserve, dy, dh_n)          -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+
+What a backend may rely on (``functional`` guarantees it):
+
+- ``x`` (T, B, I), ``w_ih`` (G*H, I), ``w_hh`` (G*H, H): C-contiguous, one dtype,
+  float32 or float64, T, B, I, H >= 1.
+- ``b_ih``, ``b_hh``: both None (no bias) or both C-contiguous (G*H,).
+- ``h0``, ``c0``: None (zeros) or C-contiguous (B, H).
+- ``lengths``: None (every sequence has T steps) or a C-contiguous int64 (B,) array with
+  values in 1..T, in any order.
+- ``nonlinearity`` is "tanh" or "relu"; ``reverse``, ``training``, ``reset_after`` are bools.
+- backward: ``dy`` C-contiguous (T, B, H); ``dh_n``, ``dc_n`` None (zeros) or (B, H);
+  same dtype as the forward; ``reserve`` is what this backend's own forward returned
+  with ``training=True`` and is passed to backward exactly once.
+
+What a backend must do:
+
+- Never modify its inputs. Return new arrays of the input dtype.
+- ``reserve`` is None when ``training`` is False; otherwise it holds whatever backward
+  needs (its layout is the backend's own business).
+- Sequence b has ``L = lengths[b]`` valid steps. Forward direction: steps 0..L-1 in order.
+  ``reverse``: steps L-1..0 (each sequence read backwards from its own last valid step,
+  as the reverse half of PyTorch's bidirectional packed sequences). ``y[t, b] = 0`` for
+  t >= L; ``h_n``/``c_n`` are the state after the last processed step; ``dy[t, b]`` for
+  t >= L is ignored.
+- GRU, ``reset_after=True`` (PyTorch): ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``;
+  ``reset_after=False`` (Cho et al.): ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``.
+- Gradients are returned, never accumulated. ``dh0`` (and ``dc0``) are always
+  returned, even when the initial state was None (the gradient at the zero state);
+  ``db_ih``/``db_hh`` are None when there is no bias.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import warnings
+from types import ModuleType
+from typing import Iterator
+
+__all__ = ["available_backends", "get_backend", "set_backend", "use_backend", "backend_module"]
+
+#: Preference order: the first available one is the default.
+BACKEND_NAMES = ("cpp", "numba", "reference")
+
+_modules: dict[str, ModuleType] = {}
+_failures: dict[str, str] = {}
+_active: str | None = None
+
+
+def _load(name: str) -> ModuleType | None:
+    """Import backend ``name`` once; remember why it failed if it did."""
+    if name in _modules:
+        return _modules[name]
+    if name in _failures:
+        return None
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except Exception as exc:  # an ImportError, or a broken build raising anything else
+        _failures[name] = f"{type(exc).__name__}: {exc}"
+        return None
+    _modules[name] = module
+    return module
+
+
+def _is_available(name: str) -> bool:
+    if name == "numba":
+        # Importing numba costs about a second: find it without importing it, so that
+        # `import fastseq` stays cheap when cpp serves; the import happens at first use.
+        import importlib.util
+
+        return name in _modules or (
+            name not in _failures and importlib.util.find_spec("numba") is not None
+        )
+    return _load(name) is not None
+
+
+def available_backends() -> list[str]:
+    """Names among "cpp", "numba", "reference" that work on this machine, best first."""
+    return [name for name in BACKEND_NAMES if _is_available(name)]
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or name not in BACKEND_NAMES or not _is_available(name):
+        available = available_backends()
+        why = f" ({_failures[name]})" if isinstance(name, str) and name in _failures else ""
+        raise ValueError(
+            f"backend {name!r} is not available{why}; available backends: {available}"
+        )
+    return name
+
+
+def _default() -> str:
+    requested = os.environ.get("FASTSEQ_BACKEND", "").strip()
+    if requested:
+        return _check_name(requested)
+    for name in BACKEND_NAMES:
+        if _is_available(name):
+            if name != "cpp" and "cpp" in _failures:
+                warnings.warn(
+                    f"fastseq's compiled extension failed to load ({_failures['cpp']}); "
+                    f"using the {name!r} backend instead",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            return name
+    raise RuntimeError("no fastseq backend is available")  # reference needs only NumPy
+
+
+def get_backend() -> str:
+    """The name of the backend that functional calls and layers use now."""
+    global _active
+    if _active is None:
+        _active = _default()
+    return _active
+
+
+def set_backend(name: str) -> None:
+    """Use backend ``name`` ("cpp", "numba" or "reference") from now on.
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown or that backend does not work on this machine.
+    """
+    global _active
+    _active = _check_name(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[str]:
+    """Context manager: use backend ``name`` inside the ``with`` block, then restore."""
+    global _active
+    previous = get_backend()
+    _active = _check_name(name)
+    try:
+        yield name
+    finally:
+        _active = previous
+
+
+def backend_module(name: str | None = None) -> ModuleType:
+    """The module implementing backend ``name`` (default: the active one)."""
+    name = get_backend() if name is None else _check_name(name)
+    module = _load(name)
+    if module is None:
+        raise ValueError(f"backend {name!r} failed to load: {_failures[name]}")
+    return module
