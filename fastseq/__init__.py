@@ -4,5 +4,13 @@
 import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
 from ._version import __version__
+from . import functional
+from .backends import available_backends, get_backend, set_backend, use_backend
+from .checking import GradcheckError, gradcheck, max_error
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    "functional",
+    "available_backends", "get_backend", "set_backend", "use_backend",
+    "gradcheck", "GradcheckError", "max_error",
+]

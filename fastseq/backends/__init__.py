@@ -155,7 +155,7 @@ def set_backend(name: str) -> None:
 def use_backend(name: str) -> Iterator[str]:
     """Context manager: use backend ``name`` inside the ``with`` block, then restore."""
     global _active
-    previous = get_backend()
+    previous = _active  # None stays None: choosing the default (and warning) can wait
     _active = _check_name(name)
     try:
         yield name

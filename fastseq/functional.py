@@ -1,0 +1,367 @@
+"""The array-level API: forward and backward of one recurrent layer, one direction.
+
+Each entry point validates its arguments once (shapes, dtypes, lengths), makes them
+C-contiguous (copying only when needed), and hands off to the active backend
+(``fastseq.get_backend()``). Layers, stacking and bidirectional composition are built on
+these six functions; they never loop over time themselves.
+
+Shapes (time-major): ``x (T, B, I)``, ``y (T, B, H)``, states ``(B, H)``, ``w_ih (G*H, I)``,
+``w_hh (G*H, H)``, biases ``(G*H,)``, with G = 1 (RNN), 4 (LSTM, gates i, f, g, o),
+3 (GRU, gates r, z, n). float32 or float64, one dtype for every array.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from . import backends
+
+__all__ = [
+    "rnn_forward", "rnn_backward",
+    "lstm_forward", "lstm_backward",
+    "gru_forward", "gru_backward",
+    "Context",
+]
+
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+class Context:
+    """What a training forward hands to its backward. Opaque; use it once.
+
+    Attributes
+    ----------
+    cell : str
+        "rnn", "lstm" or "gru".
+    backend : str
+        The backend that ran the forward (backward must run on the same one).
+    dtype : numpy.dtype
+    shape : tuple
+        ``(T, B, I, H)``.
+    options : dict
+        The forward's options (nonlinearity, reset_after, reverse, has lengths, bias).
+    """
+
+    __slots__ = ("cell", "backend", "dtype", "shape", "options", "_reserve")
+
+    def __init__(self, cell, backend, dtype, shape, options, reserve):
+        self.cell, self.backend, self.dtype = cell, backend, dtype
+        self.shape, self.options, self._reserve = shape, options, reserve
+
+    @property
+    def consumed(self) -> bool:
+        """True once a backward has used this context."""
+        return self._reserve is None
+
+    def __repr__(self) -> str:
+        T, B, I, H = self.shape
+        state = "consumed" if self.consumed else "ready"
+        return (f"Context({self.cell}, backend={self.backend!r}, dtype={self.dtype}, "
+                f"T={T}, B={B}, I={I}, H={H}, {self.options}, {state})")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _dtype_name(a) -> str:
+    return str(a.dtype)
+
+
+def _as_array(name: str, value) -> np.ndarray:
+    """Any array-like to an ndarray, refusing dtypes that are not real numbers."""
+    try:
+        a = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of real numbers; got {type(value).__name__} ({exc})") from None
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {a.dtype}")
+    return a
+
+
+def _check_float(name: str, a: np.ndarray, dtype: Optional[np.dtype]) -> np.dtype:
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64; got dtype {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {a.dtype} but x has dtype {dtype}; every array must share one "
+            f"dtype (float32 or float64): cast with .astype(np.{dtype})"
+        )
+    return a.dtype
+
+
+def _check_shape(name: str, a: np.ndarray, expected: tuple, meaning: str) -> None:
+    if a.shape != expected:
+        raise ValueError(f"{name} must have shape {meaning} = {expected}; got {a.shape}")
+
+
+def _prepare(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths):
+    """Validate a forward call; return contiguous arrays and the sizes."""
+    G = _GATES[cell]
+    x = _as_array("x", x)
+    if x.ndim != 3:
+        raise ValueError(f"x must be 3-D (T, B, I), time-major; got shape {x.shape}")
+    dtype = _check_float("x", x, None)
+    T, B, I = x.shape
+    if T == 0 or B == 0 or I == 0:
+        raise ValueError(f"x must have T, B, I >= 1; got shape (T, B, I) = {x.shape}")
+
+    w_hh = _as_array("w_hh", w_hh)
+    _check_float("w_hh", w_hh, dtype)
+    if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] != G * w_hh.shape[1]:
+        raise ValueError(
+            f"w_hh must have shape (G*H, H) with G = {G} gates for {cell}; got {w_hh.shape}"
+        )
+    H = w_hh.shape[1]
+    w_ih = _as_array("w_ih", w_ih)
+    _check_float("w_ih", w_ih, dtype)
+    _check_shape("w_ih", w_ih, (G * H, I), f"(G*H, I) with G={G}, H={H}, I={I}")
+
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("b_ih and b_hh must both be given or both be None (bias=False)")
+    if b_ih is not None:
+        b_ih, b_hh = _as_array("b_ih", b_ih), _as_array("b_hh", b_hh)
+        for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
+            _check_float(name, b, dtype)
+            _check_shape(name, b, (G * H,), f"(G*H,) with G={G}, H={H}")
+
+    checked = {}
+    for name, s in states.items():
+        if s is not None:
+            s = _as_array(name, s)
+            _check_float(name, s, dtype)
+            _check_shape(name, s, (B, H), f"(B, H) with B={B}, H={H}")
+            s = np.ascontiguousarray(s)
+        checked[name] = s
+
+    if lengths is not None:
+        lengths = _check_lengths(lengths, T, B)
+
+    c = np.ascontiguousarray
+    arrays = dict(
+        x=c(x), w_ih=c(w_ih), w_hh=c(w_hh),
+        b_ih=None if b_ih is None else c(b_ih), b_hh=None if b_hh is None else c(b_hh),
+        lengths=lengths, **checked,
+    )
+    return arrays, (T, B, I, H), dtype
+
+
+def _check_lengths(lengths, T: int, B: int) -> np.ndarray:
+    a = _as_array("lengths", lengths)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers; got dtype {a.dtype}")
+    if a.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = ({B},), one per sequence; got {a.shape}")
+    if a.min() < 1 or a.max() > T:
+        raise ValueError(
+            f"lengths must lie in 1..T = 1..{T}; got values from {a.min()} to {a.max()}"
+        )
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _check_flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool; got {value!r}")
+    return bool(value)
+
+
+def _make_context(cell, backend, dtype, shape, options, reserve, training):
+    if not training:
+        return None
+    return Context(cell, backend, dtype, shape, options, reserve)
+
+
+def _take_reserve(ctx, cell: str):
+    """Check that ``ctx`` belongs to this backward and is unused; hand over its reserve."""
+    if not isinstance(ctx, Context):
+        raise TypeError(
+            f"ctx must be the Context returned by {cell}_forward(..., training=True); "
+            f"got {type(ctx).__name__}"
+        )
+    if ctx.cell != cell:
+        raise ValueError(f"ctx comes from {ctx.cell}_forward; {cell}_backward needs one from {cell}_forward")
+    if ctx.consumed:
+        raise ValueError("ctx was already used by a backward; run the forward again")
+    active = backends.get_backend()
+    if ctx.backend != active:
+        raise ValueError(
+            f"ctx was made by the {ctx.backend!r} backend but the active backend is {active!r}; "
+            "run forward and backward on the same backend"
+        )
+    return ctx._reserve
+
+
+def _prepare_grads(ctx: Context, dy, dstates: dict):
+    T, B, _, H = ctx.shape
+    dy = _as_array("dy", dy)
+    _check_float("dy", dy, None)
+    if dy.dtype != ctx.dtype:
+        raise TypeError(f"dy has dtype {dy.dtype} but the forward ran in {ctx.dtype}")
+    _check_shape("dy", dy, (T, B, H), f"(T, B, H) with T={T}, B={B}, H={H}")
+    checked = {}
+    for name, d in dstates.items():
+        if d is not None:
+            d = _as_array(name, d)
+            _check_float(name, d, None)
+            if d.dtype != ctx.dtype:
+                raise TypeError(f"{name} has dtype {d.dtype} but the forward ran in {ctx.dtype}")
+            _check_shape(name, d, (B, H), f"(B, H) with B={B}, H={H}")
+            d = np.ascontiguousarray(d)
+        checked[name] = d
+    return np.ascontiguousarray(dy), checked
+
+
+def _consume(ctx: Context):
+    reserve, ctx._reserve = ctx._reserve, None
+    return reserve
+
+
+# --------------------------------------------------------------------------- RNN
+
+
+def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
+                reverse=False, training=True, nonlinearity="tanh"):
+    """Elman RNN over a whole sequence, one layer, one direction.
+
+    ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` with act = tanh or relu.
+
+    Parameters
+    ----------
+    x : array, (T, B, I)
+    w_ih : array, (H, I)
+    w_hh : array, (H, H)
+    b_ih, b_hh : array (H,) or None
+        Both or neither.
+    h0 : array (B, H) or None
+        Initial state (zeros when None).
+    lengths : int array (B,) or None
+        Valid steps per sequence, each in 1..T, any order. Past its length a
+        sequence's state stops changing and its outputs are zero.
+    reverse : bool
+        Read each sequence backwards from its own last valid step.
+    training : bool
+        Keep what backward needs; with False, ``ctx`` is None.
+    nonlinearity : {"tanh", "relu"}
+
+    Returns
+    -------
+    y : array (T, B, H)
+    h_n : array (B, H)
+    ctx : Context or None
+    """
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
+    reverse, training = _check_flag("reverse", reverse), _check_flag("training", training)
+    a, shape, dtype = _prepare("rnn", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0}, lengths)
+    name = backends.get_backend()
+    y, h_n, reserve = backends.backend_module(name).rnn_forward(
+        reverse=reverse, training=training, nonlinearity=nonlinearity, **a)
+    options = dict(nonlinearity=nonlinearity, reverse=reverse,
+                   lengths=lengths is not None, bias=b_ih is not None)
+    return y, h_n, _make_context("rnn", name, dtype, shape, options, reserve, training)
+
+
+def rnn_backward(ctx, dy, dh_n=None):
+    """Gradients of an :func:`rnn_forward` (backprop through time).
+
+    Parameters
+    ----------
+    ctx : Context
+        From ``rnn_forward(..., training=True)``; used once.
+    dy : array (T, B, H)
+        Gradient of the loss with respect to ``y`` (ignored past each length).
+    dh_n : array (B, H) or None
+        Gradient with respect to ``h_n`` (zeros when None).
+
+    Returns
+    -------
+    dict
+        ``dx (T, B, I)``, ``dh0 (B, H)``, ``dw_ih``, ``dw_hh``, ``db_ih``, ``db_hh``
+        (the biases' are None when the forward had none). Returned, not accumulated.
+    """
+    _take_reserve(ctx, "rnn")
+    dy, d = _prepare_grads(ctx, dy, {"dh_n": dh_n})
+    return backends.backend_module(ctx.backend).rnn_backward(_consume(ctx), dy, d["dh_n"])
+
+
+# --------------------------------------------------------------------------- LSTM
+
+
+def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, lengths=None,
+                 reverse=False, training=True):
+    """LSTM over a whole sequence, one layer, one direction (gates i, f, g, o).
+
+    ``c_t = f * c_{t-1} + i * g``, ``h_t = o * tanh(c_t)``, with
+    ``[i, f, g, o] = [σ, σ, tanh, σ](W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``.
+
+    Parameters are those of :func:`rnn_forward` with ``w_ih (4H, I)``, ``w_hh (4H, H)``,
+    biases ``(4H,)`` and a second initial state ``c0 (B, H)``.
+
+    Returns
+    -------
+    y : array (T, B, H)
+    h_n, c_n : arrays (B, H)
+    ctx : Context or None
+    """
+    reverse, training = _check_flag("reverse", reverse), _check_flag("training", training)
+    a, shape, dtype = _prepare("lstm", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0, "c0": c0}, lengths)
+    name = backends.get_backend()
+    y, h_n, c_n, reserve = backends.backend_module(name).lstm_forward(
+        reverse=reverse, training=training, **a)
+    options = dict(reverse=reverse, lengths=lengths is not None, bias=b_ih is not None)
+    return y, h_n, c_n, _make_context("lstm", name, dtype, shape, options, reserve, training)
+
+
+def lstm_backward(ctx, dy, dh_n=None, dc_n=None):
+    """Gradients of an :func:`lstm_forward`.
+
+    Returns
+    -------
+    dict
+        ``dx``, ``dh0``, ``dc0``, ``dw_ih``, ``dw_hh``, ``db_ih``, ``db_hh`` (see
+        :func:`rnn_backward`).
+    """
+    _take_reserve(ctx, "lstm")
+    dy, d = _prepare_grads(ctx, dy, {"dh_n": dh_n, "dc_n": dc_n})
+    return backends.backend_module(ctx.backend).lstm_backward(
+        _consume(ctx), dy, d["dh_n"], d["dc_n"])
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
+                reverse=False, training=True, reset_after=True):
+    """GRU over a whole sequence, one layer, one direction (gates r, z, n).
+
+    ``h_t = (1 - z) * n + z * h_{t-1}`` with ``r, z = σ(...)`` and
+
+    - ``reset_after=True`` (PyTorch, cuDNN, Keras ``reset_after=True``):
+      ``n = tanh(W_in x + b_in + r * (W_hn h_{t-1} + b_hn))``
+    - ``reset_after=False`` (Cho et al. 2014): ``n = tanh(W_in x + b_in + W_hn (r * h_{t-1}) + b_hn)``
+
+    Parameters are those of :func:`rnn_forward` with ``w_ih (3H, I)``, ``w_hh (3H, H)``,
+    biases ``(3H,)``.
+
+    Returns
+    -------
+    y : array (T, B, H)
+    h_n : array (B, H)
+    ctx : Context or None
+    """
+    reverse, training = _check_flag("reverse", reverse), _check_flag("training", training)
+    reset_after = _check_flag("reset_after", reset_after)
+    a, shape, dtype = _prepare("gru", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0}, lengths)
+    name = backends.get_backend()
+    y, h_n, reserve = backends.backend_module(name).gru_forward(
+        reverse=reverse, training=training, reset_after=reset_after, **a)
+    options = dict(reset_after=reset_after, reverse=reverse,
+                   lengths=lengths is not None, bias=b_ih is not None)
+    return y, h_n, _make_context("gru", name, dtype, shape, options, reserve, training)
+
+
+def gru_backward(ctx, dy, dh_n=None):
+    """Gradients of a :func:`gru_forward` (see :func:`rnn_backward`)."""
+    _take_reserve(ctx, "gru")
+    dy, d = _prepare_grads(ctx, dy, {"dh_n": dh_n})
+    return backends.backend_module(ctx.backend).gru_backward(_consume(ctx), dy, d["dh_n"])
