@@ -7,10 +7,13 @@ from ._version import __version__
 from . import functional
 from .backends import available_backends, get_backend, set_backend, use_backend
 from .checking import GradcheckError, gradcheck, max_error
+from .config import show_config
+from .threads import get_num_threads, set_num_threads
 
 __all__ = [
     "__version__",
     "functional",
     "available_backends", "get_backend", "set_backend", "use_backend",
     "gradcheck", "GradcheckError", "max_error",
+    "show_config", "get_num_threads", "set_num_threads",
 ]

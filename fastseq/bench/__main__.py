@@ -1,0 +1,91 @@
+"""``python -m fastseq.bench``: fastseq against its other backends and PyTorch.
+
+Prints the machine, ISA, threads and BLAS, then one line per (cell, config, mode,
+threads): median milliseconds, GFLOP/s, the percentage of a 2048³ SGEMM rate measured
+in this same run at the same thread count, and fastseq's speedup over the reference,
+Numba and torch backends (when installed). Ratios taken in one run on one machine are
+the figures to compare; absolute times move with the machine's load.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import fastseq
+
+from . import cases as cases_mod
+from ..config import config_text
+from . import report, timing
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m fastseq.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="two configurations, about a minute")
+    p.add_argument("--cells", nargs="+", choices=list(cases_mod.CELLS), help="cells to run (default: all)")
+    p.add_argument("--threads", nargs="+", type=int, help="thread counts (default: 1 and the CPUs available)")
+    p.add_argument("--backend", default=None, help="fastseq backend measured (default: the best available)")
+    p.add_argument("--no-reference", action="store_true", help="skip the slow NumPy reference")
+    p.add_argument("--no-torch", action="store_true", help="skip torch even when installed")
+    p.add_argument("--budget", type=float, default=None, help="seconds of repeats per measurement")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="also plot speedups (needs matplotlib)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = args.threads or sorted({1, min(cpus, 2)})
+    budget = args.budget if args.budget is not None else (0.15 if args.quick else 0.5)
+    backend = args.backend or fastseq.available_backends()[0]
+    others = [b for b in ("numba", "reference") if b != backend and b in fastseq.available_backends()]
+    if args.no_reference and "reference" in others:
+        others.remove("reference")
+    use_torch = not args.no_torch and timing.torch_version() is not None
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("--plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+            return 2
+
+    config = fastseq.show_config(mode="dicts")
+    print(config_text(config))
+    print(f"measuring backend {backend!r}; compared with {others + (['torch'] if use_torch else [])}")
+    sgemm = {n: timing.sgemm_rate(n) for n in threads}
+    for n, rate in sgemm.items():
+        print(f"SGEMM 2048^3 (OpenBLAS via NumPy), {n} thread(s): {rate:.1f} GFLOP/s")
+    print(flush=True)
+
+    rows = []
+    for case in cases_mod.grid(args.quick, threads, args.cells):
+        with timing.pinned_threads(case.threads):
+            ours = timing.time_fastseq(case, backend, budget)
+            row = dict(cell=case.cell, T=case.T, B=case.B, I=case.I, H=case.H, mode=case.mode,
+                       threads=case.threads, backend=backend, fastseq_s=ours,
+                       gflops=case.flops / ours / 1e9,
+                       pct_sgemm=100.0 * case.flops / ours / 1e9 / sgemm[case.threads])
+            for other in others:
+                # the reference is slow: one repeat is enough for a ratio
+                row[f"{other}_s"] = timing.time_fastseq(
+                    case, other, budget if other != "reference" else 0.0)
+            if use_torch:
+                row["torch_s"] = timing.time_torch(case, budget)
+        rows.append(row)
+        print(report.table([row]).splitlines()[-1] if len(rows) > 1 else report.table([row]), flush=True)
+
+    print()
+    print(report.summary(rows))
+    if args.json:
+        report.write_json(args.json, config, sgemm, rows)
+        print(f"wrote {args.json}")
+    if args.plot:
+        report.plot(args.plot, rows)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

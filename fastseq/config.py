@@ -1,0 +1,102 @@
+"""``fastseq.show_config()``: what this installation runs on — versions, CPU, instruction
+sets, threads, BLAS and backends — as text or as a dict (the benchmark records it)."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import numpy as np
+
+__all__ = ["show_config"]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0], "numpy": np.__version__}
+    for dist in ("numba", "scipy-openblas32", "torch"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def config_dict() -> dict:
+    from . import __version__, backends, threads
+
+    try:
+        from . import _core
+    except ImportError as exc:
+        core = {"loaded": False, "error": str(exc)}
+    else:
+        features = _core.cpu_features()
+        core = {"loaded": True, "cpu_features": [k for k, v in features.items() if v]}
+        if hasattr(_core, "selected_isa"):
+            core["isa"] = _core.selected_isa()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "fastseq": __version__,
+        "machine": {"cpu": _cpu_model(), "arch": platform.machine(), "cpus_available": cpus,
+                    "system": platform.platform()},
+        "extension": core,
+        "threads": threads.get_num_threads(),
+        "backends": backends.available_backends(),
+        "backend": backends.get_backend(),
+        "blas": "OpenBLAS from scipy-openblas32 (symbols scipy_cblas_*)",
+        "versions": _versions(),
+        "environment": {k: os.environ[k] for k in
+                        ("FASTSEQ_BACKEND", "FASTSEQ_NUM_THREADS", "FASTSEQ_ISA",
+                         "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
+                        if k in os.environ},
+    }
+
+
+def config_text(info: dict | None = None) -> str:
+    """The configuration as the lines :func:`show_config` prints."""
+    info = config_dict() if info is None else info
+    lines = [f"fastseq {info['fastseq']}"]
+    m = info["machine"]
+    lines.append(f"  machine:   {m['cpu']} ({m['arch']}), {m['cpus_available']} CPUs available")
+    core = info["extension"]
+    if core["loaded"]:
+        isa = f"; kernels: {core['isa']}" if "isa" in core else ""
+        lines.append(f"  extension: fastseq._core loaded; CPU features: {' '.join(core['cpu_features'])}{isa}")
+    else:
+        lines.append(f"  extension: not loaded ({core['error']})")
+    lines.append(f"  threads:   {info['threads']}")
+    lines.append(f"  backends:  {', '.join(info['backends'])} (active: {info['backend']})")
+    lines.append(f"  BLAS:      {info['blas']}")
+    lines.append("  versions:  " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v))
+    if info["environment"]:
+        lines.append("  env:       " + " ".join(f"{k}={v}" for k, v in info["environment"].items()))
+    return "\n".join(lines)
+
+
+def show_config(mode: str = "stdout"):
+    """Show this installation's configuration, as ``numpy.show_config`` does.
+
+    Parameters
+    ----------
+    mode : {"stdout", "dicts"}
+        "stdout" prints it; "dicts" returns it as a dict instead (versions, CPU and
+        instruction sets, threads, backends, BLAS, relevant environment variables).
+    """
+    if mode == "dicts":
+        return config_dict()
+    if mode != "stdout":
+        raise ValueError(f"mode must be 'stdout' or 'dicts'; got {mode!r}")
+    print(config_text())
+    return None
