@@ -1,0 +1,581 @@
+"""Recurrent layers RNN, LSTM and GRU: stacking, directions, layouts and dropout.
+
+Each (layer, direction) pair is one call to ``fastseq.functional``, which runs it on the
+active backend; this file only arranges those calls the way torch.nn.RNN/LSTM/GRU do and
+keeps what backward needs. No gate maths here.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Tuple, Union
+
+import numpy as np
+
+from . import functional as F
+from .init import SeedLike, make_generator, uniform_
+from .parameter import Module, Parameter, as_real_array, check_dtype
+
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU"]
+
+State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
+
+
+class RNNBase(Module):
+    """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`.
+
+    Subclasses set ``_gates`` and implement ``_cell_forward`` / ``_cell_backward`` for one
+    layer in one direction; everything else (stacking, bidirectional concatenation,
+    batch_first, unbatched input, dropout, state shapes, parameter names) lives here.
+    """
+
+    _gates = 1
+    _has_cell_state = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: Any = np.float32,
+        seed: SeedLike = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name, value in (("bias", bias), ("batch_first", batch_first),
+                            ("bidirectional", bidirectional)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+        if (isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating))
+                or not 0.0 <= dropout <= 1.0):
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = check_dtype(dtype)
+        #: The Generator that initialization drew from and dropout draws from; assign a
+        #: new one (e.g. ``np.random.default_rng(0)``) to reseed dropout.
+        self.generator = make_generator(seed)
+
+        G, H = self._gates, self.hidden_size
+        bound = 1.0 / math.sqrt(H)
+        for layer in range(self.num_layers):
+            layer_input = self.input_size if layer == 0 else H * self.num_directions
+            for suffix in self._suffixes():
+                shapes = [(f"weight_ih_l{layer}{suffix}", (G * H, layer_input)),
+                          (f"weight_hh_l{layer}{suffix}", (G * H, H))]
+                if self.bias:
+                    shapes += [(f"bias_ih_l{layer}{suffix}", (G * H,)),
+                               (f"bias_hh_l{layer}{suffix}", (G * H,))]
+                for name, shape in shapes:
+                    data = uniform_(np.empty(shape, self.dtype), -bound, bound, self.generator)
+                    setattr(self, name, Parameter(data))
+
+    @property
+    def num_directions(self) -> int:
+        """2 if bidirectional, else 1."""
+        return 2 if self.bidirectional else 1
+
+    def _suffixes(self) -> tuple[str, ...]:
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def _weights(self, layer: int, direction: int) -> tuple[np.ndarray, ...]:
+        suffix = self._suffixes()[direction]
+        w_ih = self._parameters[f"weight_ih_l{layer}{suffix}"].data
+        w_hh = self._parameters[f"weight_hh_l{layer}{suffix}"].data
+        if not self.bias:
+            return w_ih, w_hh, None, None
+        return (w_ih, w_hh, self._parameters[f"bias_ih_l{layer}{suffix}"].data,
+                self._parameters[f"bias_hh_l{layer}{suffix}"].data)
+
+    def _grad_targets(self, layer: int, direction: int) -> dict[str, Parameter]:
+        suffix = self._suffixes()[direction]
+        names = {"dw_ih": "weight_ih", "dw_hh": "weight_hh"}
+        if self.bias:
+            names.update(db_ih="bias_ih", db_hh="bias_hh")
+        return {key: self._parameters[f"{name}_l{layer}{suffix}"] for key, name in names.items()}
+
+    # --- one layer, one direction: the subclass's functional call -----------------
+    def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):  # pragma: no cover
+        raise NotImplementedError
+
+    def _cell_backward(self, ctx, dy, dh_n, dc_n):  # pragma: no cover
+        raise NotImplementedError
+
+    # --- argument checks and layouts ------------------------------------------------
+    def _input_to_time_major(self, x: Any) -> tuple[np.ndarray, bool]:
+        """x as a C-contiguous (T, B, I) array of the layer dtype, and whether it was batched."""
+        array = as_real_array(x, "x", self.dtype)
+        if array.ndim not in (2, 3):
+            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(
+                f"x must be {layout} or unbatched (T, input_size), got shape {array.shape}"
+            )
+        if array.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x has {array.shape[-1]} features in its last dimension, expected "
+                f"input_size={self.input_size} (x shape {array.shape})"
+            )
+        batched = array.ndim == 3
+        if not batched:
+            array = array[:, None, :]
+        elif self.batch_first:
+            array = np.ascontiguousarray(array.transpose(1, 0, 2))
+        if array.shape[0] < 1 or array.shape[1] < 1:
+            raise ValueError(
+                f"x must have at least one step and one sequence, got shape {np.shape(x)}"
+            )
+        return array, batched
+
+    def _check_lengths(self, lengths: Any, T: int, B: int, batched: bool) -> np.ndarray | None:
+        if lengths is None:
+            return None
+        array = np.asarray(lengths)
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"lengths must be an integer array, got dtype {array.dtype}")
+        if not batched and array.ndim == 0:
+            array = array.reshape(1)
+        if array.shape != (B,):
+            raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {array.shape}")
+        if array.min() < 1 or array.max() > T:
+            raise ValueError(
+                f"lengths must lie in 1..{T} (the number of steps of x), got min "
+                f"{array.min()} and max {array.max()}"
+            )
+        return np.ascontiguousarray(array, dtype=np.int64)
+
+    def _check_state(self, value: Any, name: str, B: int, batched: bool) -> np.ndarray | None:
+        """A state argument as a (L*D, B, H) array of the layer dtype, or None."""
+        if value is None:
+            return None
+        array = as_real_array(value, name, self.dtype)
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        expected = (LD, B, H) if batched else (LD, H)
+        if array.shape != expected:
+            raise ValueError(
+                f"{name} must have shape {expected} (num_layers*num_directions, "
+                f"{'batch, ' if batched else ''}hidden_size), got {array.shape}"
+            )
+        return array if batched else array[:, None, :]
+
+    def _split_state(self, state: Any, B: int, batched: bool, what: str):
+        """(h, c) from the user's state argument; c is None for RNN and GRU."""
+        if not self._has_cell_state:
+            if isinstance(state, tuple):
+                raise TypeError(f"{type(self).__name__} takes a single {what} array, not a tuple")
+            return self._check_state(state, what, B, batched), None
+        if state is None:
+            return None, None
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"LSTM {what} must be a pair (h, c) of arrays or None")
+        h_name, c_name = ("h0", "c0") if what == "state" else ("dh_n", "dc_n")
+        return (self._check_state(state[0], h_name, B, batched),
+                self._check_state(state[1], c_name, B, batched))
+
+    # --- forward and backward -----------------------------------------------------------
+    def forward(self, x: Any, state: Any = None, lengths: Any = None) -> tuple[np.ndarray, State]:
+        """Run the stacked layers over a batch of sequences.
+
+        Parameters
+        ----------
+        x : array_like
+            ``(T, B, input_size)``, or ``(B, T, input_size)`` with ``batch_first``, or
+            unbatched ``(T, input_size)``. Cast to the layer's dtype.
+        state : array_like or None
+            Initial hidden state ``(num_layers * D, B, hidden_size)`` (``(num_layers * D,
+            hidden_size)`` unbatched), D = 2 if bidirectional else 1; zeros if None. The
+            LSTM takes a pair ``(h0, c0)`` of such arrays.
+        lengths : array_like of int or None
+            ``(B,)`` valid steps per sequence, each in 1..T, any order. Outputs past a
+            sequence's length are zero and its final state is the one at its last valid
+            step (torch's packed sequences).
+
+        Returns
+        -------
+        y : numpy.ndarray
+            ``(T, B, D * hidden_size)`` (batch_first: ``(B, T, D * hidden_size)``;
+            unbatched: ``(T, D * hidden_size)``): the last layer's outputs, directions
+            concatenated (forward first).
+        state_n : numpy.ndarray or tuple
+            Final states, shaped like ``state``; the LSTM returns ``(h_n, c_n)``.
+        """
+        xt, batched = self._input_to_time_major(x)
+        T, B = xt.shape[:2]
+        lengths = self._check_lengths(lengths, T, B, batched)
+        h0, c0 = self._split_state(state, B, batched, "state")
+        training = self.training
+        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        h_n = np.empty((L * D, B, H), self.dtype)
+        c_n = np.empty((L * D, B, H), self.dtype) if self._has_cell_state else None
+        ctxs: list[Any] = []
+        masks: list[np.ndarray | None] = []
+        layer_input = xt
+        for layer in range(L):
+            outputs = []
+            for direction in range(D):
+                k = layer * D + direction
+                y, h, c, ctx = self._cell_forward(
+                    layer_input, self._weights(layer, direction),
+                    None if h0 is None else h0[k], None if c0 is None else c0[k],
+                    lengths, direction == 1, training,
+                )
+                outputs.append(y)
+                h_n[k] = h
+                if c_n is not None:
+                    c_n[k] = c
+                ctxs.append(ctx)
+            layer_output = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+            mask = None
+            if training and self.dropout > 0 and layer < L - 1:
+                keep = 1.0 - self.dropout
+                draws = self.generator.random(layer_output.shape)
+                scale = 0.0 if keep == 0.0 else 1.0 / keep
+                mask = ((draws < keep) * scale).astype(self.dtype)
+                layer_output = layer_output * mask
+            masks.append(mask)
+            layer_input = layer_output
+        y = self._output_layout(layer_input, batched)
+        self._keep_for_backward(
+            {"ctxs": ctxs, "masks": masks, "B": B, "batched": batched, "y_shape": y.shape}
+        )
+        h_n_out = h_n if batched else h_n[:, 0, :]
+        if c_n is None:
+            return y, h_n_out
+        return y, (h_n_out, c_n if batched else c_n[:, 0, :])
+
+    def _output_layout(self, yt: np.ndarray, batched: bool) -> np.ndarray:
+        if not batched:
+            return yt[:, 0, :]
+        if self.batch_first:
+            return np.ascontiguousarray(yt.transpose(1, 0, 2))
+        return yt
+
+    def backward(self, dy: Any, dstate: Any = None) -> tuple[np.ndarray, State]:
+        """Gradients through the last training-mode forward; consumes what it kept.
+
+        Adds the parameter gradients into each parameter's ``grad``.
+
+        Parameters
+        ----------
+        dy : array_like
+            Gradient of the loss with respect to ``y``, shaped like ``y``. Entries past a
+            sequence's length are ignored.
+        dstate : array_like, tuple or None
+            Gradient with respect to the returned final state, shaped like it (the LSTM
+            takes ``(dh_n, dc_n)``, either of which may be None); None means zeros.
+
+        Returns
+        -------
+        dx : numpy.ndarray
+            Gradient with respect to ``x``, shaped like ``x``.
+        dstate0 : numpy.ndarray or tuple
+            Gradient with respect to the initial state, shaped like it (the LSTM returns
+            ``(dh0, dc0)``); returned even when the initial state was None (zeros).
+
+        Raises
+        ------
+        RuntimeError
+            No training-mode forward to go back through (never ran, ran in eval mode, or
+            its backward already ran).
+        ValueError
+            ``dy`` or ``dstate`` is mis-shaped.
+        """
+        cache = self._peek_backward()
+        batched, B = cache["batched"], cache["B"]
+        dy_array = as_real_array(dy, "dy", self.dtype)
+        if dy_array.shape != cache["y_shape"]:
+            raise ValueError(
+                f"dy must have the shape of y, {cache['y_shape']}, got {dy_array.shape}"
+            )
+        if self._has_cell_state:
+            dh_n, dc_n = (None, None) if dstate is None else self._split_state(
+                dstate, B, batched, "dstate")
+        else:
+            dh_n, dc_n = self._check_state(dstate, "dstate", B, batched), None
+        cache = self._consume_backward()
+
+        if not batched:
+            dyt = dy_array[:, None, :]
+        elif self.batch_first:
+            dyt = dy_array.transpose(1, 0, 2)
+        else:
+            dyt = dy_array
+        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        dh0 = np.empty((L * D, B, H), self.dtype)
+        dc0 = np.empty((L * D, B, H), self.dtype) if self._has_cell_state else None
+        ctxs, masks = cache["ctxs"], cache["masks"]
+        d_output = dyt
+        for layer in reversed(range(L)):
+            if masks[layer] is not None:
+                d_output = d_output * masks[layer]
+            d_input = None
+            for direction in range(D):
+                k = layer * D + direction
+                dy_k = np.ascontiguousarray(d_output[:, :, direction * H:(direction + 1) * H])
+                grads = self._cell_backward(
+                    ctxs[k], dy_k,
+                    None if dh_n is None else dh_n[k], None if dc_n is None else dc_n[k],
+                )
+                ctxs[k] = None
+                for key, param in self._grad_targets(layer, direction).items():
+                    param.accumulate(grads[key])
+                dh0[k] = grads["dh0"]
+                if dc0 is not None:
+                    dc0[k] = grads["dc0"]
+                d_input = grads["dx"] if d_input is None else d_input + grads["dx"]
+            d_output = d_input
+        dx = self._input_layout(d_output, batched)
+        dh0_out = dh0 if batched else dh0[:, 0, :]
+        if dc0 is None:
+            return dx, dh0_out
+        return dx, (dh0_out, dc0 if batched else dc0[:, 0, :])
+
+    def _input_layout(self, dxt: np.ndarray, batched: bool) -> np.ndarray:
+        if not batched:
+            return np.ascontiguousarray(dxt[:, 0, :])
+        if self.batch_first:
+            return np.ascontiguousarray(dxt.transpose(1, 0, 2))
+        return dxt
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            text += f", num_layers={self.num_layers}"
+        if not self.bias:
+            text += ", bias=False"
+        if self.batch_first:
+            text += ", batch_first=True"
+        if self.dropout:
+            text += f", dropout={self.dropout}"
+        if self.bidirectional:
+            text += ", bidirectional=True"
+        if self.dtype != np.float32:
+            text += f", dtype={self.dtype.name}"
+        return text
+
+
+class RNN(RNNBase):
+    r"""Elman RNN (tanh or ReLU), stacked and optionally bidirectional, as torch.nn.RNN.
+
+    Equations (each layer, each step; ``x_t`` is the input of the layer)::
+
+        h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   act = tanh or relu
+
+    Parameters
+    ----------
+    input_size : int
+        I, features of each input step.
+    hidden_size : int
+        H, features of the hidden state.
+    num_layers : int, default 1
+        Stacked layers; layer l > 0 reads the outputs of layer l - 1.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+    bias : bool, default True
+        With False there are no ``bias_*`` parameters.
+    batch_first : bool, default False
+        Inputs and outputs are ``(B, T, F)`` instead of ``(T, B, F)``; states are not
+        affected.
+    dropout : float, default 0.0
+        Dropout probability on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+        Add a reverse direction to every layer; outputs are concatenated.
+    dtype : float32 or float64, default float32
+    seed : None, int or numpy.random.Generator
+        Source of the initial weights (U(-1/sqrt(H), 1/sqrt(H)), as torch) and of the
+        dropout masks.
+
+    Attributes
+    ----------
+    weight_ih_l{k}{_reverse} : Parameter
+        ``(H, I)`` for k = 0, ``(H, D*H)`` after.
+    weight_hh_l{k}{_reverse} : Parameter
+        ``(H, H)``.
+    bias_ih_l{k}{_reverse}, bias_hh_l{k}{_reverse} : Parameter
+        ``(H,)``.
+
+    Examples
+    --------
+    >>> rnn = RNN(10, 20, num_layers=2, seed=0)
+    >>> y, h_n = rnn(np.zeros((5, 3, 10)))
+    >>> y.shape, h_n.shape
+    ((5, 3, 20), (2, 3, 20))
+    """
+
+    _gates = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: Any = np.float32,
+        seed: SeedLike = None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed)
+        self.nonlinearity = nonlinearity
+
+    def forward(  # noqa: D102 (documented in RNNBase.forward)
+        self, x: Any, h0: Any = None, lengths: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return super().forward(x, h0, lengths)
+
+    forward.__doc__ = RNNBase.forward.__doc__
+
+    def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
+        y, h, ctx = F.rnn_forward(x, *weights, h0, lengths=lengths, reverse=reverse,
+                                  training=training, nonlinearity=self.nonlinearity)
+        return y, h, None, ctx
+
+    def _cell_backward(self, ctx, dy, dh_n, dc_n):
+        return F.rnn_backward(ctx, dy, dh_n)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
+
+
+class LSTM(RNNBase):
+    r"""Long short-term memory, stacked and optionally bidirectional, as torch.nn.LSTM.
+
+    Equations (each layer, each step; gates in torch's order i, f, g, o)::
+
+        i_t = sigmoid(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)
+        f_t = sigmoid(W_if x_t + b_if + W_hf h_{t-1} + b_hf)
+        g_t = tanh   (W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)
+        o_t = sigmoid(W_io x_t + b_io + W_ho h_{t-1} + b_ho)
+        c_t = f_t * c_{t-1} + i_t * g_t
+        h_t = o_t * tanh(c_t)
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed
+        As in :class:`RNN`.
+
+    Attributes
+    ----------
+    weight_ih_l{k}{_reverse} : Parameter
+        ``(4H, I)`` for k = 0, ``(4H, D*H)`` after: rows W_ii, W_if, W_ig, W_io.
+    weight_hh_l{k}{_reverse} : Parameter
+        ``(4H, H)``.
+    bias_ih_l{k}{_reverse}, bias_hh_l{k}{_reverse} : Parameter
+        ``(4H,)``.
+
+    Notes
+    -----
+    States are pairs: ``y, (h_n, c_n) = lstm(x, (h0, c0))`` and
+    ``dx, (dh0, dc0) = lstm.backward(dy, (dh_n, dc_n))``.
+    """
+
+    _gates = 4
+    _has_cell_state = True
+
+    def forward(  # noqa: D102
+        self, x: Any, hc0: Any = None, lengths: Any = None
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        return super().forward(x, hc0, lengths)
+
+    forward.__doc__ = RNNBase.forward.__doc__
+
+    def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
+        return F.lstm_forward(x, *weights, h0, c0, lengths=lengths, reverse=reverse,
+                              training=training)
+
+    def _cell_backward(self, ctx, dy, dh_n, dc_n):
+        return F.lstm_backward(ctx, dy, dh_n, dc_n)
+
+
+class GRU(RNNBase):
+    r"""Gated recurrent unit, stacked and optionally bidirectional, as torch.nn.GRU.
+
+    Equations (each layer, each step; gates in torch's order r, z, n)::
+
+        r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))     reset_after=True
+        n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)     reset_after=False
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed
+        As in :class:`RNN`.
+    reset_after : bool, default True
+        True applies the reset gate after the recurrent product (torch, cuDNN, Keras'
+        default); False before it (Cho et al. 2014, Keras ``reset_after=False``).
+
+    Attributes
+    ----------
+    weight_ih_l{k}{_reverse} : Parameter
+        ``(3H, I)`` for k = 0, ``(3H, D*H)`` after: rows W_ir, W_iz, W_in.
+    weight_hh_l{k}{_reverse} : Parameter
+        ``(3H, H)``.
+    bias_ih_l{k}{_reverse}, bias_hh_l{k}{_reverse} : Parameter
+        ``(3H,)``.
+    """
+
+    _gates = 3
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: Any = np.float32,
+        seed: SeedLike = None,
+        reset_after: bool = True,
+    ) -> None:
+        if not isinstance(reset_after, (bool, np.bool_)):
+            raise TypeError(f"reset_after must be a bool, got {type(reset_after).__name__}")
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed)
+        self.reset_after = bool(reset_after)
+
+    def forward(  # noqa: D102
+        self, x: Any, h0: Any = None, lengths: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return super().forward(x, h0, lengths)
+
+    forward.__doc__ = RNNBase.forward.__doc__
+
+    def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
+        y, h, ctx = F.gru_forward(x, *weights, h0, lengths=lengths, reverse=reverse,
+                                  training=training, reset_after=self.reset_after)
+        return y, h, None, ctx
+
+    def _cell_backward(self, ctx, dy, dh_n, dc_n):
+        return F.gru_backward(ctx, dy, dh_n)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text + ("" if self.reset_after else ", reset_after=False")
