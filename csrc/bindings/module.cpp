@@ -2,6 +2,7 @@
 // kernel bindings. No maths here: each bind_<topic>.cpp checks arguments and calls csrc/.
 #include <pybind11/pybind11.h>
 
+#include "bindings/bind.hpp"
 #include "runtime/cpu_features.hpp"
 
 extern "C" int scipy_openblas_get_num_threads(void);
@@ -34,4 +35,5 @@ PYBIND11_MODULE(_core, m) {
         "Adds two integers: proves the extension loads and runs.");
   m.def("blas_num_threads", &scipy_openblas_get_num_threads,
         "Threads the linked OpenBLAS would use (proves the BLAS library is linked and loads).");
+  fastseq::bindings::bind_kernels(m);
 }

@@ -2,6 +2,8 @@
 // Only detection lives here; choosing kernels from these flags is the dispatch table's job.
 #pragma once
 
+#include "fastseq/export.hpp"
+
 namespace fastseq {
 
 struct CpuFeatures {
@@ -16,6 +18,6 @@ struct CpuFeatures {
 };
 
 // Detected once (cpuid + xgetbv, so an OS that does not save AVX state reports no AVX).
-const CpuFeatures& cpu_features();
+FASTSEQ_API const CpuFeatures& cpu_features();
 
 }  // namespace fastseq

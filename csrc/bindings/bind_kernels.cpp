@@ -1,0 +1,401 @@
+// Bindings of the sequence kernels: rnn/lstm/gru _forward/_backward with the argument names,
+// order and results of the backend contract (fastseq/backends/__init__.py), and the opaque
+// Reserve a training forward returns. Here: argument checks, allocation (all of it before
+// the GIL is released), GIL release around the kernel. No maths.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "bindings/arrays.hpp"
+#include "bindings/bind.hpp"
+#include "fastseq/kernels.hpp"
+#include "runtime/aligned_buffer.hpp"
+
+namespace fastseq::bindings {
+namespace {
+
+// What a training forward hands to its backward: the configuration (checked against the
+// backward's arguments), the reserve bytes, and references to the forward's own inputs that
+// backward needs (x, w_ih, w_hh, lengths) — references, not copies, as in every framework:
+// change them in place between forward and backward and the gradients are wrong.
+struct Reserve {
+  SeqConfig cfg;
+  bool is_double = false;
+  AlignedBuffer buffer;
+  py::object x, w_ih, w_hh, lengths;
+  bool consumed = false;
+};
+
+const char* family(CellKind cell) {
+  switch (cell) {
+    case CellKind::rnn_tanh:
+    case CellKind::rnn_relu: return "rnn";
+    case CellKind::lstm: return "lstm";
+    default: return "gru";
+  }
+}
+
+template <class S>
+py::dtype dtype_of() {
+  return py::dtype::of<S>();
+}
+
+// Checked optional (B, H) state: None or a contiguous array of dtype S.
+template <class S>
+py::object optional_state(const py::object& obj, const std::string& fn, const char* name,
+                          std::int64_t B, std::int64_t H) {
+  if (obj.is_none()) return py::none();
+  py::array a = require_ndarray(obj, fn, name);
+  require_dtype(a, dtype_of<S>(), fn, name, " (the dtype of x)");
+  require_shape(a, {B, H}, fn, name, "(B, H)");
+  return contiguous<S>(a);
+}
+
+template <class S>
+const S* data_or_null(const py::object& obj) {
+  if (obj.is_none()) return nullptr;
+  return py::reinterpret_borrow<py::array_t<S, py::array::c_style>>(obj).data();
+}
+
+template <class S>
+py::array_t<S> new_array(std::initializer_list<py::ssize_t> shape) {
+  return py::array_t<S>(std::vector<py::ssize_t>(shape));
+}
+
+template <class S>
+py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x_in,
+                        const py::object& w_ih_o, const py::object& w_hh_o,
+                        const py::object& b_ih_o, const py::object& b_hh_o,
+                        const py::object& h0_o, const py::object& c0_o,
+                        const py::object& lengths_o, bool reverse, bool training) {
+  const py::dtype dt = dtype_of<S>();
+  const char* same = " (the dtype of x)";
+  if (x_in.ndim() != 3)
+    throw py::value_error(fn + ": x has shape " + shape_str(x_in) + ", expected (T, B, I)");
+  const std::int64_t T = x_in.shape(0), B = x_in.shape(1), I = x_in.shape(2);
+  if (T < 1 || B < 1 || I < 1)
+    throw py::value_error(fn + ": x has shape " + shape_str(x_in) +
+                          ": T, B and I must all be >= 1");
+  const std::int64_t G = gate_count(cell);
+
+  py::array w_hh_a = require_ndarray(w_hh_o, fn, "w_hh");
+  require_dtype(w_hh_a, dt, fn, "w_hh", same);
+  if (w_hh_a.ndim() != 2 || w_hh_a.shape(1) < 1)
+    throw py::value_error(fn + ": w_hh has shape " + shape_str(w_hh_a) +
+                          ", expected (G*H, H) with G = " + std::to_string(G) + " and H >= 1");
+  const std::int64_t H = w_hh_a.shape(1);
+  require_shape(w_hh_a, {G * H, H}, fn, "w_hh", "(G*H, H)");
+  py::array w_ih_a = require_ndarray(w_ih_o, fn, "w_ih");
+  require_dtype(w_ih_a, dt, fn, "w_ih", same);
+  require_shape(w_ih_a, {G * H, I}, fn, "w_ih", "(G*H, I)");
+
+  if (b_ih_o.is_none() != b_hh_o.is_none())
+    throw py::value_error(fn + ": b_ih and b_hh must both be None or both be arrays (got " +
+                          (b_ih_o.is_none() ? "b_ih None" : "b_hh None") + ")");
+  const bool has_bias = !b_ih_o.is_none();
+  py::object b_ih = py::none(), b_hh = py::none();
+  if (has_bias) {
+    py::array a = require_ndarray(b_ih_o, fn, "b_ih");
+    require_dtype(a, dt, fn, "b_ih", same);
+    require_shape(a, {G * H}, fn, "b_ih", "(G*H,)");
+    py::array c = require_ndarray(b_hh_o, fn, "b_hh");
+    require_dtype(c, dt, fn, "b_hh", same);
+    require_shape(c, {G * H}, fn, "b_hh", "(G*H,)");
+    b_ih = contiguous<S>(a);
+    b_hh = contiguous<S>(c);
+  }
+  const py::object h0 = optional_state<S>(h0_o, fn, "h0", B, H);
+  const py::object c0 = cell == CellKind::lstm ? optional_state<S>(c0_o, fn, "c0", B, H)
+                                               : py::object(py::none());
+
+  py::object lengths = py::none();
+  if (!lengths_o.is_none()) {
+    py::array a = require_ndarray(lengths_o, fn, "lengths");
+    require_dtype(a, py::dtype::of<std::int64_t>(), fn, "lengths", "");
+    require_shape(a, {B}, fn, "lengths", "(B,)");
+    auto c = contiguous<std::int64_t>(a);
+    const std::int64_t* l = c.data();
+    for (std::int64_t b = 0; b < B; ++b)
+      if (l[b] < 1 || l[b] > T)
+        throw py::value_error(fn + ": lengths[" + std::to_string(b) + "] = " +
+                              std::to_string(l[b]) + " is outside 1..T = 1.." +
+                              std::to_string(T));
+    lengths = c;
+  }
+
+  SeqConfig cfg;
+  cfg.cell = cell;
+  cfg.T = T;
+  cfg.B = B;
+  cfg.I = I;
+  cfg.H = H;
+  cfg.has_bias = has_bias;
+  cfg.has_lengths = !lengths.is_none();
+  cfg.reverse = reverse;
+  try {
+    validate_config(cfg);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(fn + ": " + e.what());
+  }
+
+  auto x = contiguous<S>(x_in);
+  auto w_ih = contiguous<S>(w_ih_a);
+  auto w_hh = contiguous<S>(w_hh_a);
+
+  // Every allocation happens here, with the GIL held; the kernel itself never allocates.
+  auto y = new_array<S>({T, B, H});
+  auto h_n = new_array<S>({B, H});
+  py::object c_n = py::none();
+  if (cell == CellKind::lstm) c_n = new_array<S>({B, H});
+  std::unique_ptr<Reserve> reserve;
+  if (training) {
+    reserve = std::make_unique<Reserve>();
+    reserve->cfg = cfg;
+    reserve->is_double = sizeof(S) == 8;
+    reserve->buffer = AlignedBuffer(reserve_bytes(cfg, sizeof(S)));
+    reserve->x = x;
+    reserve->w_ih = w_ih;
+    reserve->w_hh = w_hh;
+    reserve->lengths = lengths;
+  }
+  AlignedBuffer scratch(forward_scratch_bytes(cfg, sizeof(S), training));
+
+  ForwardArgs<S> a;
+  a.y = y.mutable_data();
+  a.h_n = h_n.mutable_data();
+  a.c_n = c_n.is_none() ? nullptr
+                        : py::reinterpret_borrow<py::array_t<S>>(c_n).mutable_data();
+  a.reserve = reserve ? reserve->buffer.data() : nullptr;
+  a.reserve_size = reserve ? reserve->buffer.size() : 0;
+  a.x = x.data();
+  a.w_ih = w_ih.data();
+  a.w_hh = w_hh.data();
+  a.b_ih = data_or_null<S>(b_ih);
+  a.b_hh = data_or_null<S>(b_hh);
+  a.h0 = data_or_null<S>(h0);
+  a.c0 = data_or_null<S>(c0);
+  a.lengths = data_or_null<std::int64_t>(lengths);
+  a.scratch = scratch.data();
+  a.scratch_size = scratch.size();
+  {
+    py::gil_scoped_release nogil;
+    sequence_forward<S>(cfg, training, a);
+  }
+
+  py::object res = reserve ? py::cast(std::move(reserve)) : py::object(py::none());
+  if (cell == CellKind::lstm) return py::make_tuple(y, h_n, c_n, res);
+  return py::make_tuple(y, h_n, res);
+}
+
+py::tuple forward(const std::string& fn, CellKind cell, const py::object& x_o,
+                  const py::object& w_ih, const py::object& w_hh, const py::object& b_ih,
+                  const py::object& b_hh, const py::object& h0, const py::object& c0,
+                  const py::object& lengths, bool reverse, bool training) {
+  py::array x = require_ndarray(x_o, fn, "x");
+  if (x.dtype().equal(py::dtype::of<float>()))
+    return forward_typed<float>(fn, cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse,
+                                training);
+  if (x.dtype().equal(py::dtype::of<double>()))
+    return forward_typed<double>(fn, cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse,
+                                 training);
+  throw py::type_error(fn + ": x has dtype " + dtype_str(x.dtype()) +
+                       ", expected float32 or float64");
+}
+
+template <class S>
+py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_o,
+                        const py::object& dh_n_o, const py::object& dc_n_o) {
+  const SeqConfig& cfg = r.cfg;
+  const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, G = gate_count(cfg.cell);
+  const py::dtype dt = dtype_of<S>();
+  const char* same = " (the dtype of the forward)";
+  py::array dy_a = require_ndarray(dy_o, fn, "dy");
+  require_dtype(dy_a, dt, fn, "dy", same);
+  require_shape(dy_a, {T, B, H}, fn, "dy", "(T, B, H)");
+  py::object dh_n = py::none(), dc_n = py::none();
+  if (!dh_n_o.is_none()) {
+    py::array a = require_ndarray(dh_n_o, fn, "dh_n");
+    require_dtype(a, dt, fn, "dh_n", same);
+    require_shape(a, {B, H}, fn, "dh_n", "(B, H)");
+    dh_n = contiguous<S>(a);
+  }
+  if (cfg.cell == CellKind::lstm && !dc_n_o.is_none()) {
+    py::array a = require_ndarray(dc_n_o, fn, "dc_n");
+    require_dtype(a, dt, fn, "dc_n", same);
+    require_shape(a, {B, H}, fn, "dc_n", "(B, H)");
+    dc_n = contiguous<S>(a);
+  }
+  auto dy = contiguous<S>(dy_a);
+
+  auto dx = new_array<S>({T, B, I});
+  auto dh0 = new_array<S>({B, H});
+  py::object dc0 = py::none();
+  if (cfg.cell == CellKind::lstm) dc0 = new_array<S>({B, H});
+  auto dw_ih = new_array<S>({G * H, I});
+  auto dw_hh = new_array<S>({G * H, H});
+  py::object db_ih = py::none(), db_hh = py::none();
+  if (cfg.has_bias) {
+    db_ih = new_array<S>({G * H});
+    db_hh = new_array<S>({G * H});
+  }
+  AlignedBuffer scratch(backward_scratch_bytes(cfg, sizeof(S)));
+  auto mut = [](const py::object& o) -> S* {
+    return o.is_none() ? nullptr : py::reinterpret_borrow<py::array_t<S>>(o).mutable_data();
+  };
+
+  BackwardArgs<S> a;
+  a.dx = dx.mutable_data();
+  a.dh0 = dh0.mutable_data();
+  a.dc0 = mut(dc0);
+  a.dw_ih = dw_ih.mutable_data();
+  a.dw_hh = dw_hh.mutable_data();
+  a.db_ih = mut(db_ih);
+  a.db_hh = mut(db_hh);
+  a.reserve = r.buffer.data();
+  a.reserve_size = r.buffer.size();
+  a.x = data_or_null<S>(r.x);
+  a.w_ih = data_or_null<S>(r.w_ih);
+  a.w_hh = data_or_null<S>(r.w_hh);
+  a.lengths = data_or_null<std::int64_t>(r.lengths);
+  a.dy = dy.data();
+  a.dh_n = data_or_null<S>(dh_n);
+  a.dc_n = data_or_null<S>(dc_n);
+  a.scratch = scratch.data();
+  a.scratch_size = scratch.size();
+  // Backward overwrites the reserve with dG: mark it used while the GIL is still held, so a
+  // second backward (or a concurrent one from another thread) is refused, not wrong.
+  r.consumed = true;
+  {
+    py::gil_scoped_release nogil;
+    sequence_backward<S>(cfg, a);
+  }
+
+  py::dict out;
+  out["dx"] = dx;
+  out["dh0"] = dh0;
+  if (cfg.cell == CellKind::lstm) out["dc0"] = dc0;
+  out["dw_ih"] = dw_ih;
+  out["dw_hh"] = dw_hh;
+  out["db_ih"] = db_ih;
+  out["db_hh"] = db_hh;
+  return out;
+}
+
+py::dict backward(const std::string& fn, const char* fam, const py::object& reserve_o,
+                  const py::object& dy, const py::object& dh_n, const py::object& dc_n) {
+  if (!py::isinstance<Reserve>(reserve_o))
+    throw py::type_error(fn + ": reserve must be the Reserve that " + fam +
+                         "_forward(..., training=True) returned, got " + type_name(reserve_o));
+  Reserve& r = reserve_o.cast<Reserve&>();
+  if (std::string(family(r.cfg.cell)) != fam)
+    throw py::value_error(fn + ": reserve comes from a " + cell_name(r.cfg.cell) +
+                          " forward, not from " + fam + "_forward");
+  if (r.consumed)
+    throw py::value_error(fn + ": this reserve was already used by a backward call (backward "
+                               "consumes it); run the forward again");
+  if (r.is_double) return backward_typed<double>(fn, r, dy, dh_n, dc_n);
+  return backward_typed<float>(fn, r, dy, dh_n, dc_n);
+}
+
+CellKind rnn_kind(const std::string& nonlinearity) {
+  if (nonlinearity == "tanh") return CellKind::rnn_tanh;
+  if (nonlinearity == "relu") return CellKind::rnn_relu;
+  throw py::value_error("rnn_forward: nonlinearity must be 'tanh' or 'relu', got '" +
+                        nonlinearity + "'");
+}
+
+}  // namespace
+
+void bind_kernels(py::module_& m) {
+  py::class_<Reserve>(m, "Reserve",
+                      "What a training forward keeps for its backward (opaque; consumed by "
+                      "the one backward call it is passed to).")
+      .def_property_readonly("cell", [](const Reserve& r) { return cell_name(r.cfg.cell); })
+      .def_property_readonly("dtype",
+                             [](const Reserve& r) {
+                               return r.is_double ? py::dtype::of<double>()
+                                                  : py::dtype::of<float>();
+                             })
+      .def_property_readonly("shape",
+                             [](const Reserve& r) {
+                               return py::make_tuple(r.cfg.T, r.cfg.B, r.cfg.I, r.cfg.H);
+                             },
+                             "(T, B, I, H)")
+      .def_property_readonly("has_bias", [](const Reserve& r) { return r.cfg.has_bias; })
+      .def_property_readonly("has_lengths", [](const Reserve& r) { return r.cfg.has_lengths; })
+      .def_property_readonly("reverse", [](const Reserve& r) { return r.cfg.reverse; })
+      .def_property_readonly("nbytes", [](const Reserve& r) { return r.buffer.size(); })
+      .def_property_readonly("consumed", [](const Reserve& r) { return r.consumed; })
+      .def("__repr__", [](const Reserve& r) {
+        return std::string("<fastseq._core.Reserve ") + cell_name(r.cfg.cell) +
+               (r.is_double ? " float64" : " float32") + " T=" + std::to_string(r.cfg.T) +
+               " B=" + std::to_string(r.cfg.B) + " I=" + std::to_string(r.cfg.I) +
+               " H=" + std::to_string(r.cfg.H) + (r.consumed ? " consumed>" : ">");
+      });
+
+  const py::none none;
+  m.def(
+      "rnn_forward",
+      [](const py::object& x, const py::object& w_ih, const py::object& w_hh,
+         const py::object& b_ih, const py::object& b_hh, const py::object& h0,
+         const py::object& lengths, bool reverse, bool training, const std::string& nl) {
+        return forward("rnn_forward", rnn_kind(nl), x, w_ih, w_hh, b_ih, b_hh, h0, py::none(),
+                       lengths, reverse, training);
+      },
+      py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = none,
+      py::arg("b_hh") = none, py::arg("h0") = none, py::arg("lengths") = none,
+      py::arg("reverse") = false, py::arg("training") = false,
+      py::arg("nonlinearity") = "tanh",
+      "Elman RNN over a whole sequence -> (y, h_n, reserve). See fastseq.backends.");
+  m.def(
+      "lstm_forward",
+      [](const py::object& x, const py::object& w_ih, const py::object& w_hh,
+         const py::object& b_ih, const py::object& b_hh, const py::object& h0,
+         const py::object& c0, const py::object& lengths, bool reverse, bool training) {
+        return forward("lstm_forward", CellKind::lstm, x, w_ih, w_hh, b_ih, b_hh, h0, c0,
+                       lengths, reverse, training);
+      },
+      py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = none,
+      py::arg("b_hh") = none, py::arg("h0") = none, py::arg("c0") = none,
+      py::arg("lengths") = none, py::arg("reverse") = false, py::arg("training") = false,
+      "LSTM over a whole sequence -> (y, h_n, c_n, reserve). See fastseq.backends.");
+  m.def(
+      "gru_forward",
+      [](const py::object& x, const py::object& w_ih, const py::object& w_hh,
+         const py::object& b_ih, const py::object& b_hh, const py::object& h0,
+         const py::object& lengths, bool reverse, bool training, bool reset_after) {
+        return forward("gru_forward", reset_after ? CellKind::gru : CellKind::gru_reset_before,
+                       x, w_ih, w_hh, b_ih, b_hh, h0, py::none(), lengths, reverse, training);
+      },
+      py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = none,
+      py::arg("b_hh") = none, py::arg("h0") = none, py::arg("lengths") = none,
+      py::arg("reverse") = false, py::arg("training") = false, py::arg("reset_after") = true,
+      "GRU over a whole sequence -> (y, h_n, reserve). See fastseq.backends.");
+  m.def(
+      "rnn_backward",
+      [](const py::object& reserve, const py::object& dy, const py::object& dh_n) {
+        return backward("rnn_backward", "rnn", reserve, dy, dh_n, py::none());
+      },
+      py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none,
+      "Backward of rnn_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh).");
+  m.def(
+      "lstm_backward",
+      [](const py::object& reserve, const py::object& dy, const py::object& dh_n,
+         const py::object& dc_n) {
+        return backward("lstm_backward", "lstm", reserve, dy, dh_n, dc_n);
+      },
+      py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::arg("dc_n") = none,
+      "Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh).");
+  m.def(
+      "gru_backward",
+      [](const py::object& reserve, const py::object& dy, const py::object& dh_n) {
+        return backward("gru_backward", "gru", reserve, dy, dh_n, py::none());
+      },
+      py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none,
+      "Backward of gru_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh).");
+}
+
+}  // namespace fastseq::bindings

@@ -1,0 +1,122 @@
+// fastseq's C++ kernel API: whole-sequence forward and backward for the RNN, LSTM and GRU,
+// as exported by libfastseq.so. Callers (the pybind11 bindings, later the C ABI) own every
+// buffer: kernels never allocate, and report bad configurations by throwing
+// std::invalid_argument before touching any pointer.
+//
+// Conventions
+// -----------
+//   T  steps           B  batch           I  input size        H  hidden size
+//   G  gates: 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n)   N = T*B rows
+// - Row-major, time-major: x (T, B, I), y and dy (T, B, H); row (t, b) is at t*B + b.
+// - Weights as PyTorch stores them: w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh (G*H,).
+// - Sequence b has L_b = lengths[b] valid steps (1..T; every L_b = T without lengths).
+//   Step s touches time t = s (forward) or t = L_b-1-s (reverse) while s < L_b; past its
+//   length a sequence's state is frozen, y is zero and dy is ignored.
+// - No pointer may alias another unless stated. Pointers marked "optional" may be null.
+// - reserve: written by a training forward, read and then consumed (overwritten) by the
+//   one backward that follows. scratch: lives within one call. Both are byte buffers of the
+//   sizes the *_bytes queries return; 64-byte alignment is best, any alignment works.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "fastseq/export.hpp"
+
+namespace fastseq {
+
+enum class CellKind : int {
+  rnn_tanh = 0,
+  rnn_relu = 1,
+  lstm = 2,
+  gru = 3,               // reset after the recurrent product (PyTorch, cuDNN)
+  gru_reset_before = 4,  // reset before it (Cho et al., Keras reset_after=False)
+};
+
+// Everything that fixes the sizes and the meaning of a reserve.
+struct SeqConfig {
+  CellKind cell = CellKind::lstm;
+  std::int64_t T = 0, B = 0, I = 0, H = 0;
+  bool has_bias = false;
+  bool has_lengths = false;
+  bool reverse = false;
+};
+
+FASTSEQ_API int gate_count(CellKind cell);
+FASTSEQ_API const char* cell_name(CellKind cell);
+FASTSEQ_API bool same_config(const SeqConfig& a, const SeqConfig& b);
+
+// Throws std::invalid_argument unless every size is >= 1 and every product the kernels
+// form fits the 32-bit BLAS interface.
+FASTSEQ_API void validate_config(const SeqConfig& cfg);
+
+FASTSEQ_API std::size_t reserve_bytes(const SeqConfig& cfg, std::size_t scalar_size);
+FASTSEQ_API std::size_t forward_scratch_bytes(const SeqConfig& cfg, std::size_t scalar_size,
+                                              bool training);
+FASTSEQ_API std::size_t backward_scratch_bytes(const SeqConfig& cfg, std::size_t scalar_size);
+
+template <class S>
+struct ForwardArgs {
+  // outputs
+  S* y = nullptr;           // (T, B, H)
+  S* h_n = nullptr;         // (B, H)
+  S* c_n = nullptr;         // (B, H), LSTM only
+  void* reserve = nullptr;  // reserve_bytes(cfg) bytes when training, else null
+  // inputs
+  const S* x = nullptr;                  // (T, B, I)
+  const S* w_ih = nullptr;               // (G*H, I)
+  const S* w_hh = nullptr;               // (G*H, H)
+  const S* b_ih = nullptr;               // (G*H,), iff cfg.has_bias
+  const S* b_hh = nullptr;               // (G*H,), iff cfg.has_bias
+  const S* h0 = nullptr;                 // (B, H), optional (zeros)
+  const S* c0 = nullptr;                 // (B, H), LSTM only, optional (zeros)
+  const std::int64_t* lengths = nullptr; // (B,), iff cfg.has_lengths, values in 1..T
+  // scratch
+  void* scratch = nullptr;               // forward_scratch_bytes(cfg, sizeof(S), training)
+  std::size_t reserve_size = 0;          // bytes at reserve (checked)
+  std::size_t scratch_size = 0;          // bytes at scratch (checked)
+};
+
+template <class S>
+struct BackwardArgs {
+  // outputs (every one overwritten, never accumulated)
+  S* dx = nullptr;     // (T, B, I)
+  S* dh0 = nullptr;    // (B, H)
+  S* dc0 = nullptr;    // (B, H), LSTM only
+  S* dw_ih = nullptr;  // (G*H, I)
+  S* dw_hh = nullptr;  // (G*H, H)
+  S* db_ih = nullptr;  // (G*H,), iff cfg.has_bias
+  S* db_hh = nullptr;  // (G*H,), iff cfg.has_bias
+  // inputs: the forward's own inputs, its reserve (consumed: overwritten with dG), and
+  // the gradients arriving from above
+  void* reserve = nullptr;               // in/out, reserve_bytes(cfg)
+  const S* x = nullptr;                  // (T, B, I)
+  const S* w_ih = nullptr;               // (G*H, I)
+  const S* w_hh = nullptr;               // (G*H, H)
+  const std::int64_t* lengths = nullptr; // (B,), iff cfg.has_lengths
+  const S* dy = nullptr;                 // (T, B, H)
+  const S* dh_n = nullptr;               // (B, H), optional (zeros)
+  const S* dc_n = nullptr;               // (B, H), LSTM only, optional (zeros)
+  void* scratch = nullptr;               // backward_scratch_bytes(cfg, sizeof(S))
+  std::size_t reserve_size = 0;
+  std::size_t scratch_size = 0;
+};
+
+// Run the whole sequence forward; with training, fill the reserve for backward.
+template <class S>
+FASTSEQ_API void sequence_forward(const SeqConfig& cfg, bool training, const ForwardArgs<S>& a);
+
+// Backward through the whole sequence: every gradient of the forward's inputs.
+template <class S>
+FASTSEQ_API void sequence_backward(const SeqConfig& cfg, const BackwardArgs<S>& a);
+
+extern template FASTSEQ_API void sequence_forward<float>(const SeqConfig&, bool,
+                                                         const ForwardArgs<float>&);
+extern template FASTSEQ_API void sequence_forward<double>(const SeqConfig&, bool,
+                                                          const ForwardArgs<double>&);
+extern template FASTSEQ_API void sequence_backward<float>(const SeqConfig&,
+                                                          const BackwardArgs<float>&);
+extern template FASTSEQ_API void sequence_backward<double>(const SeqConfig&,
+                                                           const BackwardArgs<double>&);
+
+}  // namespace fastseq
