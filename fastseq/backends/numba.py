@@ -142,9 +142,23 @@ def _schedule(lengths):
     nact (S,) active rows at step s, S = max length; offs (S+1,) first packed row of step s.
     """
     B = lengths.size
-    order = np.argsort(-lengths, kind="mergesort")  # stable: equal lengths keep batch order
-    ls = lengths[order]
-    S = ls[0]
+    # Counting sort, longest first, stable (equal lengths keep batch order); it compiles in
+    # a fraction of the time np.argsort takes.
+    S = 0
+    for b in range(B):
+        S = max(S, lengths[b])
+    start = np.zeros(S + 2, np.int64)  # start[S - L + 1] counts the sequences of length L
+    for b in range(B):
+        start[S - lengths[b] + 1] += 1
+    for i in range(1, S + 2):
+        start[i] += start[i - 1]
+    order = np.empty(B, np.int64)
+    ls = np.empty(B, np.int64)
+    for b in range(B):
+        i = start[S - lengths[b]]
+        start[S - lengths[b]] += 1
+        order[i] = b
+        ls[i] = lengths[b]
     nact = np.empty(S, np.int64)
     offs = np.empty(S + 1, np.int64)
     offs[0] = 0
@@ -155,6 +169,13 @@ def _schedule(lengths):
         nact[s] = j
         offs[s + 1] = offs[s] + j
     return order, ls, nact, offs
+
+
+@_jit
+def _copy_row(dst, src):
+    # explicit loop: slice assignment compiles to far more code (and compile time)
+    for k in range(dst.size):
+        dst[k] = src[k]
 
 
 @_jit
@@ -173,7 +194,7 @@ def _pack(x, order, ls, nact, offs, reverse):
     for s in range(nact.size):
         for j in range(nact[s]):
             t = ls[j] - 1 - s if reverse else s
-            out[offs[s] + j, :] = x[t, order[j], :]
+            _copy_row(out[offs[s] + j], x[t, order[j]])
     return out
 
 
@@ -187,23 +208,23 @@ def _unpack(xp, T, B, order, ls, nact, offs, reverse):
     for s in range(nact.size):
         for j in range(nact[s]):
             t = ls[j] - 1 - s if reverse else s
-            out[t, order[j], :] = xp[offs[s] + j, :]
+            _copy_row(out[t, order[j]], xp[offs[s] + j])
     return out
 
 
 @_jit
 def _gather_state(h0, order):
-    out = np.empty_like(h0)
+    out = np.empty(h0.shape, h0.dtype)
     for j in range(order.size):
-        out[j, :] = h0[order[j], :]
+        _copy_row(out[j], h0[order[j]])
     return out
 
 
 @_jit
 def _scatter_state(h, order):
-    out = np.empty_like(h)
+    out = np.empty(h.shape, h.dtype)
     for j in range(order.size):
-        out[order[j], :] = h[j, :]
+        _copy_row(out[order[j]], h[j])
     return out
 
 
@@ -264,7 +285,7 @@ def _rnn_forward(blas, x, w_ih, w_hh, bias, h0, lengths, reverse, training, relu
             t = ls[j] - 1 - s if reverse else s
             b = order[j]
             if training:
-                hprev[r, :] = h[j, :]
+                _copy_row(hprev[r], h[j])
             for k in range(H):
                 v = gx[r, k] + gh[j, k] + bias[k]
                 if training:
@@ -349,8 +370,8 @@ def _lstm_forward(blas, x, w_ih, w_hh, bias, h0, c0, lengths, reverse, training)
             t = ls[j] - 1 - s if reverse else s
             b = order[j]
             if training:
-                hprev[r, :] = h[j, :]
-                cprev[r, :] = c[j, :]
+                _copy_row(hprev[r], h[j])
+                _copy_row(cprev[r], c[j])
             for k in range(H):
                 ai = gx[r, k] + gh[j, k] + bias[k]
                 af = gx[r, H + k] + gh[j, H + k] + bias[H + k]
@@ -441,8 +462,9 @@ def _gru_forward(blas, x, w_ih, w_hh, b_ih, b_hh, h0, lengths, reverse, training
     bias = b_ih + b_hh
     b_hn = np.zeros(H, dt)
     if reset_after:
-        bias[2 * H:] = b_ih[2 * H:]
-        b_hn[:] = b_hh[2 * H:]
+        for k in range(H):
+            bias[2 * H + k] = b_ih[2 * H + k]
+            b_hn[k] = b_hh[2 * H + k]
     # 1. input projection for all steps
     gx = np.empty((N, G), dt)
     _gemm(blas, False, True, N, G, I, 1.0, _flat(xp), 0, I, _flat(w_ih), 0, I,
@@ -477,7 +499,7 @@ def _gru_forward(blas, x, w_ih, w_hh, b_ih, b_hh, h0, lengths, reverse, training
             t = ls[j] - 1 - s if reverse else s
             b = order[j]
             if training:
-                hprev[r, :] = h[j, :]
+                _copy_row(hprev[r], h[j])
             for k in range(H):
                 az = gx[r, H + k] + gh[j, H + k] + bias[H + k]
                 zg = _sigmoid(az)
