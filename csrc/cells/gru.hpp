@@ -25,10 +25,13 @@ struct GruAfter {
 
   // gx (3H: x-projections r, z, n), gh (3H: W_hh h for r, z, n), bias (3H: b_ir + b_hr,
   // b_iz + b_hz, b_in), bhn (H). h in/out, y out.
-  // Training: gates (aliases gx, 4H wide) <- [r z n hn], hprev <- h.
+  // Training: gx (4H wide then) <- [r z n hn], hprev <- h.
   template <bool Training>
-  static void forward_row(std::int64_t H, const S* gx, const S* gh, const S* bias,
-                          const S* bhn, S* h, S* y, S* gates, S* hprev) {
+  static void forward_row(std::int64_t H, S* FASTSEQ_RESTRICT gx, const S* FASTSEQ_RESTRICT gh,
+                          const S* FASTSEQ_RESTRICT bias, const S* FASTSEQ_RESTRICT bhn,
+                          S* FASTSEQ_RESTRICT h, S* FASTSEQ_RESTRICT y,
+                          S* FASTSEQ_RESTRICT hprev) {
+    S* const gates = gx;
     for (std::int64_t j = 0; j < H; ++j) {
       const S r = sigmoid(gx[j] + gh[j] + bias[j]);
       const S z = sigmoid(gx[H + j] + gh[H + j] + bias[H + j]);
@@ -50,8 +53,10 @@ struct GruAfter {
 
   // dh, dy, hprev (H) in. gates: in [r z n hn], out [dr dz dn dn⊙r] (pre-activation).
   // dgs (3H) <- [dr dz dn⊙r] for the step product; dh_out <- dh' ⊙ z (the direct path).
-  static void backward_row(std::int64_t H, const S* dh, const S* dy, const S* hprev, S* gates,
-                           S* dgs, S* dh_out) {
+  static void backward_row(std::int64_t H, const S* FASTSEQ_RESTRICT dh,
+                           const S* FASTSEQ_RESTRICT dy, const S* FASTSEQ_RESTRICT hprev,
+                           S* FASTSEQ_RESTRICT gates, S* FASTSEQ_RESTRICT dgs,
+                           S* FASTSEQ_RESTRICT dh_out) {
     for (std::int64_t j = 0; j < H; ++j) {
       const S r = gates[j], z = gates[H + j], n = gates[2 * H + j], hn = gates[3 * H + j];
       const S dht = dh[j] + dy[j];
@@ -82,10 +87,13 @@ struct GruBefore {
   // Phase 1, after gh[0:2H] = h·W_hr,hzᵀ: r, z. gh's r, z slots <- r, z (phase 2 reads z
   // there); rh (dense scratch) <- r ⊙ h, the input of the n-block's product.
   // bias (3H) = b_ih + b_hh (b_hn folds in this formulation).
-  // Training: gates[0:2H] (aliases gx) <- r, z; hprev <- h; rh_keep <- r ⊙ h.
+  // Training: gx[0:2H] <- r, z; hprev <- h; rh_keep <- r ⊙ h.
   template <bool Training>
-  static void forward_row1(std::int64_t H, const S* gx, S* gh, const S* bias, const S* h,
-                           S* rh, S* gates, S* hprev, S* rh_keep) {
+  static void forward_row1(std::int64_t H, S* FASTSEQ_RESTRICT gx, S* FASTSEQ_RESTRICT gh,
+                           const S* FASTSEQ_RESTRICT bias, const S* FASTSEQ_RESTRICT h,
+                           S* FASTSEQ_RESTRICT rh, S* FASTSEQ_RESTRICT hprev,
+                           S* FASTSEQ_RESTRICT rh_keep) {
+    S* const gates = gx;
     for (std::int64_t j = 0; j < H; ++j) {
       const S r = sigmoid(gx[j] + gh[j] + bias[j]);
       const S z = sigmoid(gx[H + j] + gh[H + j] + bias[H + j]);
@@ -103,10 +111,12 @@ struct GruBefore {
   }
 
   // Phase 2, after gh[2H:3H] = (r ⊙ h)·W_hnᵀ: n and the new state.
-  // Training: gates[2H:3H] <- n.
+  // Training: gx[2H:3H] <- n.
   template <bool Training>
-  static void forward_row2(std::int64_t H, const S* gx, const S* gh, const S* bias, S* h, S* y,
-                           S* gates) {
+  static void forward_row2(std::int64_t H, S* FASTSEQ_RESTRICT gx, const S* FASTSEQ_RESTRICT gh,
+                           const S* FASTSEQ_RESTRICT bias, S* FASTSEQ_RESTRICT h,
+                           S* FASTSEQ_RESTRICT y) {
+    S* const gates = gx;
     for (std::int64_t j = 0; j < H; ++j) {
       const S z = gh[H + j];
       const S n = tanh_(gx[2 * H + j] + gh[2 * H + j] + bias[2 * H + j]);
@@ -119,8 +129,10 @@ struct GruBefore {
 
   // Phase 1 of backward: dz, dn (pre-activation) into gates and dgs (3H dense); dh_out <-
   // dh' ⊙ z. gates' r slot still holds r for phase 2.
-  static void backward_row1(std::int64_t H, const S* dh, const S* dy, const S* hprev, S* gates,
-                            S* dgs, S* dh_out) {
+  static void backward_row1(std::int64_t H, const S* FASTSEQ_RESTRICT dh,
+                            const S* FASTSEQ_RESTRICT dy, const S* FASTSEQ_RESTRICT hprev,
+                            S* FASTSEQ_RESTRICT gates, S* FASTSEQ_RESTRICT dgs,
+                            S* FASTSEQ_RESTRICT dh_out) {
     for (std::int64_t j = 0; j < H; ++j) {
       const S z = gates[H + j], n = gates[2 * H + j];
       const S dht = dh[j] + dy[j];
@@ -135,8 +147,9 @@ struct GruBefore {
   }
 
   // Phase 2, after drh = dn·W_hn (the gradient at r ⊙ h): dr, and drh ⊙ r into dh_out.
-  static void backward_row2(std::int64_t H, const S* drh, const S* hprev, S* gates, S* dgs,
-                            S* dh_out) {
+  static void backward_row2(std::int64_t H, const S* FASTSEQ_RESTRICT drh,
+                            const S* FASTSEQ_RESTRICT hprev, S* FASTSEQ_RESTRICT gates,
+                            S* FASTSEQ_RESTRICT dgs, S* FASTSEQ_RESTRICT dh_out) {
     for (std::int64_t j = 0; j < H; ++j) {
       const S r = gates[j];
       const S dr = drh[j] * hprev[j] * r * (S(1) - r);

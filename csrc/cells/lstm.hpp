@@ -19,11 +19,15 @@ struct Lstm {
   // Reserve gate row: [i f g o] activated.
   static constexpr std::int64_t reserve_width(std::int64_t H) { return 4 * H; }
 
-  // gx (4H), gh (4H), bias (4H: b_ih + b_hh). h, c in/out; y out.
-  // Training: gates (may alias gx) <- [i f g o], hprev <- h, cprev <- c, tanhc <- tanh(c').
+  // g: in the input projection (4H), out (training) [i f g o]. gh (4H), bias (4H: b_ih +
+  // b_hh). h, c in/out; y out. Training: hprev <- h, cprev <- c, tanhc <- tanh(c').
   template <bool Training>
-  static void forward_row(std::int64_t H, const S* gx, const S* gh, const S* bias, S* h, S* c,
-                          S* y, S* gates, S* hprev, S* cprev, S* tanhc) {
+  static void forward_row(std::int64_t H, S* FASTSEQ_RESTRICT gx, const S* FASTSEQ_RESTRICT gh,
+                          const S* FASTSEQ_RESTRICT bias, S* FASTSEQ_RESTRICT h,
+                          S* FASTSEQ_RESTRICT c, S* FASTSEQ_RESTRICT y,
+                          S* FASTSEQ_RESTRICT hprev, S* FASTSEQ_RESTRICT cprev,
+                          S* FASTSEQ_RESTRICT tanhc) {
+    S* const gates = gx;
     for (std::int64_t j = 0; j < H; ++j) {
       const S i = sigmoid(gx[j] + gh[j] + bias[j]);
       const S f = sigmoid(gx[H + j] + gh[H + j] + bias[H + j]);
@@ -51,8 +55,23 @@ struct Lstm {
   // dgs: dense copy of dG; dh_out <- 0 (all of dh_{t-1} goes through W_hh).
   static void backward_row(std::int64_t H, const S* dh, const S* dy, S* dc, const S* cprev,
                            const S* tanhc, S* gates, S* dgs, S* dh_out) {
+    // One pointer per gate block: with offsets j, H+j, ... of one pointer the compiler cannot
+    // prove the blocks apart and gives up vectorising.
+    backward_blocks(H, dh, dy, dc, cprev, tanhc, gates, gates + H, gates + 2 * H, gates + 3 * H,
+                    dgs, dgs + H, dgs + 2 * H, dgs + 3 * H, dh_out);
+  }
+
+ private:
+  static void backward_blocks(std::int64_t H, const S* FASTSEQ_RESTRICT dh,
+                              const S* FASTSEQ_RESTRICT dy, S* FASTSEQ_RESTRICT dc,
+                              const S* FASTSEQ_RESTRICT cprev, const S* FASTSEQ_RESTRICT tanhc,
+                              S* FASTSEQ_RESTRICT gi, S* FASTSEQ_RESTRICT gf,
+                              S* FASTSEQ_RESTRICT gg, S* FASTSEQ_RESTRICT go,
+                              S* FASTSEQ_RESTRICT di_out, S* FASTSEQ_RESTRICT df_out,
+                              S* FASTSEQ_RESTRICT dg_out, S* FASTSEQ_RESTRICT do_out,
+                              S* FASTSEQ_RESTRICT dh_out) {
     for (std::int64_t j = 0; j < H; ++j) {
-      const S i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
+      const S i = gi[j], f = gf[j], g = gg[j], o = go[j];
       const S tc = tanhc[j];
       const S dht = dh[j] + dy[j];
       const S dct = dc[j] + dht * o * (S(1) - tc * tc);
@@ -60,14 +79,14 @@ struct Lstm {
       const S df = dct * cprev[j] * f * (S(1) - f);
       const S dg = dct * i * (S(1) - g * g);
       const S d_o = dht * tc * o * (S(1) - o);
-      gates[j] = di;
-      gates[H + j] = df;
-      gates[2 * H + j] = dg;
-      gates[3 * H + j] = d_o;
-      dgs[j] = di;
-      dgs[H + j] = df;
-      dgs[2 * H + j] = dg;
-      dgs[3 * H + j] = d_o;
+      gi[j] = di;
+      gf[j] = df;
+      gg[j] = dg;
+      go[j] = d_o;
+      di_out[j] = di;
+      df_out[j] = df;
+      dg_out[j] = dg;
+      do_out[j] = d_o;
       dc[j] = dct * f;
       dh_out[j] = S(0);
     }

@@ -19,17 +19,18 @@ struct Rnn {
   // Reserve gate row: [h'] (the activation; its derivative needs nothing else).
   static constexpr std::int64_t reserve_width(std::int64_t H) { return H; }
 
-  // gx: the row's input projection (H); gh: h·W_hhᵀ (H); bias: b_ih + b_hh (H).
-  // h in/out; y out. Training: gates (may alias gx) <- h', hprev <- h.
+  // g: in the row's input projection (H), out (training) h'. gh: h·W_hhᵀ (H);
+  // bias: b_ih + b_hh (H). h in/out; y out. Training: hprev <- h.
   template <bool Training>
-  static void forward_row(std::int64_t H, const S* gx, const S* gh, const S* bias, S* h, S* y,
-                          S* gates, S* hprev) {
+  static void forward_row(std::int64_t H, S* FASTSEQ_RESTRICT g, const S* FASTSEQ_RESTRICT gh,
+                          const S* FASTSEQ_RESTRICT bias, S* FASTSEQ_RESTRICT h,
+                          S* FASTSEQ_RESTRICT y, S* FASTSEQ_RESTRICT hprev) {
     for (std::int64_t j = 0; j < H; ++j) {
-      const S pre = gx[j] + gh[j] + bias[j];
+      const S pre = g[j] + gh[j] + bias[j];
       const S hn = Relu ? relu(pre) : tanh_(pre);
       if constexpr (Training) {
         hprev[j] = h[j];
-        gates[j] = hn;
+        g[j] = hn;
       }
       h[j] = hn;
       y[j] = hn;
@@ -39,8 +40,9 @@ struct Rnn {
   // dh: carried gradient (H); dy: this step's output gradient. gates: in h', out dG.
   // dgs: dense copy of dG for the step product; dh_out <- the part of dh_{t-1} that does not
   // go through W_hh (none for the RNN).
-  static void backward_row(std::int64_t H, const S* dh, const S* dy, S* gates, S* dgs,
-                           S* dh_out) {
+  static void backward_row(std::int64_t H, const S* FASTSEQ_RESTRICT dh,
+                           const S* FASTSEQ_RESTRICT dy, S* FASTSEQ_RESTRICT gates,
+                           S* FASTSEQ_RESTRICT dgs, S* FASTSEQ_RESTRICT dh_out) {
     for (std::int64_t j = 0; j < H; ++j) {
       const S hn = gates[j];
       const S d = dh[j] + dy[j];

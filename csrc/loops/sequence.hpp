@@ -113,17 +113,17 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
       S* y = a.y + row * H;
       S* hprev = Training ? rv.hprev + row * H : nullptr;
       if constexpr (kind == CellKind::rnn_tanh || kind == CellKind::rnn_relu) {
-        Cell::template forward_row<Training>(H, g, gh, sc.bias, h, y, g, hprev);
+        Cell::template forward_row<Training>(H, g, gh, sc.bias, h, y, hprev);
       } else if constexpr (kind == CellKind::lstm) {
         S* cprev = Training ? rv.cprev + row * H : nullptr;
         S* tanhc = Training ? rv.tanhc + row * H : nullptr;
-        Cell::template forward_row<Training>(H, g, gh, sc.bias, h, sc.c + b * H, y, g, hprev,
-                                             cprev, tanhc);
+        Cell::template forward_row<Training>(H, g, gh, sc.bias, h, sc.c + b * H, y, hprev, cprev,
+                                             tanhc);
       } else if constexpr (kind == CellKind::gru) {
-        Cell::template forward_row<Training>(H, g, gh, sc.bias, sc.bhn, h, y, g, hprev);
+        Cell::template forward_row<Training>(H, g, gh, sc.bias, sc.bhn, h, y, hprev);
       } else {
         S* rh_keep = Training ? rv.rh + row * H : nullptr;
-        Cell::template forward_row1<Training>(H, g, gh, sc.bias, h, sc.rh + b * H, g, hprev,
+        Cell::template forward_row1<Training>(H, g, gh, sc.bias, h, sc.rh + b * H, hprev,
                                               rh_keep);
       }
     }
@@ -136,7 +136,7 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
         const std::int64_t row = t * B + b;
         S* g = gates + row * ldg;
         Cell::template forward_row2<Training>(H, g, sc.gh + b * GH, sc.bias, sc.h + b * H,
-                                              a.y + row * H, g);
+                                              a.y + row * H);
       }
     }
   }
