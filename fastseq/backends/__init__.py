@@ -56,8 +56,10 @@ What a backend must do:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import os
+import threading
 import warnings
 from types import ModuleType
 from typing import Iterator
@@ -69,7 +71,11 @@ BACKEND_NAMES = ("cpp", "numba", "reference")
 
 _modules: dict[str, ModuleType] = {}
 _failures: dict[str, str] = {}
-_active: str | None = None
+_active: str | None = None  # the process-wide choice: set_backend, else the default
+# use_backend's choice: per thread (and asyncio task), so that two threads each inside
+# their own `with use_backend(...)` never restore each other's backend.
+_scoped: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastseq_backend", default=None)
+_default_lock = threading.Lock()  # the default is chosen (and the fallback warned) once
 
 
 def _load(name: str) -> ModuleType | None:
@@ -105,7 +111,8 @@ def available_backends() -> list[str]:
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or name not in BACKEND_NAMES or not _is_available(name):
+    # An explicit choice is imported now (numba included), so a broken backend fails here.
+    if not isinstance(name, str) or name not in BACKEND_NAMES or _load(name) is None:
         available = available_backends()
         why = f" ({_failures[name]})" if isinstance(name, str) and name in _failures else ""
         raise ValueError(
@@ -119,10 +126,11 @@ def _default() -> str:
     if requested:
         return _check_name(requested)
     for name in BACKEND_NAMES:
-        if _is_available(name):
+        if _load(name) is not None:  # the default is used right away: import it for real
             if name != "cpp" and "cpp" in _failures:
+                also = f"; numba: {_failures['numba']}" if "numba" in _failures else ""
                 warnings.warn(
-                    f"fastseq's compiled extension failed to load ({_failures['cpp']}); "
+                    f"fastseq's compiled extension failed to load ({_failures['cpp']}{also}); "
                     f"using the {name!r} backend instead",
                     RuntimeWarning,
                     stacklevel=4,
@@ -132,15 +140,21 @@ def _default() -> str:
 
 
 def get_backend() -> str:
-    """The name of the backend that functional calls and layers use now."""
+    """The name of the backend that functional calls and layers use now (in this thread)."""
     global _active
-    if _active is None:
-        _active = _default()
+    scoped = _scoped.get()
+    if scoped is not None:
+        return scoped
+    with _default_lock:
+        if _active is None:
+            _active = _default()
     return _active
 
 
 def set_backend(name: str) -> None:
-    """Use backend ``name`` ("cpp", "numba" or "reference") from now on.
+    """Use backend ``name`` ("cpp", "numba" or "reference") from now on, in every thread.
+
+    Inside a ``use_backend`` block, that block's choice still wins until it ends.
 
     Raises
     ------
@@ -153,14 +167,16 @@ def set_backend(name: str) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[str]:
-    """Context manager: use backend ``name`` inside the ``with`` block, then restore."""
-    global _active
-    previous = _active  # None stays None: choosing the default (and warning) can wait
-    _active = _check_name(name)
+    """Context manager: use backend ``name`` inside the ``with`` block, then restore.
+
+    The choice holds for the current thread (and asyncio task) only; other threads keep
+    theirs. Raises ValueError as ``set_backend`` does.
+    """
+    token = _scoped.set(_check_name(name))
     try:
         yield name
     finally:
-        _active = previous
+        _scoped.reset(token)
 
 
 def backend_module(name: str | None = None) -> ModuleType:
