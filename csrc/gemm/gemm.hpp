@@ -19,18 +19,13 @@ void matmul(Op op_a, Op op_b, std::int64_t m, std::int64_t n, std::int64_t k, co
 // Forward step: out (B x n) = h (B x k) · Wᵀ, with W the n x k block of w_hh at w (row
 // stride ldw). out is dense scratch (row stride ldo).
 template <class S>
-inline void step_forward(std::int64_t B, std::int64_t n, std::int64_t k, const S* h,
-                         std::int64_t ldh, const S* w, std::int64_t ldw, S* out,
-                         std::int64_t ldo) {
-  matmul<S>(Op::N, Op::T, B, n, k, h, ldh, w, ldw, S(0), out, ldo);
-}
+void step_forward(std::int64_t B, std::int64_t n, std::int64_t k, const S* h, std::int64_t ldh,
+                  const S* w, std::int64_t ldw, S* out, std::int64_t ldo);
 
-// Backward step: dh (B x k) += dg (B x n) · W, with W the n x k block of w_hh at w.
+// Backward step: dh (B x k) = dg (B x n) · W + beta · dh, with W the n x k block of w_hh.
 template <class S>
-inline void step_backward(std::int64_t B, std::int64_t n, std::int64_t k, const S* dg,
-                          std::int64_t lddg, const S* w, std::int64_t ldw, S* dh,
-                          std::int64_t lddh) {
-  matmul<S>(Op::N, Op::N, B, k, n, dg, lddg, w, ldw, S(1), dh, lddh);
-}
+void step_backward(std::int64_t B, std::int64_t n, std::int64_t k, const S* dg,
+                   std::int64_t lddg, const S* w, std::int64_t ldw, S beta, S* dh,
+                   std::int64_t lddh);
 
 }  // namespace fastseq::gemm

@@ -92,7 +92,10 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
   }
   copy_or_zero(sc.h, a.h0, B * H);
   if constexpr (Cell::has_c) copy_or_zero(sc.c, a.c0, B * H);
-  if constexpr (Cell::two_products) zero(sc.rh, B * H);  // finished rows still enter the product
+  // Products with beta = 0 still scale their output in some BLAS paths (0 · NaN = NaN), and
+  // finished rows keep entering the products: start every product buffer at zero.
+  zero(sc.gh, B * GH);
+  if constexpr (Cell::two_products) zero(sc.rh, B * H);
 
   // 1. Input projection for all T steps at once: Gx = X · W_ihᵀ, one GEMM over N rows,
   //    written straight into the gate plane the epilogue then overwrites in place.
@@ -172,6 +175,7 @@ void backward_loop(const SeqConfig& cfg, const BackwardArgs<S>& a) {
   copy_or_zero(dh, a.dh_n, B * H);
   if constexpr (Cell::has_c) copy_or_zero(sc.dc, a.dc_n, B * H);
   zero(sc.dgs, B * GH);
+  if constexpr (Cell::two_products) zero(sc.drh, B * H);
 
   // 1. Reverse time loop: the pointwise backward of each row writes dG over the reserve's
   //    activations (in place: they are not needed afterwards) and a dense copy for the one
@@ -203,8 +207,8 @@ void backward_loop(const SeqConfig& cfg, const BackwardArgs<S>& a) {
     }
     if constexpr (Cell::two_products) {
       // Gradient at r ⊙ h through the n-block, then dr (needs it) and its share of dh.
-      gemm::matmul<S>(Op::N, Op::N, B, H, H, sc.dgs + 2 * H, GH, a.w_hh + 2 * H * H, H, S(0),
-                      sc.drh, H);
+      gemm::step_backward<S>(B, H, H, sc.dgs + 2 * H, GH, a.w_hh + 2 * H * H, H, S(0), sc.drh,
+                             H);
       for (std::int64_t b = 0; b < B; ++b) {
         const std::int64_t t = time_of<HasLengths>(s, b, T, cfg.reverse, lengths);
         if (HasLengths && t < 0) continue;
@@ -213,7 +217,7 @@ void backward_loop(const SeqConfig& cfg, const BackwardArgs<S>& a) {
                             sc.dgs + b * GH, dh_next + b * H);
       }
     }
-    gemm::step_backward<S>(B, n_last, H, sc.dgs, GH, a.w_hh, H, dh_next, H);
+    gemm::step_backward<S>(B, n_last, H, sc.dgs, GH, a.w_hh, H, S(1), dh_next, H);
     std::swap(dh, dh_next);
   }
   std::memcpy(a.dh0, dh, sizeof(S) * static_cast<std::size_t>(B * H));
