@@ -74,8 +74,13 @@ def test_saturating_inputs_stay_finite(backend, cell, dtype):
     for name, value in got.items():
         if value is not None:
             assert np.all(np.isfinite(value)), f"{name} is not finite"
-    if cell != "rnn_relu":  # relu does not saturate: its values grow with x
-        assert_matches(got, reference_of(p), tolerance(dtype), where=f"{backend} {cell}")
+    if cell == "rnn_relu":  # relu does not saturate: its values grow with x
+        return
+    # With |x| ~ 1e4 a float32 pre-activation carries an absolute rounding error of about
+    # eps32 * |x| * |w| * sqrt(I) ~ 1e-3, which unsaturated units pass on to the gradients:
+    # float32 cannot reach 1e-4 here by construction, so it gets a sanity bound only.
+    tol = tolerance(dtype) if dtype == np.float64 else 1e-2
+    assert_matches(got, reference_of(p), tol, where=f"{backend} {cell}")
 
 
 @pytest.mark.parametrize("cell", CELLS)
