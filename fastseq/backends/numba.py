@@ -19,7 +19,6 @@ loaded, the argument is None and ``_gemm`` compiles to plain loops instead.
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -105,33 +104,108 @@ def _flat(a):
     return a.reshape(a.size)
 
 
+# Vectorised exp. The epilogues would otherwise spend most of their time in scalar libm
+# calls (one per gate and unit): instead each phase fills a block of arguments, one loop
+# (which LLVM vectorises) takes exp of the whole block, and the gate formulas read it:
+#   sigmoid(a) = 1 / (1 + exp(-a)),   1 - sigmoid(a) = exp(-a) / (1 + exp(-a));
+#   tanh(a) = sign(a) (1 - e) / (1 + e),   1 - tanh(a)^2 = 4e / (1 + e)^2,  e = exp(-2|a|).
+# The reserve keeps pre-activations, not activations, so that backward gets both sigmoid
+# factors and the tanh slope with full relative precision: sigmoid(20) rounds to 1.0f, and
+# 1 - 1.0f = 0 would lose a slope of 2e-9 that a large input turns into a visible weight
+# gradient.
+#
+# exp(v) = 2^t · exp(r), t = round(v / ln 2), r = v - t ln 2 (ln 2 split in two so that
+# t·ln2_hi is exact), exp(r) by its Taylor polynomial of degree 11 (|r| <= ln2/2: relative
+# error < 1e-14), 2^t built in the exponent bits. v is clamped to the finite range first,
+# so exp never overflows (sigmoid and tanh saturate exactly) and NaN stays NaN.
+
+
 @_jit
-def _sigmoid(v):
-    return 1.0 / (1.0 + math.exp(-v))  # exp overflow gives 1/inf = 0: saturates cleanly
+def _exp_workspace(n, like):
+    """Constants in ``like``'s dtype, and exponent-bit scratch, for ``_vexp`` of n values.
 
-
-# Backward recomputes activations from the pre-activations kept in the reserve, because
-# the slopes cannot be taken from float32 activations: sigmoid(20) rounds to 1.0f, and
-# 1 - 1.0f = 0 loses a slope of 2e-9 that a large input turns into a visible weight
-# gradient. From the pre-activation both factors keep full relative precision.
+    Returns (c, bits32, bits64); c[0:3] are 1, 2, 4 in the array dtype, for the epilogues
+    (a float literal would promote float32 arithmetic to float64).
+    """
+    c = np.empty(21, like.dtype)
+    single = like.itemsize == 4
+    c[0], c[1], c[2] = 1.0, 2.0, 4.0
+    c[3] = 1.4426950408889634  # log2(e)
+    if single:
+        c[4], c[5], c[6], c[7] = 0.693145751953125, 1.428606765330187e-06, -87.0, 88.0
+    else:
+        c[4], c[5], c[6], c[7] = 0.6931471803691238, 1.9082149292705877e-10, -708.0, 709.0
+    c[8] = 0.5
+    f = 1.0
+    for k in range(1, 12):
+        f *= k
+    for i in range(12):  # c[9 + i] = 1 / (11 - i)!
+        c[9 + i] = 1.0 / f
+        f /= max(11 - i, 1)
+    return c, np.empty(n if single else 0, np.int32), np.empty(0 if single else n, np.int64)
 
 
 @_jit
-def _sigmoid_pair(v):
-    """(sigmoid(v), 1 - sigmoid(v)), each with full relative precision."""
-    e = math.exp(-abs(v))
-    q = 1.0 / (1.0 + e)
-    if v >= 0.0:
+def _vexp(a, n, ws):
+    """a[:n] = exp(a[:n]) in place (a is 1-D, C-contiguous)."""
+    c, bits32, bits64 = ws
+    l2e, hi, lo, vmin, vmax, half = c[3], c[4], c[5], c[6], c[7], c[8]
+    p11, p10, p9, p8, p7, p6 = c[9], c[10], c[11], c[12], c[13], c[14]
+    p5, p4, p3, p2, p1, p0 = c[15], c[16], c[17], c[18], c[19], c[20]
+    single = bits32.size > 0
+    for k in range(n):
+        v = a[k]
+        v = vmin if v < vmin else v
+        v = vmax if v > vmax else v
+        t = np.floor(v * l2e + half)
+        t = t if t == t else half - half  # NaN: a finite t (the result stays NaN through r)
+        r = (v - t * hi) - t * lo
+        p = p11 * r + p10
+        p = p * r + p9
+        p = p * r + p8
+        p = p * r + p7
+        p = p * r + p6
+        p = p * r + p5
+        p = p * r + p4
+        p = p * r + p3
+        p = p * r + p2
+        p = p * r + p1
+        a[k] = p * r + p0
+        if single:
+            bits32[k] = (np.int64(t) + 127) << 23
+        else:
+            bits64[k] = (np.int64(t) + 1023) << 52
+    if single:
+        scale32 = bits32.view(np.float32)
+        for k in range(n):
+            a[k] *= scale32[k]
+    else:
+        scale64 = bits64.view(np.float64)
+        for k in range(n):
+            a[k] *= scale64[k]
+
+
+@_jit
+def _sigmoid_pair(a, e, one):
+    """(sigmoid(a), 1 - sigmoid(a)) from e = exp(-|a|), each to full relative precision."""
+    q = one / (one + e)
+    if a >= 0:
         return q, e * q
     return e * q, q
 
 
 @_jit
-def _tanh_slope(v):
-    """1 - tanh(v)^2 = 4e / (1 + e)^2 with e = exp(-2|v|), accurate where tanh(v) rounds to 1."""
-    e = math.exp(-2.0 * abs(v))
-    q = 1.0 / (1.0 + e)
-    return 4.0 * e * q * q
+def _tanh_of(a, e, one):
+    """tanh(a) from e = exp(-2|a|)."""
+    t = (one - e) / (one + e)
+    return t if a >= 0 else -t
+
+
+@_jit
+def _tanh_slope(e, one, four):
+    """1 - tanh(a)^2 from e = exp(-2|a|), accurate where tanh(a) rounds to +-1."""
+    q = one / (one + e)
+    return four * e * q * q
 
 
 @_jit
@@ -275,25 +349,35 @@ def _rnn_forward(blas, x, w_ih, w_hh, bias, h0, lengths, reverse, training, relu
     hprev = np.empty((R, H), dt)
     h = _gather_state(h0, order)
     gh = np.empty((B, H), dt)
-    hf, ghf, whf = _flat(h), _flat(gh), _flat(w_hh)
+    ex = np.empty((B, H), dt)
+    ws = _exp_workspace(B * H, x)
+    one = ws[0][0]
+    hf, ghf, exf, whf = _flat(h), _flat(gh), _flat(ex), _flat(w_hh)
     # 2. the time loop: recurrent GEMM, then the epilogue on the active rows
     for s in range(nact.size):
         m, o = nact[s], offs[s]
         _gemm(blas, False, True, m, H, H, 1.0, hf, 0, H, whf, 0, H, 0.0, ghf, 0, H)
         for j in range(m):
             r = o + j
-            t = ls[j] - 1 - s if reverse else s
-            b = order[j]
             if training:
                 _copy_row(hprev[r], h[j])
             for k in range(H):
                 v = gx[r, k] + gh[j, k] + bias[k]
+                gh[j, k] = v
+                ex[j, k] = -2 * abs(v)
                 if training:
                     pre[r, k] = v
+        if not relu:
+            _vexp(exf, m * H, ws)
+        for j in range(m):
+            t = ls[j] - 1 - s if reverse else s
+            b = order[j]
+            for k in range(H):
+                v = gh[j, k]
                 if relu:
-                    v = 0.0 if v <= 0.0 else v  # NaN stays NaN
+                    v = 0 if v <= 0 else v  # NaN stays NaN
                 else:
-                    v = math.tanh(v)
+                    v = _tanh_of(v, ex[j, k], one)
                 h[j, k] = v
                 y[t, b, k] = v
     return y, _scatter_state(h, order), xp, pre, hprev, order, ls, nact, offs
@@ -307,21 +391,28 @@ def _rnn_backward(blas, xp, w_ih, w_hh, pre, hprev, order, ls, nact, offs, rever
     dt = dy.dtype
     dg = np.empty((N, H), dt)
     dh = _gather_state(dh_n, order)  # the carried gradient wrt h, packed order
-    dhf, dgf, whf = _flat(dh), _flat(dg), _flat(w_hh)
+    ex = np.empty((B, H), dt)
+    ws = _exp_workspace(B * H, dy)
+    one, four = ws[0][0], ws[0][2]
+    dhf, dgf, exf, whf = _flat(dh), _flat(dg), _flat(ex), _flat(w_hh)
     # 1. steps in reverse: pointwise gate gradient, then dh_prev = dG · W_hh
     for s in range(nact.size - 1, -1, -1):
         m, o = nact[s], offs[s]
+        if not relu:
+            for j in range(m):
+                for k in range(H):
+                    ex[j, k] = -2 * abs(pre[o + j, k])
+            _vexp(exf, m * H, ws)
         for j in range(m):
             r = o + j
             t = ls[j] - 1 - s if reverse else s
             b = order[j]
             for k in range(H):
                 d = dh[j, k] + dy[t, b, k]
-                v = pre[r, k]
                 if relu:
-                    dg[r, k] = d if v > 0.0 else 0.0
+                    dg[r, k] = d if pre[r, k] > 0 else 0
                 else:
-                    dg[r, k] = d * _tanh_slope(v)
+                    dg[r, k] = d * _tanh_slope(ex[j, k], one, four)
         _gemm(blas, False, False, m, H, H, 1.0, dgf, o * H, H, whf, 0, H, 0.0, dhf, 0, H)
     # 2. weight gradients: large GEMMs over all rows
     dw_hh = np.empty((H, H), dt)
@@ -359,39 +450,53 @@ def _lstm_forward(blas, x, w_ih, w_hh, bias, h0, c0, lengths, reverse, training)
     hprev = np.empty((R, H), dt)
     h = _gather_state(h0, order)
     c = _gather_state(c0, order)
-    gh = np.empty((B, G), dt)
-    hf, ghf, whf = _flat(h), _flat(gh), _flat(w_hh)
+    gh = np.empty((B, G), dt)   # recurrent product, then the pre-activations
+    ex = np.empty((B, G), dt)   # exp arguments, then exps, of the four gates
+    ec = np.empty((B, H), dt)   # the same for tanh(c')
+    ws = _exp_workspace(B * G, x)
+    one = ws[0][0]
+    hf, ghf, exf, ecf, whf = _flat(h), _flat(gh), _flat(ex), _flat(ec), _flat(w_hh)
     # 2. time loop
     for s in range(nact.size):
         m, o = nact[s], offs[s]
         _gemm(blas, False, True, m, G, H, 1.0, hf, 0, H, whf, 0, H, 0.0, ghf, 0, G)
+        # a. pre-activations of the block, and the arguments of their exps
+        for j in range(m):
+            r = o + j
+            for q in range(G):
+                gh[j, q] = gx[r, q] + gh[j, q] + bias[q]
+            for k in range(H):
+                ex[j, k] = -gh[j, k]
+                ex[j, H + k] = -gh[j, H + k]
+                ex[j, 2 * H + k] = -2 * abs(gh[j, 2 * H + k])
+                ex[j, 3 * H + k] = -gh[j, 3 * H + k]
+            if training:
+                _copy_row(gates[r], gh[j])
+                _copy_row(hprev[r], h[j])
+                _copy_row(cprev[r], c[j])
+        _vexp(exf, m * G, ws)
+        # b. gates and the new cell state
+        for j in range(m):
+            for k in range(H):
+                ig = one / (one + ex[j, k])
+                fg = one / (one + ex[j, H + k])
+                gg = _tanh_of(gh[j, 2 * H + k], ex[j, 2 * H + k], one)
+                cn = fg * c[j, k] + ig * gg
+                c[j, k] = cn
+                ec[j, k] = -2 * abs(cn)
+        _vexp(ecf, m * H, ws)
+        # c. the new hidden state
         for j in range(m):
             r = o + j
             t = ls[j] - 1 - s if reverse else s
             b = order[j]
-            if training:
-                _copy_row(hprev[r], h[j])
-                _copy_row(cprev[r], c[j])
             for k in range(H):
-                ai = gx[r, k] + gh[j, k] + bias[k]
-                af = gx[r, H + k] + gh[j, H + k] + bias[H + k]
-                ag = gx[r, 2 * H + k] + gh[j, 2 * H + k] + bias[2 * H + k]
-                ao = gx[r, 3 * H + k] + gh[j, 3 * H + k] + bias[3 * H + k]
-                ig = _sigmoid(ai)
-                fg = _sigmoid(af)
-                gg = math.tanh(ag)
-                og = _sigmoid(ao)
-                cn = fg * c[j, k] + ig * gg
-                hn = og * math.tanh(cn)
-                c[j, k] = cn
+                og = one / (one + ex[j, 3 * H + k])
+                hn = og * _tanh_of(c[j, k], ec[j, k], one)
                 h[j, k] = hn
                 y[t, b, k] = hn
-                if training:
-                    gates[r, k] = ai
-                    gates[r, H + k] = af
-                    gates[r, 2 * H + k] = ag
-                    gates[r, 3 * H + k] = ao
-                    cs[r, k] = cn
+            if training:
+                _copy_row(cs[r], c[j])
     return (y, _scatter_state(h, order), _scatter_state(c, order),
             xp, gates, cs, cprev, hprev, order, ls, nact, offs)
 
@@ -406,27 +511,39 @@ def _lstm_backward(blas, xp, w_ih, w_hh, gates, cs, cprev, hprev, order, ls, nac
     dg = np.empty((N, G), dt)
     dh = _gather_state(dh_n, order)
     dc = _gather_state(dc_n, order)
-    dhf, dgf, whf = _flat(dh), _flat(dg), _flat(w_hh)
+    ex = np.empty((B, G), dt)
+    ec = np.empty((B, H), dt)
+    ws = _exp_workspace(B * G, dy)
+    one, four = ws[0][0], ws[0][2]
+    dhf, dgf, exf, ecf, whf = _flat(dh), _flat(dg), _flat(ex), _flat(ec), _flat(w_hh)
     # 1. steps in reverse
     for s in range(nact.size - 1, -1, -1):
         m, o = nact[s], offs[s]
         for j in range(m):
             r = o + j
+            for k in range(H):
+                ex[j, k] = -abs(gates[r, k])
+                ex[j, H + k] = -abs(gates[r, H + k])
+                ex[j, 2 * H + k] = -2 * abs(gates[r, 2 * H + k])
+                ex[j, 3 * H + k] = -abs(gates[r, 3 * H + k])
+                ec[j, k] = -2 * abs(cs[r, k])
+        _vexp(exf, m * G, ws)
+        _vexp(ecf, m * H, ws)
+        for j in range(m):
+            r = o + j
             t = ls[j] - 1 - s if reverse else s
             b = order[j]
             for k in range(H):
+                ig, ig1 = _sigmoid_pair(gates[r, k], ex[j, k], one)  # ig1 = 1 - ig
+                fg, fg1 = _sigmoid_pair(gates[r, H + k], ex[j, H + k], one)
+                og, og1 = _sigmoid_pair(gates[r, 3 * H + k], ex[j, 3 * H + k], one)
+                gg = _tanh_of(gates[r, 2 * H + k], ex[j, 2 * H + k], one)
+                tc = _tanh_of(cs[r, k], ec[j, k], one)
                 dhk = dh[j, k] + dy[t, b, k]
-                ig, ig1 = _sigmoid_pair(gates[r, k])  # ig1 = 1 - ig
-                fg, fg1 = _sigmoid_pair(gates[r, H + k])
-                og, og1 = _sigmoid_pair(gates[r, 3 * H + k])
-                ag = gates[r, 2 * H + k]
-                gg = math.tanh(ag)
-                ck = cs[r, k]
-                tc = math.tanh(ck)
-                dck = dc[j, k] + dhk * og * _tanh_slope(ck)
+                dck = dc[j, k] + dhk * og * _tanh_slope(ec[j, k], one, four)
                 dg[r, k] = dck * gg * ig * ig1
                 dg[r, H + k] = dck * cprev[r, k] * fg * fg1
-                dg[r, 2 * H + k] = dck * ig * _tanh_slope(ag)
+                dg[r, 2 * H + k] = dck * ig * _tanh_slope(ex[j, 2 * H + k], one, four)
                 dg[r, 3 * H + k] = dhk * tc * og * og1
                 dc[j, k] = dck * fg
         _gemm(blas, False, False, m, H, G, 1.0, dgf, o * G, G, whf, 0, H, 0.0, dhf, 0, H)
@@ -475,54 +592,63 @@ def _gru_forward(blas, x, w_ih, w_hh, b_ih, b_hh, h0, lengths, reverse, training
     aux = np.empty((R, H), dt)
     hprev = np.empty((R, H), dt)
     h = _gather_state(h0, order)
-    gh = np.empty((B, G), dt)
+    gh = np.empty((B, G), dt)   # recurrent products
+    pa = np.empty((B, G), dt)   # pre-activations
+    ex = np.empty((B, 2 * H), dt)  # exp arguments, then exps: r and z
+    en = np.empty((B, H), dt)      # the same for n
     rh = np.empty((B, H), dt)
-    hf, ghf, rhf, whf = _flat(h), _flat(gh), _flat(rh), _flat(w_hh)
+    ws = _exp_workspace(B * 2 * H, x)
+    one = ws[0][0]
+    hf, ghf, exf, enf, rhf, whf = _flat(h), _flat(gh), _flat(ex), _flat(en), _flat(rh), _flat(w_hh)
     # 2. time loop
     for s in range(nact.size):
         m, o = nact[s], offs[s]
-        if reset_after:
-            _gemm(blas, False, True, m, G, H, 1.0, hf, 0, H, whf, 0, H, 0.0, ghf, 0, G)
-        else:
-            # r must be known before the n-block product: two dependent GEMMs per step
-            _gemm(blas, False, True, m, 2 * H, H, 1.0, hf, 0, H, whf, 0, H, 0.0, ghf, 0, G)
+        # a. r and z. Without reset_after, r must be known before the n-block product:
+        # two dependent GEMMs per step.
+        _gemm(blas, False, True, m, G if reset_after else 2 * H, H, 1.0, hf, 0, H, whf, 0, H,
+              0.0, ghf, 0, G)
+        for j in range(m):
+            r = o + j
+            for k in range(2 * H):
+                v = gx[r, k] + gh[j, k] + bias[k]
+                pa[j, k] = v
+                ex[j, k] = -v
+        _vexp(exf, m * 2 * H, ws)
+        if not reset_after:
             for j in range(m):
-                r = o + j
                 for k in range(H):
-                    ar = gx[r, k] + gh[j, k] + bias[k]
-                    gh[j, k] = ar  # keep the pre-activation of r for the epilogue below
-                    rh[j, k] = _sigmoid(ar) * h[j, k]
+                    rh[j, k] = h[j, k] / (one + ex[j, k])
             _gemm(blas, False, True, m, H, H, 1.0, rhf, 0, H, whf, 2 * H * H, H,
                   0.0, ghf, 2 * H, G)
+        # b. the n gate
+        for j in range(m):
+            r = o + j
+            for k in range(H):
+                if reset_after:
+                    hn = gh[j, 2 * H + k] + b_hn[k]
+                    gh[j, 2 * H + k] = hn
+                    v = gx[r, 2 * H + k] + bias[2 * H + k] + hn / (one + ex[j, k])
+                else:
+                    v = gx[r, 2 * H + k] + bias[2 * H + k] + gh[j, 2 * H + k]
+                pa[j, 2 * H + k] = v
+                en[j, k] = -2 * abs(v)
+        _vexp(enf, m * H, ws)
+        # c. the new hidden state
         for j in range(m):
             r = o + j
             t = ls[j] - 1 - s if reverse else s
             b = order[j]
             if training:
                 _copy_row(hprev[r], h[j])
+                _copy_row(gates[r], pa[j])
+                for k in range(H):
+                    aux[r, k] = gh[j, 2 * H + k] if reset_after else rh[j, k]
             for k in range(H):
-                az = gx[r, H + k] + gh[j, H + k] + bias[H + k]
-                zg = _sigmoid(az)
-                if reset_after:
-                    ar = gx[r, k] + gh[j, k] + bias[k]
-                    hn = gh[j, 2 * H + k] + b_hn[k]
-                    an = gx[r, 2 * H + k] + bias[2 * H + k] + _sigmoid(ar) * hn
-                    if training:
-                        aux[r, k] = hn
-                else:
-                    ar = gh[j, k]
-                    an = gx[r, 2 * H + k] + bias[2 * H + k] + gh[j, 2 * H + k]
-                    if training:
-                        aux[r, k] = rh[j, k]
-                ng = math.tanh(an)
-                hk = h[j, k]
-                hk = ng + zg * (hk - ng)
+                zg = one / (one + ex[j, H + k])
+                ng = _tanh_of(pa[j, 2 * H + k], en[j, k], one)
+                hk = ng + zg * (h[j, k] - ng)
                 h[j, k] = hk
                 y[t, b, k] = hk
-                if training:
-                    gates[r, k] = ar
-                    gates[r, H + k] = az
-                    gates[r, 2 * H + k] = an
     return y, _scatter_state(h, order), xp, gates, aux, hprev, order, ls, nact, offs
 
 
@@ -540,26 +666,37 @@ def _gru_backward(blas, xp, w_ih, w_hh, gates, aux, hprev, order, ls, nact, offs
     dgh = np.empty((N, G), dt) if reset_after else dgx
     dh = _gather_state(dh_n, order)
     drh = np.empty((B, H), dt)
-    dhf, dgxf, dghf, drhf, whf = _flat(dh), _flat(dgx), _flat(dgh), _flat(drh), _flat(w_hh)
+    ex = np.empty((B, G), dt)
+    ws = _exp_workspace(B * G, dy)
+    one, four = ws[0][0], ws[0][2]
+    dhf, dgxf, dghf, drhf, exf, whf = (_flat(dh), _flat(dgx), _flat(dgh), _flat(drh),
+                                       _flat(ex), _flat(w_hh))
     # 1. steps in reverse
     for s in range(nact.size - 1, -1, -1):
         m, o = nact[s], offs[s]
+        for j in range(m):
+            r = o + j
+            for k in range(H):
+                ex[j, k] = -abs(gates[r, k])
+                ex[j, H + k] = -abs(gates[r, H + k])
+                ex[j, 2 * H + k] = -2 * abs(gates[r, 2 * H + k])
+        _vexp(exf, m * G, ws)
         for j in range(m):
             r = o + j
             t = ls[j] - 1 - s if reverse else s
             b = order[j]
             for k in range(H):
                 dhk = dh[j, k] + dy[t, b, k]
-                zg, zg1 = _sigmoid_pair(gates[r, H + k])  # zg1 = 1 - zg
-                an = gates[r, 2 * H + k]
-                ng = math.tanh(an)
-                dn = dhk * zg1 * _tanh_slope(an)
+                zg, zg1 = _sigmoid_pair(gates[r, H + k], ex[j, H + k], one)  # zg1 = 1 - zg
+                ng = _tanh_of(gates[r, 2 * H + k], ex[j, 2 * H + k], one)
+                dn = dhk * zg1 * _tanh_slope(ex[j, 2 * H + k], one, four)
                 dgx[r, H + k] = dhk * (hprev[r, k] - ng) * zg * zg1
                 dgx[r, 2 * H + k] = dn
                 if reset_after:
-                    rg, rg1 = _sigmoid_pair(gates[r, k])
-                    dgx[r, k] = dn * aux[r, k] * rg * rg1
-                    dgh[r, k] = dgx[r, k]
+                    rg, rg1 = _sigmoid_pair(gates[r, k], ex[j, k], one)
+                    dr = dn * aux[r, k] * rg * rg1
+                    dgx[r, k] = dr
+                    dgh[r, k] = dr
                     dgh[r, H + k] = dgx[r, H + k]
                     dgh[r, 2 * H + k] = dn * rg
                 dh[j, k] = dhk * zg  # the direct path h -> h'; GEMMs add the rest
@@ -570,7 +707,7 @@ def _gru_backward(blas, xp, w_ih, w_hh, gates, aux, hprev, order, ls, nact, offs
             for j in range(m):
                 r = o + j
                 for k in range(H):
-                    rg, rg1 = _sigmoid_pair(gates[r, k])
+                    rg, rg1 = _sigmoid_pair(gates[r, k], ex[j, k], one)
                     dgx[r, k] = drh[j, k] * hprev[r, k] * rg * rg1
                     dh[j, k] += drh[j, k] * rg
             _gemm(blas, False, False, m, H, 2 * H, 1.0, dgxf, o * G, G, whf, 0, H,
