@@ -66,6 +66,25 @@ def test_gemm_on_blocks_with_offsets_and_strides(use_blas, dtype, ta, tb, beta):
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)  # outside the block: untouched
 
 
+# ---- the vectorised exp ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-14), (np.float32, 4e-7)])
+def test_vexp_accuracy_and_special_values(dtype, rtol):
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.uniform(-80, 80, 5000), rng.uniform(-1, 1, 1000),
+                        [0.0, -0.0, 1e-30, -1e-30, 80.0, -80.0]]).astype(dtype)
+    a = v.copy()
+    nb._vexp(a, a.size, nb._exp_workspace(a.size, a))
+    exact = np.exp(v.astype(np.float64))
+    assert np.max(np.abs(a / exact - 1)) <= rtol
+    special = np.array([np.nan, np.inf, -np.inf, 1e6, -1e6], dtype)
+    nb._vexp(special, special.size, nb._exp_workspace(special.size, special))
+    assert np.isnan(special[0])
+    assert np.all(np.isfinite(special[1:]))  # clamped: sigmoid and tanh then saturate exactly
+    assert special[1] > 1e30 and special[3] > 1e30 and 0 <= special[2] < 1e-30
+
+
 # ---- fallback without OpenBLAS ------------------------------------------------------------
 
 
