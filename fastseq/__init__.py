@@ -9,6 +9,12 @@ from .backends import available_backends, get_backend, set_backend, use_backend
 from .checking import GradcheckError, gradcheck, max_error
 from .config import show_config
 from .threads import get_num_threads, set_num_threads
+from . import init, losses, optim
+from .linear import Embedding, Linear
+from .optim import clip_grad_norm_
+from .parameter import Module, Parameter
+from .recurrent import GRU, LSTM, RNN
+from .serialization import load, save
 
 __all__ = [
     "__version__",
@@ -16,4 +22,6 @@ __all__ = [
     "available_backends", "get_backend", "set_backend", "use_backend",
     "gradcheck", "GradcheckError", "max_error",
     "show_config", "get_num_threads", "set_num_threads",
+    "RNN", "LSTM", "GRU", "Linear", "Embedding", "Module", "Parameter",
+    "losses", "optim", "init", "clip_grad_norm_", "save", "load",
 ]
