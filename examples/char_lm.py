@@ -21,9 +21,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import fastseq  # noqa: E402
+try:
+    import fastseq
+except ImportError:  # not installed: run from the source tree this example sits in
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import fastseq
 from fastseq import GRU, LSTM, Embedding, Linear, Module  # noqa: E402
 from fastseq.losses import cross_entropy  # noqa: E402
 from fastseq.optim import Adam, CosineAnnealingLR, clip_grad_norm_  # noqa: E402

@@ -142,8 +142,9 @@ def mse(pred: Any, target: Any, reduction: str = "mean") -> tuple[Any, np.ndarra
     grad = 2 * diff
     squares = diff * diff
     if reduction == "mean":
-        n = max(diff.size, 1)
-        return pred.dtype.type(squares.sum() / n), (grad / pred.dtype.type(n)).astype(pred.dtype)
+        n = pred.dtype.type(diff.size)
+        with np.errstate(invalid="ignore", divide="ignore"):  # empty input: NaN, as torch
+            return pred.dtype.type(squares.sum() / n), (grad / n).astype(pred.dtype)
     if reduction == "sum":
         return pred.dtype.type(squares.sum()), grad
     return squares, grad

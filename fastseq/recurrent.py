@@ -177,17 +177,19 @@ class RNNBase(Module):
             )
         return array if batched else array[:, None, :]
 
-    def _split_state(self, state: Any, B: int, batched: bool, what: str):
+    def _split_state(self, state: Any, B: int, batched: bool, backward: bool = False):
         """(h, c) from the user's state argument; c is None for RNN and GRU."""
+        h_name, c_name = ("dh_n", "dc_n") if backward else ("h0", "c0")
         if not self._has_cell_state:
+            name = "dstate" if backward else "h0"
             if isinstance(state, tuple):
-                raise TypeError(f"{type(self).__name__} takes a single {what} array, not a tuple")
-            return self._check_state(state, what, B, batched), None
+                raise TypeError(f"{type(self).__name__} takes a single {name} array, not a tuple")
+            return self._check_state(state, name, B, batched), None
         if state is None:
             return None, None
         if not isinstance(state, (tuple, list)) or len(state) != 2:
-            raise TypeError(f"LSTM {what} must be a pair (h, c) of arrays or None")
-        h_name, c_name = ("h0", "c0") if what == "state" else ("dh_n", "dc_n")
+            what = "dstate" if backward else "hx"
+            raise TypeError(f"LSTM {what} must be a pair ({h_name}, {c_name}) of arrays or None")
         return (self._check_state(state[0], h_name, B, batched),
                 self._check_state(state[1], c_name, B, batched))
 
@@ -200,7 +202,7 @@ class RNNBase(Module):
         x : array_like
             ``(T, B, input_size)``, or ``(B, T, input_size)`` with ``batch_first``, or
             unbatched ``(T, input_size)``. Cast to the layer's dtype.
-        state : array_like or None
+        h0 (RNN, GRU) or hx (LSTM) : array_like, tuple or None
             Initial hidden state ``(num_layers * D, B, hidden_size)`` (``(num_layers * D,
             hidden_size)`` unbatched), D = 2 if bidirectional else 1; zeros if None. The
             LSTM takes a pair ``(h0, c0)`` of such arrays.
@@ -215,13 +217,13 @@ class RNNBase(Module):
             ``(T, B, D * hidden_size)`` (batch_first: ``(B, T, D * hidden_size)``;
             unbatched: ``(T, D * hidden_size)``): the last layer's outputs, directions
             concatenated (forward first).
-        state_n : numpy.ndarray or tuple
-            Final states, shaped like ``state``; the LSTM returns ``(h_n, c_n)``.
+        h_n : numpy.ndarray, or (h_n, c_n) for the LSTM
+            Final states, shaped like the initial ones.
         """
         xt, batched = self._input_to_time_major(x)
         T, B = xt.shape[:2]
         lengths = self._check_lengths(lengths, T, B, batched)
-        h0, c0 = self._split_state(state, B, batched, "state")
+        h0, c0 = self._split_state(state, B, batched)
         training = self.training
         L, D, H = self.num_layers, self.num_directions, self.hidden_size
         h_n = np.empty((L * D, B, H), self.dtype)
@@ -306,11 +308,7 @@ class RNNBase(Module):
             raise ValueError(
                 f"dy must have the shape of y, {cache['y_shape']}, got {dy_array.shape}"
             )
-        if self._has_cell_state:
-            dh_n, dc_n = (None, None) if dstate is None else self._split_state(
-                dstate, B, batched, "dstate")
-        else:
-            dh_n, dc_n = self._check_state(dstate, "dstate", B, batched), None
+        dh_n, dc_n = self._split_state(dstate, B, batched, backward=True)
         cache = self._consume_backward()
 
         if not batched:
@@ -497,9 +495,9 @@ class LSTM(RNNBase):
     _has_cell_state = True
 
     def forward(  # noqa: D102
-        self, x: Any, hc0: Any = None, lengths: Any = None
+        self, x: Any, hx: Any = None, lengths: Any = None
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        return super().forward(x, hc0, lengths)
+        return super().forward(x, hx, lengths)
 
     forward.__doc__ = RNNBase.forward.__doc__
 

@@ -55,18 +55,18 @@ def test_bad_input_shape_message_follows_batch_first():
 def test_bad_state_shapes():
     rnn = RNN(I, H, num_layers=2)
     x = np.zeros((T, B, I))
-    with pytest.raises(ValueError, match=r"state must have shape \(2, 2, 5\)"):
+    with pytest.raises(ValueError, match=r"h0 must have shape \(2, 2, 5\)"):
         rnn(x, np.zeros((1, B, H)))
-    with pytest.raises(ValueError, match="state"):
+    with pytest.raises(ValueError, match="h0"):
         rnn(x, np.zeros((2, B + 1, H)))
     with pytest.raises(ValueError, match=r"\(2, 5\)"):
         rnn(np.zeros((T, I)), np.zeros((2, B, H)))  # unbatched input takes an unbatched state
     with pytest.raises(TypeError, match="tuple"):
         rnn(x, (np.zeros((2, B, H)), np.zeros((2, B, H))))
-    with pytest.raises(TypeError, match="state"):
+    with pytest.raises(TypeError, match="h0"):
         rnn(x, np.zeros((2, B, H), dtype=complex))
     lstm = LSTM(I, H, bidirectional=True)
-    with pytest.raises(TypeError, match=r"pair \(h, c\)"):
+    with pytest.raises(TypeError, match=r"pair \(h0, c0\)"):
         lstm(x, np.zeros((2, B, H)))
     with pytest.raises(ValueError, match="h0"):
         lstm(x, (np.zeros((1, B, H)), np.zeros((2, B, H))))

@@ -96,3 +96,9 @@ def test_mse_errors():
         mse(np.zeros(3), np.zeros(4))
     with pytest.raises(TypeError, match="pred"):
         mse(np.array(["a"]), np.zeros(1))
+
+
+def test_mse_of_nothing_is_nan_like_torch():
+    loss, grad = mse(np.zeros(0), np.zeros(0))
+    assert np.isnan(loss) and grad.shape == (0,)
+    assert np.isnan(tF.mse_loss(torch.zeros(0), torch.zeros(0)).item())

@@ -35,6 +35,16 @@ def test_npz_suffix_and_plain_numpy_reading(tmp_path):
     assert np.array_equal(other.weight_hh_l0.data, lstm.weight_hh_l0.data)
 
 
+def test_top_level_names():
+    import fastseq
+
+    assert fastseq.save is save and fastseq.load is load
+    assert fastseq.clip_grad_norm_ is fastseq.optim.clip_grad_norm_
+    assert fastseq.LSTM is LSTM and fastseq.Linear is Linear
+    for name in ("RNN", "GRU", "Embedding", "Module", "Parameter", "losses", "optim", "init"):
+        assert name in fastseq.__all__
+
+
 def test_load_into_wrong_module_is_a_clear_error(tmp_path):
     save(tmp_path / "gru.npz", GRU(3, 4, seed=0))
     with pytest.raises(ValueError, match="shape mismatch"):
