@@ -16,6 +16,10 @@ GEMMs go to OpenBLAS (``scipy_cblas_[sd]gemm`` of scipy-openblas32) through cffi
 function is an *argument* of every kernel, never a global: Numba refuses to cache a
 function that holds a foreign function pointer as a global. When the library cannot be
 loaded, the argument is None and ``_gemm`` compiles to plain loops instead.
+
+The reserve is a dict: packed copies of what backward needs (pre-activations, states) and
+references to ``w_ih``, ``w_hh`` and, when packing moves nothing (all lengths T, forward),
+``x``: backward reads those as they are when it runs, as the cpp backend does.
 """
 from __future__ import annotations
 
