@@ -75,3 +75,18 @@ def test_float32_inputs_give_float32_outputs_close_to_float64():
     for name, value in out.items():
         assert value.dtype == np.float32, name
         np.testing.assert_allclose(value, ref[name], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_padding_never_influences_results(cell, reverse):
+    """x past each length may hold anything, NaN included (torch's packed sequences ignore it)."""
+    p = make_problem(cell, T=5, B=3, lengths=[2, 5, 4], reverse=reverse, seed=12)
+    expected = run(p, "reference")
+    for b, L in enumerate(p.lengths):
+        p.x[L:, b] = np.nan
+        p.dy[L:, b] = np.nan
+    got = run(p, "reference")
+    for name, value in expected.items():
+        if value is not None:
+            np.testing.assert_array_equal(got[name], value, err_msg=name)

@@ -251,11 +251,14 @@ def _backward(reserve, dy, dstate_n):
         # an inactive sequence passes its gradient through the frozen state untouched
         dstate = tuple(np.where(m[:, None], dp, di) for dp, di in zip(dprev, incoming))
 
-    # 3. gradients of the input projection, over all T*B rows at once
+    # 3. gradients of the input projection, over all T*B rows at once. Padding rows of x
+    #    (past a sequence's length) are zeroed first: their dG is zero, but 0 * NaN is not.
     flat_dgx = dgx.reshape(T * B, -1)
+    valid = _schedule(T, B, reserve.lengths, False)[1]  # (t, b) is valid iff t < L_b
+    x_valid = np.where(valid[:, :, None], x, 0.0).reshape(T * B, I)
     grads = {
         "dx": dgx @ w_ih,
-        "dw_ih": flat_dgx.T @ x.reshape(T * B, I),
+        "dw_ih": flat_dgx.T @ x_valid,
         "dw_hh": dw_hh,
         "db_ih": flat_dgx.sum(axis=0) if reserve.has_bias else None,
         "db_hh": db_hh if reserve.has_bias else None,
