@@ -2,20 +2,16 @@
 FASTSEQ_BACKEND variable, the error for unknown names, the fallback when the compiled
 extension cannot be imported (simulated in a subprocess), and `import fastseq` staying free
 of numba."""
-import json
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 
-import numpy as np
 import pytest
 
 import fastseq
 from fastseq import backends
+from subprocesses import run_python
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AVAILABLE = fastseq.available_backends()
 
 # Prepended to subprocess code: makes the listed modules fail to import, as a missing or
@@ -80,17 +76,6 @@ COMPARE = textwrap.dedent("""
         got, ref = run_all(backend), run_all("reference")
         return max(fastseq.max_error(got[k], ref[k]) for k in ref)
 """)
-
-
-def run_python(code: str, env: dict | None = None) -> dict:
-    """Run ``code`` in a fresh interpreter from the source tree; it prints one JSON line."""
-    full_env = {k: v for k, v in os.environ.items() if k != "FASTSEQ_BACKEND"}
-    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture

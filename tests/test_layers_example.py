@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+from subprocesses import child_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -12,7 +14,7 @@ def test_char_lm_smoke():
         [sys.executable, "-W", "error", script, "--steps", "4", "--log-every", "2",
          "--hidden", "8", "--bptt", "16", "--batch", "4", "--sample-chars", "20",
          "--cell", "gru", "--backend", "reference"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env=child_env(),
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -1,10 +1,7 @@
 """What only the numba backend has: its GEMM wrapper (OpenBLAS through cffi, or jitted
 loops), the fallback when OpenBLAS cannot be loaded, and the on-disk cache (which a cffi
 function held as a global would defeat: the functions take it as an argument)."""
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -16,21 +13,10 @@ if "numba" not in fastseq.available_backends():
     pytest.skip("numba is not installed", allow_module_level=True)
 
 from fastseq.backends import backend_module  # noqa: E402
+from subprocesses import run_python  # noqa: E402
 from problems import CELLS, assert_matches, make_problem, reference_of, run, tolerance  # noqa: E402
 
 nb = backend_module("numba")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_python(code: str, env: dict | None = None) -> dict:
-    """Run ``code`` in a fresh interpreter from the source tree; it prints one JSON line."""
-    full_env = {k: v for k, v in os.environ.items() if k != "FASTSEQ_BACKEND"}
-    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_openblas_is_loaded_here():
