@@ -12,6 +12,7 @@ from .threads import get_num_threads, set_num_threads
 from . import init, losses, optim
 from .linear import Embedding, Linear
 from .optim import clip_grad_norm_
+from .paths import get_include, get_library
 from .parameter import Module, Parameter
 from .recurrent import GRU, LSTM, RNN
 from .serialization import load, save
@@ -24,4 +25,5 @@ __all__ = [
     "show_config", "get_num_threads", "set_num_threads",
     "RNN", "LSTM", "GRU", "Linear", "Embedding", "Module", "Parameter",
     "losses", "optim", "init", "clip_grad_norm_", "save", "load",
+    "get_include", "get_library",
 ]

@@ -1,0 +1,737 @@
+"""The C ABI (csrc/include/fastseq/fastseq.h, libfastseq.so): from C programs compiled here
+with the system compiler, through cffi (``fastseq.capi``), and through cffi from inside
+Numba nopython code, each compared with the reference backend; every error status from C
+and from cffi; the header, the paths and the binding kept in step."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fastseq
+from problems import assert_matches, make_problem, reference_of, tolerance
+
+try:
+    from fastseq import capi
+except (ImportError, OSError) as exc:  # no cffi, or no libfastseq.so (FileNotFoundError)
+    pytest.skip(f"fastseq.capi cannot load: {exc}", allow_module_level=True)
+ffi, lib = capi.ffi, capi.lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+C_SOURCES = os.path.join(HERE, "c")
+ROOT = os.path.dirname(HERE)
+
+FAMILY = {"rnn_tanh": "rnn", "rnn_relu": "rnn", "lstm": "lstm", "gru": "gru",
+          "gru_reset_before": "gru"}
+
+
+# ---- the header: every declaration, with its parameter names --------------------------------
+
+def _declarations() -> dict[str, list[str]]:
+    """Function name -> parameter names, for every FASTSEQ_API function of the header."""
+    text = capi.cdef_source()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
+    found = {}
+    for name, params in re.findall(r"\b(fastseq_\w+)\s*\(([^)]*)\)\s*;", text):
+        params = params.strip()
+        found[name] = [] if params in ("", "void") else [
+            re.findall(r"\w+", p)[-1] for p in params.split(",")]
+    return found
+
+
+DECLARATIONS = _declarations()
+
+
+def call(name: str, **kwargs):
+    """Call C function ``name`` with its arguments by their names in the header."""
+    args = [kwargs.pop(p) for p in DECLARATIONS[name]]
+    assert not kwargs, f"{name} has no parameters {sorted(kwargs)}"
+    return getattr(lib, name)(*args)
+
+
+def test_header_declares_what_the_library_exports():
+    with open(capi.header_path(), encoding="utf-8") as f:
+        header = f.read()
+    declared = set(re.findall(r"FASTSEQ_API\s+[\w\s\*]*?\b(fastseq_\w+)\s*\(", header))
+    expected = {f"fastseq_{c}_{d}_{s}" for c in ("rnn", "lstm", "gru")
+                for d in ("forward", "backward") for s in ("f32", "f64")}
+    expected |= {"fastseq_version", "fastseq_last_error", "fastseq_reserve_bytes",
+                 "fastseq_forward_scratch_bytes", "fastseq_backward_scratch_bytes"}
+    assert declared == expected
+    assert set(DECLARATIONS) == expected  # the cdef that cffi was given holds them all
+    for name in expected:
+        assert getattr(lib, name) is not None  # resolved in libfastseq.so (dlsym)
+    assert capi.version() == fastseq.__version__
+
+
+def test_paths_point_at_the_header_and_at_the_library_core_uses():
+    include = fastseq.get_include()
+    assert os.path.isfile(os.path.join(include, "fastseq", "fastseq.h"))
+    library = fastseq.get_library()
+    assert os.path.basename(library) == "libfastseq.so" and os.path.isfile(library)
+    # One copy of the kernels: the extension and the C ABI are the same mapped file.
+    pytest.importorskip("fastseq._core")
+    with open("/proc/self/maps") as f:
+        mapped = {os.path.realpath(line.split()[-1]) for line in f if "libfastseq" in line}
+    assert mapped == {os.path.realpath(library)}
+
+
+def test_import_fastseq_stays_light():
+    code = ("import sys, fastseq; "
+            "print(sorted(m for m in ('cffi', 'fastseq.capi', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# ---- through cffi, compared with the reference -------------------------------------------
+
+def capi_run(p, own_scratch: bool = True) -> dict:
+    """Forward (training) and backward of problem ``p`` through the C ABI, outputs by name."""
+    family, dtype = FAMILY[p.cell], p.dtype
+    T, B, I = p.x.shape
+    H = p.w_hh.shape[1]
+    suffix = "f32" if dtype == np.float32 else "f64"
+    flags = {"rnn": {"relu": int(p.cell == "rnn_relu")},
+             "gru": {"reset_after": int(p.cell == "gru")}, "lstm": {}}[family]
+    sizes = dict(T=T, B=B, I=I, H=H, reverse=int(p.reverse), **flags)
+    ptr = capi.ptr
+    n = capi.reserve_bytes(p.cell, dtype, T, B, I, H)
+    reserve = capi.aligned_bytes(n)
+
+    def scratch(nbytes):
+        return (ptr(capi.aligned_bytes(nbytes)), nbytes) if own_scratch else (ffi.NULL, 0)
+
+    out = {"y": np.empty((T, B, H), dtype), "h_n": np.empty((B, H), dtype)}
+    lstm = {}
+    if family == "lstm":
+        out["c_n"] = np.empty((B, H), dtype)
+        lstm = dict(c_n=ptr(out["c_n"], writable=True), c0=ptr(p.c0, dtype))
+    s, s_size = scratch(capi.forward_scratch_bytes(p.cell, dtype, T, B, I, H, True))
+    capi.check(call(
+        f"fastseq_{family}_forward_{suffix}", y=ptr(out["y"], writable=True),
+        h_n=ptr(out["h_n"], writable=True), reserve=ptr(reserve), reserve_size=n,
+        x=ptr(p.x, dtype), w_ih=ptr(p.w_ih, dtype), w_hh=ptr(p.w_hh, dtype),
+        b_ih=ptr(p.b_ih, dtype), b_hh=ptr(p.b_hh, dtype), h0=ptr(p.h0, dtype),
+        lengths=ptr(p.lengths, np.int64), scratch=s, scratch_size=s_size, **lstm, **sizes))
+    assert capi.last_error() == ""
+
+    G = p.w_hh.shape[0]
+    grads = {"dx": np.empty_like(p.x), "dh0": np.empty((B, H), dtype),
+             "dw_ih": np.empty_like(p.w_ih), "dw_hh": np.empty_like(p.w_hh),
+             "db_ih": None if p.b_ih is None else np.empty(G, dtype),
+             "db_hh": None if p.b_ih is None else np.empty(G, dtype)}
+    lstm = {}
+    if family == "lstm":
+        grads["dc0"] = np.empty((B, H), dtype)
+        lstm = dict(dc0=ptr(grads["dc0"], writable=True), dc_n=ptr(p.dc_n, dtype))
+    s, s_size = scratch(capi.backward_scratch_bytes(p.cell, dtype, T, B, I, H))
+    capi.check(call(
+        f"fastseq_{family}_backward_{suffix}",
+        **{k: ptr(grads[k], writable=True)
+           for k in ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh")},
+        reserve=ptr(reserve), reserve_size=n, x=ptr(p.x, dtype), w_ih=ptr(p.w_ih, dtype),
+        w_hh=ptr(p.w_hh, dtype), lengths=ptr(p.lengths, np.int64), dy=ptr(p.dy, dtype),
+        dh_n=ptr(p.dh_n, dtype), scratch=s, scratch_size=s_size, **lstm, **sizes))
+    out.update(grads)
+    return out
+
+
+CFFI_CASES = {
+    "plain": dict(),
+    "lengths_reverse": dict(lengths="vary", reverse=True, B=4),
+    "no_bias_no_state": dict(bias=False, init_state=False, grad_state=False, lengths="vary"),
+    "edges": dict(T=1, B=1, I=3, H=1),
+    "saturating": dict(scale=30.0, H=17, I=5),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(CFFI_CASES))
+@pytest.mark.parametrize("cell", sorted(FAMILY))
+def test_cffi_matches_reference(cell, case, dtype):
+    p = make_problem(cell, dtype=dtype, seed=3, **CFFI_CASES[case])
+    tol = tolerance(dtype) if case != "saturating" or dtype == np.float64 else 1e-3
+    got = capi_run(p, own_scratch=case != "plain")
+    assert_matches(got, reference_of(p), tol, f"{cell} {case} {np.dtype(dtype)}")
+
+
+def test_inference_forward_needs_no_reserve():
+    p = make_problem("gru", lengths="vary", reverse=True)
+    T, B, I = p.x.shape
+    H = p.w_hh.shape[1]
+    y, h_n = np.empty((T, B, H)), np.empty((B, H))
+    ptr = capi.ptr
+    capi.check(lib.fastseq_gru_forward_f64(
+        ptr(y), ptr(h_n), ffi.NULL, 0, ptr(p.x), ptr(p.w_ih), ptr(p.w_hh), ptr(p.b_ih),
+        ptr(p.b_hh), ptr(p.h0), ptr(p.lengths), ffi.NULL, 0, T, B, I, H, 1, 1))
+    ref = reference_of(p, training=False)
+    assert_matches({"y": y, "h_n": h_n}, ref, 1e-10, "gru inference")
+
+
+# ---- the pointer helper ---------------------------------------------------------------------
+
+def test_ptr_checks_dtype_contiguity_and_writability():
+    a = np.zeros((3, 4), np.float32)
+    assert ffi.typeof(capi.ptr(a)) is ffi.typeof("float[]")
+    assert ffi.typeof(capi.ptr(np.zeros(2))) is ffi.typeof("double[]")
+    assert capi.ptr(None) == ffi.NULL
+    with pytest.raises(TypeError, match="x has dtype float32, expected float64"):
+        capi.ptr(a, np.float64, name="x")
+    with pytest.raises(TypeError, match="int32"):
+        capi.ptr(np.zeros(3, np.int32))
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        capi.ptr([1.0, 2.0])
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        capi.ptr(a.T)
+    a.flags.writeable = False
+    capi.ptr(a)  # fine as an input
+    with pytest.raises(ValueError, match="read-only"):
+        capi.ptr(a, writable=True, name="y")
+    # Why the helper exists: cffi refuses a bare from_buffer (char[]) for a float* parameter.
+    y = np.zeros((1, 1, 1), np.float32)
+    with pytest.raises(TypeError):
+        lib.fastseq_rnn_forward_f32(ffi.from_buffer(y), *([ffi.NULL] * 2 + [0] + [ffi.NULL] * 7),
+                                    ffi.NULL, 0, 1, 1, 1, 1, 0, 0)
+    buf = capi.aligned_bytes(100)
+    assert buf.nbytes == 100 and buf.ctypes.data % 64 == 0
+
+
+# ---- every error status through cffi ---------------------------------------------------------
+
+def _lstm_call_args():
+    """Valid float64 LSTM forward and backward arguments (T=3, B=2, I=2, H=2) as header
+    names -> cffi values; "_keep" holds the arrays alive."""
+    T, B, I, H = 3, 2, 2, 2
+    p = make_problem("lstm", T=T, B=B, I=I, H=H, lengths=[3, 2])
+    n = capi.reserve_bytes("lstm", np.float64, T, B, I, H)
+    s = max(capi.forward_scratch_bytes("lstm", np.float64, T, B, I, H, True),
+            capi.backward_scratch_bytes("lstm", np.float64, T, B, I, H))
+    arrays = dict(x=p.x, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=p.b_ih, b_hh=p.b_hh, h0=p.h0, c0=p.c0,
+                  lengths=p.lengths, dy=p.dy, dh_n=p.dh_n, dc_n=p.dc_n,
+                  y=np.empty((T, B, H)), h_n=np.empty((B, H)), c_n=np.empty((B, H)),
+                  dx=np.empty_like(p.x), dh0=np.empty((B, H)), dc0=np.empty((B, H)),
+                  dw_ih=np.empty_like(p.w_ih), dw_hh=np.empty_like(p.w_hh),
+                  db_ih=np.empty(4 * H), db_hh=np.empty(4 * H),
+                  reserve=capi.aligned_bytes(n), scratch=capi.aligned_bytes(s))
+    args = {k: capi.ptr(v) for k, v in arrays.items()}
+    args.update(reserve_size=n, scratch_size=s, T=T, B=B, I=I, H=H, reverse=0, _keep=arrays)
+    return args
+
+
+def _call_with(name, args, over):
+    merged = {**args, **over}
+    return call(name, **{k: merged[k] for k in DECLARATIONS[name]})
+
+
+def _forward(**over):
+    return _call_with("fastseq_lstm_forward_f64", _lstm_call_args(), over)
+
+
+def _backward(**over):
+    args = _lstm_call_args()
+    capi.check(_call_with("fastseq_lstm_forward_f64", args, {}))  # a real reserve first
+    return _call_with("fastseq_lstm_backward_f64", args, over)
+
+
+def _query(fn="fastseq_reserve_bytes", **over):
+    args = dict(bytes=ffi.new("size_t *"), cell=lib.FASTSEQ_CELL_LSTM, dtype=lib.FASTSEQ_FLOAT64,
+                T=3, B=2, I=2, H=2)
+    if fn == "fastseq_forward_scratch_bytes":
+        args["training"] = 1
+    args.update(over)
+    return call(fn, **args)
+
+
+def _bad_lengths(values):
+    return capi.ptr(np.array(values, np.int64))
+
+
+_HUGE = dict(reserve=ffi.NULL, reserve_size=0, scratch=ffi.NULL, scratch_size=0,
+             lengths=ffi.NULL, T=1 << 15, B=1 << 15, H=1 << 14)
+
+# case -> (the call, its status, words of its message)
+CFFI_ERRORS = {
+    "forward_T_zero": (lambda: _forward(T=0), "FASTSEQ_ERR_SIZE", "must all be >= 1"),
+    "forward_H_negative": (lambda: _forward(H=-3), "FASTSEQ_ERR_SIZE", "H=-3"),
+    "forward_too_large": (lambda: _forward(T=1 << 31), "FASTSEQ_ERR_SIZE", "32-bit"),
+    "backward_B_zero": (lambda: _backward(B=0), "FASTSEQ_ERR_SIZE", "B=0"),
+    "query_I_negative": (lambda: _query(I=-1), "FASTSEQ_ERR_SIZE", "I=-1"),
+    "forward_x_null": (lambda: _forward(x=ffi.NULL), "FASTSEQ_ERR_NULL_POINTER", "x is NULL"),
+    "forward_h_n_null": (lambda: _forward(h_n=ffi.NULL), "FASTSEQ_ERR_NULL_POINTER",
+                         "h_n is NULL"),
+    "forward_one_bias": (lambda: _forward(b_ih=ffi.NULL), "FASTSEQ_ERR_NULL_POINTER",
+                         "both biases"),
+    "forward_reserve_null": (lambda: _forward(reserve=ffi.NULL), "FASTSEQ_ERR_NULL_POINTER",
+                             "reserve is NULL"),
+    "forward_scratch_null": (lambda: _forward(scratch=ffi.NULL), "FASTSEQ_ERR_NULL_POINTER",
+                             "scratch is NULL"),
+    "backward_dw_hh_null": (lambda: _backward(dw_hh=ffi.NULL), "FASTSEQ_ERR_NULL_POINTER",
+                            "dw_hh is NULL"),
+    "backward_dc0_null": (lambda: _backward(dc0=ffi.NULL), "FASTSEQ_ERR_NULL_POINTER",
+                          "dc0 is NULL"),
+    "query_bytes_null": (lambda: _query(bytes=ffi.NULL), "FASTSEQ_ERR_NULL_POINTER",
+                         "bytes is NULL"),
+    "forward_length_zero": (lambda: _forward(lengths=_bad_lengths([3, 0])),
+                            "FASTSEQ_ERR_LENGTHS", "lengths[1] = 0"),
+    "forward_length_above_T": (lambda: _forward(lengths=_bad_lengths([4, 1])),
+                               "FASTSEQ_ERR_LENGTHS", "lengths[0] = 4 is outside 1..T = 1..3"),
+    "backward_length_negative": (lambda: _backward(lengths=_bad_lengths([1, -5])),
+                                 "FASTSEQ_ERR_LENGTHS", "-5"),
+    "forward_reserve_size": (lambda: _forward(reserve_size=7), "FASTSEQ_ERR_RESERVE_SIZE",
+                             "reserve_size = 7"),
+    "backward_reserve_other_config": (lambda: _backward(T=2, lengths=ffi.NULL),
+                                      "FASTSEQ_ERR_RESERVE_SIZE", "reserve is"),
+    "backward_reserve_size_zero": (lambda: _backward(reserve_size=0),
+                                   "FASTSEQ_ERR_RESERVE_SIZE", "reserve_size = 0"),
+    "forward_scratch_size": (lambda: _forward(scratch_size=1), "FASTSEQ_ERR_SCRATCH_SIZE",
+                             "scratch_size = 1"),
+    "backward_scratch_size": (lambda: _backward(scratch_size=64), "FASTSEQ_ERR_SCRATCH_SIZE",
+                              "fastseq_backward_scratch_bytes"),
+    "query_bad_cell": (lambda: _query(cell=-1), "FASTSEQ_ERR_ARGUMENT", "cell = -1"),
+    "query_bad_dtype": (lambda: _query(dtype=0), "FASTSEQ_ERR_ARGUMENT", "dtype = 0"),
+    "query_bad_training": (lambda: _query("fastseq_forward_scratch_bytes", training=3),
+                           "FASTSEQ_ERR_ARGUMENT", "training"),
+    "forward_bad_reverse": (lambda: _forward(reverse=-1), "FASTSEQ_ERR_ARGUMENT",
+                            "reverse must be 0 or 1"),
+    "forward_out_of_memory": (lambda: _forward(**_HUGE), "FASTSEQ_ERR_OUT_OF_MEMORY",
+                              "cannot allocate"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CFFI_ERRORS))
+def test_cffi_error_status(case):
+    run, status, words = CFFI_ERRORS[case]
+    code = run()
+    assert capi.STATUS_NAMES[code] == status
+    message = capi.last_error()
+    assert message.startswith("fastseq_") and words in message, message
+    with pytest.raises(capi.CapiError, match=status) as info:
+        capi.check(code)
+    assert info.value.code == code and info.value.message == message
+    assert _forward() == lib.FASTSEQ_OK and capi.last_error() == ""  # a success clears it
+
+
+def test_cffi_flag_errors_of_rnn_and_gru():
+    """A flag out of range is refused first, whatever the other arguments are."""
+    null = ffi.NULL
+    code = lib.fastseq_rnn_forward_f32(null, null, null, 0, *[null] * 7, null, 0, 1, 1, 1, 1, 0, 2)
+    assert code == lib.FASTSEQ_ERR_ARGUMENT and "relu must be 0 or 1, got 2" in capi.last_error()
+    code = lib.fastseq_gru_backward_f64(*[null] * 6, null, 0, *[null] * 6, null, 0,
+                                        1, 1, 1, 1, 0, 9)
+    assert code == lib.FASTSEQ_ERR_ARGUMENT and "reset_after must be 0 or 1" in capi.last_error()
+    with pytest.raises(capi.CapiError, match="FASTSEQ_ERR_ARGUMENT"):
+        capi.check(code)
+
+
+def test_last_error_is_per_thread():
+    assert _forward(x=ffi.NULL) == lib.FASTSEQ_ERR_NULL_POINTER
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(capi.last_error()))
+    thread.start()
+    thread.join()
+    assert seen == [""]
+    assert "x is NULL" in capi.last_error()
+
+
+# ---- from Numba nopython code -----------------------------------------------------------------
+# The cffi functions are arguments, never globals: a global one would make Numba refuse to
+# cache ("uses dynamic globals"), and filterwarnings=error turns that warning into a failure.
+# Every pointer comes from ffi.from_buffer, so optional inputs are passed as arrays.
+
+
+def _nb_lstm(fwd, bwd, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, dy, dh_n, dc_n, reverse,
+             reserve, scratch):
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    y = np.empty((T, B, H), x.dtype)
+    h_n = np.empty((B, H), x.dtype)
+    c_n = np.empty((B, H), x.dtype)
+    status = fwd(ffi.from_buffer(y), ffi.from_buffer(h_n), ffi.from_buffer(c_n),
+                 ffi.from_buffer(reserve), reserve.size, ffi.from_buffer(x),
+                 ffi.from_buffer(w_ih), ffi.from_buffer(w_hh), ffi.from_buffer(b_ih),
+                 ffi.from_buffer(b_hh), ffi.from_buffer(h0), ffi.from_buffer(c0),
+                 ffi.from_buffer(lengths), ffi.from_buffer(scratch), scratch.size,
+                 T, B, I, H, reverse)
+    dx = np.empty_like(x)
+    dh0 = np.empty_like(h_n)
+    dc0 = np.empty_like(h_n)
+    dw_ih = np.empty_like(w_ih)
+    dw_hh = np.empty_like(w_hh)
+    db_ih = np.empty_like(b_ih)
+    db_hh = np.empty_like(b_hh)
+    if status == 0:
+        status = bwd(ffi.from_buffer(dx), ffi.from_buffer(dh0), ffi.from_buffer(dc0),
+                     ffi.from_buffer(dw_ih), ffi.from_buffer(dw_hh), ffi.from_buffer(db_ih),
+                     ffi.from_buffer(db_hh), ffi.from_buffer(reserve), reserve.size,
+                     ffi.from_buffer(x), ffi.from_buffer(w_ih), ffi.from_buffer(w_hh),
+                     ffi.from_buffer(lengths), ffi.from_buffer(dy), ffi.from_buffer(dh_n),
+                     ffi.from_buffer(dc_n), ffi.from_buffer(scratch), scratch.size,
+                     T, B, I, H, reverse)
+    return status, (y, h_n, c_n, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+
+
+def _nb_rnn_or_gru(fwd, bwd, x, w_ih, w_hh, b_ih, b_hh, h0, lengths, dy, dh_n, reverse, flag,
+                   reserve, scratch):
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    y = np.empty((T, B, H), x.dtype)
+    h_n = np.empty((B, H), x.dtype)
+    status = fwd(ffi.from_buffer(y), ffi.from_buffer(h_n), ffi.from_buffer(reserve),
+                 reserve.size, ffi.from_buffer(x), ffi.from_buffer(w_ih), ffi.from_buffer(w_hh),
+                 ffi.from_buffer(b_ih), ffi.from_buffer(b_hh), ffi.from_buffer(h0),
+                 ffi.from_buffer(lengths), ffi.from_buffer(scratch), scratch.size,
+                 T, B, I, H, reverse, flag)
+    dx = np.empty_like(x)
+    dh0 = np.empty_like(h_n)
+    dw_ih = np.empty_like(w_ih)
+    dw_hh = np.empty_like(w_hh)
+    db_ih = np.empty_like(b_ih)
+    db_hh = np.empty_like(b_hh)
+    if status == 0:
+        status = bwd(ffi.from_buffer(dx), ffi.from_buffer(dh0), ffi.from_buffer(dw_ih),
+                     ffi.from_buffer(dw_hh), ffi.from_buffer(db_ih), ffi.from_buffer(db_hh),
+                     ffi.from_buffer(reserve), reserve.size, ffi.from_buffer(x),
+                     ffi.from_buffer(w_ih), ffi.from_buffer(w_hh), ffi.from_buffer(lengths),
+                     ffi.from_buffer(dy), ffi.from_buffer(dh_n), ffi.from_buffer(scratch),
+                     scratch.size, T, B, I, H, reverse, flag)
+    return status, (y, h_n, dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+
+
+_JITTED = {}
+
+
+def _jitted(fn):
+    numba = pytest.importorskip("numba", reason="numba is not installed")
+    if fn not in _JITTED:
+        _JITTED[fn] = numba.njit(cache=True)(fn)
+    return _JITTED[fn]
+
+
+NUMBA_CASES = [("lstm", np.float32, True), ("lstm", np.float64, False),
+               ("gru", np.float32, False), ("gru_reset_before", np.float64, True),
+               ("rnn_relu", np.float32, True), ("rnn_tanh", np.float64, False)]
+
+
+@pytest.mark.parametrize("cell, dtype, vary", NUMBA_CASES, ids=[
+    f"{c}-{np.dtype(d)}-{'lengths' if v else 'full'}" for c, d, v in NUMBA_CASES])
+def test_numba_njit_calls_the_c_abi(cell, dtype, vary):
+    p = make_problem(cell, T=6, B=3, I=4, H=5, dtype=dtype, seed=5,
+                     lengths="vary" if vary else None, reverse=vary)
+    T, B, I = p.x.shape
+    H = p.w_hh.shape[1]
+    lengths = p.lengths if vary else np.full(B, T, np.int64)
+    family = FAMILY[cell]
+    reserve = capi.aligned_bytes(capi.reserve_bytes(cell, dtype, T, B, I, H))
+    scratch = capi.aligned_bytes(max(capi.forward_scratch_bytes(cell, dtype, T, B, I, H, True),
+                                     capi.backward_scratch_bytes(cell, dtype, T, B, I, H)))
+    fwd, bwd = capi.kernel(family, "forward", dtype), capi.kernel(family, "backward", dtype)
+    if family == "lstm":
+        status, outs = _jitted(_nb_lstm)(fwd, bwd, p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0,
+                                         p.c0, lengths, p.dy, p.dh_n, p.dc_n, int(p.reverse),
+                                         reserve, scratch)
+        names = ("y", "h_n", "c_n", "dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh")
+    else:
+        flag = int(cell in ("gru", "rnn_relu"))
+        status, outs = _jitted(_nb_rnn_or_gru)(fwd, bwd, p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh,
+                                               p.h0, lengths, p.dy, p.dh_n, int(p.reverse),
+                                               flag, reserve, scratch)
+        names = ("y", "h_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh")
+    assert status == lib.FASTSEQ_OK, capi.last_error()
+    got = dict(zip(names, outs))
+    assert all(a.dtype == dtype for a in outs)
+    assert_matches(got, reference_of(p), tolerance(dtype), f"numba {cell} {np.dtype(dtype)}")
+
+
+def test_numba_sees_the_error_status_and_message():
+    p = make_problem("gru", T=3, B=2, I=2, H=3, lengths=[3, 4])  # 4 > T
+    reserve = capi.aligned_bytes(capi.reserve_bytes("gru", np.float64, 3, 2, 2, 3))
+    scratch = capi.aligned_bytes(8)  # too small, but the lengths are checked first
+    status, _ = _jitted(_nb_rnn_or_gru)(
+        capi.kernel("gru", "forward", np.float64), capi.kernel("gru", "backward", np.float64),
+        p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0, p.lengths, p.dy, p.dh_n, 0, 1, reserve,
+        scratch)
+    assert status == lib.FASTSEQ_ERR_LENGTHS
+    assert capi.last_error() == "fastseq_gru_forward_f64: lengths[1] = 4 is outside 1..T = 1..3"
+
+
+NUMBA_CACHE_PROBE = textwrap.dedent("""
+    import json, sys, warnings
+    warnings.simplefilter("error")          # "cannot cache ... dynamic globals" would fail here
+    import numpy as np
+    from numba import njit
+    from fastseq import capi
+    ffi = capi.ffi
+
+    @njit(cache=True)
+    def gru_forward(fwd, x, w_ih, w_hh, b, h0, lengths, scratch):
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        y = np.empty((T, B, H), x.dtype)
+        h_n = np.empty((B, H), x.dtype)
+        status = fwd(ffi.from_buffer(y), ffi.from_buffer(h_n), ffi.from_buffer(scratch), 0,
+                     ffi.from_buffer(x), ffi.from_buffer(w_ih), ffi.from_buffer(w_hh),
+                     ffi.from_buffer(b), ffi.from_buffer(b), ffi.from_buffer(h0),
+                     ffi.from_buffer(lengths), ffi.from_buffer(scratch), scratch.size,
+                     T, B, I, H, 0, 1)
+        return status, y
+
+    x = np.ones((4, 2, 3), np.float32)
+    w = np.full((15, 3), 0.1, np.float32)
+    scratch = capi.aligned_bytes(capi.forward_scratch_bytes("gru", np.float32, 4, 2, 3, 5, False))
+    status, y = gru_forward(capi.kernel("gru", "forward", np.float32), x, w, w[:, :5].copy(),
+                            np.zeros(15, np.float32), np.zeros((2, 5), np.float32),
+                            np.array([4, 2]), scratch)
+    s = gru_forward.stats
+    print(json.dumps([status, float(y.sum()), sum(s.cache_hits.values()),
+                      sum(s.cache_misses.values())]))
+""")
+
+
+def test_numba_caches_a_function_that_takes_the_c_abi_as_argument(tmp_path):
+    pytest.importorskip("numba", reason="numba is not installed")
+    script = tmp_path / "probe.py"
+    script.write_text(NUMBA_CACHE_PROBE)
+    env = {k: v for k, v in os.environ.items() if k != "FASTSEQ_BACKEND"}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastseq.__file__))]
+                                        + [p for p in [env.get("PYTHONPATH")] if p])
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              env=env, cwd=str(tmp_path), timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    (status1, sum1, hits1, misses1), (status2, sum2, hits2, misses2) = runs
+    assert status1 == status2 == 0 and sum1 == sum2
+    assert (hits1, misses1) == (0, 1) and (hits2, misses2) == (1, 0)
+
+
+# ---- from C ---------------------------------------------------------------------------------
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _openblas_dir_if_needed() -> str | None:
+    """An installed wheel's libfastseq.so finds libscipy_openblas.so through its RUNPATH
+    ($ORIGIN/../scipy_openblas32/lib); the in-place build does not, and C programs then need
+    the directory at link time (-rpath-link) and at run time (LD_LIBRARY_PATH)."""
+    libdir = os.path.dirname(fastseq.get_library())
+    if os.path.isdir(os.path.join(libdir, "..", "scipy_openblas32", "lib")):
+        return None
+    import scipy_openblas32
+
+    return scipy_openblas32.get_lib_dir()
+
+
+def _run_env() -> dict:
+    env = dict(os.environ)
+    openblas = _openblas_dir_if_needed()
+    if openblas:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [openblas] + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
+    return env
+
+
+def _compile(cc, sources, out, extra=()):
+    libdir = os.path.dirname(fastseq.get_library())
+    openblas = _openblas_dir_if_needed()
+    cmd = [cc, *extra, f"-I{fastseq.get_include()}", *sources, f"-L{libdir}", "-lfastseq",
+           f"-Wl,-rpath,{libdir}", *([f"-Wl,-rpath-link,{openblas}"] if openblas else []),
+           "-o", out]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+C_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1")
+
+
+@pytest.fixture(scope="module")
+def c_programs(tmp_path_factory):
+    cc = _compiler()
+    if cc is None:
+        pytest.skip("no C compiler (CC, cc, gcc or clang) on PATH: the C programs are not tested")
+    out = tmp_path_factory.mktemp("capi_c")
+    return {name: _compile(cc, [os.path.join(C_SOURCES, name + ".c")], str(out / name), C_FLAGS)
+            for name in ("lstm_roundtrip", "error_codes")}
+
+
+def _write(path, arrays):
+    with open(path, "wb") as f:
+        for a in arrays:
+            f.write(np.ascontiguousarray(a).tobytes())
+
+
+C_LSTM_CASES = {
+    "plain": dict(T=5, B=3, I=4, H=6),
+    "lengths_reverse": dict(T=6, B=4, I=3, H=5, lengths="vary", reverse=True),
+    "edges": dict(T=1, B=1, I=2, H=1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(C_LSTM_CASES))
+def test_c_program_lstm_matches_reference(c_programs, tmp_path, case):
+    p = make_problem("lstm", seed=11, **C_LSTM_CASES[case])
+    T, B, I = p.x.shape
+    H = p.w_hh.shape[1]
+    has_lengths = p.lengths is not None
+    _write(tmp_path / "in.bin", [p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0, p.c0]
+           + ([p.lengths] if has_lengths else []) + [p.dy, p.dh_n, p.dc_n])
+    proc = subprocess.run([c_programs["lstm_roundtrip"], str(tmp_path), str(T), str(B), str(I),
+                           str(H), str(int(p.reverse)), str(int(has_lengths))],
+                          capture_output=True, text=True, env=_run_env(), timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"fastseq {fastseq.__version__}" in proc.stdout
+    shapes = {"y": (T, B, H), "h_n": (B, H), "c_n": (B, H), "dx": (T, B, I), "dh0": (B, H),
+              "dc0": (B, H), "dw_ih": (4 * H, I), "dw_hh": (4 * H, H), "db_ih": (4 * H,),
+              "db_hh": (4 * H,)}
+    flat = np.fromfile(tmp_path / "out.bin", dtype=np.float64)
+    assert flat.size == sum(int(np.prod(s)) for s in shapes.values())
+    got, at = {}, 0
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        got[name] = flat[at:at + size].reshape(shape)
+        at += size
+    errors = assert_matches(got, reference_of(p), 1e-10, f"C lstm {case}")
+    print(f"C program vs reference, max error by name: {errors}")
+
+
+C_ERRORS = {
+    "forward_T_zero": "FASTSEQ_ERR_SIZE",
+    "forward_H_negative": "FASTSEQ_ERR_SIZE",
+    "forward_T_too_large": "FASTSEQ_ERR_SIZE",
+    "query_B_negative": "FASTSEQ_ERR_SIZE",
+    "backward_I_zero": "FASTSEQ_ERR_SIZE",
+    "forward_x_null": "FASTSEQ_ERR_NULL_POINTER",
+    "forward_y_null": "FASTSEQ_ERR_NULL_POINTER",
+    "forward_c_n_null": "FASTSEQ_ERR_NULL_POINTER",
+    "forward_one_bias_null": "FASTSEQ_ERR_NULL_POINTER",
+    "forward_reserve_null": "FASTSEQ_ERR_NULL_POINTER",
+    "forward_scratch_null": "FASTSEQ_ERR_NULL_POINTER",
+    "backward_dy_null": "FASTSEQ_ERR_NULL_POINTER",
+    "backward_reserve_null": "FASTSEQ_ERR_NULL_POINTER",
+    "backward_one_bias_grad_null": "FASTSEQ_ERR_NULL_POINTER",
+    "query_bytes_null": "FASTSEQ_ERR_NULL_POINTER",
+    "forward_length_zero": "FASTSEQ_ERR_LENGTHS",
+    "forward_length_above_T": "FASTSEQ_ERR_LENGTHS",
+    "backward_length_negative": "FASTSEQ_ERR_LENGTHS",
+    "forward_reserve_too_small": "FASTSEQ_ERR_RESERVE_SIZE",
+    "backward_reserve_too_large": "FASTSEQ_ERR_RESERVE_SIZE",
+    "backward_reserve_of_other_config": "FASTSEQ_ERR_RESERVE_SIZE",
+    "backward_reserve_size_zero": "FASTSEQ_ERR_RESERVE_SIZE",
+    "forward_scratch_too_small": "FASTSEQ_ERR_SCRATCH_SIZE",
+    "backward_scratch_too_small": "FASTSEQ_ERR_SCRATCH_SIZE",
+    "query_bad_cell": "FASTSEQ_ERR_ARGUMENT",
+    "query_bad_dtype": "FASTSEQ_ERR_ARGUMENT",
+    "query_bad_training": "FASTSEQ_ERR_ARGUMENT",
+    "forward_bad_reverse": "FASTSEQ_ERR_ARGUMENT",
+    "rnn_bad_relu": "FASTSEQ_ERR_ARGUMENT",
+    "gru_bad_reset_after": "FASTSEQ_ERR_ARGUMENT",
+    "forward_out_of_memory": "FASTSEQ_ERR_OUT_OF_MEMORY",
+    "forward_ok": "FASTSEQ_OK",
+    "forward_ok_again": "FASTSEQ_OK",
+    "backward_ok": "FASTSEQ_OK",
+}
+
+
+def test_c_program_gets_every_error_status(c_programs):
+    proc = subprocess.run([c_programs["error_codes"]], capture_output=True, text=True,
+                          env=_run_env(), timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line.split(" ", 2) + [""] * (3 - len(line.split(" ", 2)))
+             for line in proc.stdout.splitlines()]
+    got = {case: (status, message) for case, status, message in lines}
+    assert {case: status for case, (status, _) in got.items()} == C_ERRORS
+    for case, (status, message) in got.items():
+        if status == "FASTSEQ_OK":
+            assert message == "", case
+        else:
+            assert message.startswith("fastseq_") and len(message) > 20, (case, message)
+    # Every status but FASTSEQ_ERR_INTERNAL (the catch-all for bugs) is provoked.
+    assert set(C_ERRORS.values()) == set(capi.STATUS_NAMES.values()) - {"FASTSEQ_ERR_INTERNAL"}
+
+
+def test_header_compiles_as_c99_and_as_cxx(tmp_path):
+    """Plain C99 with every warning, and C++ (extern "C" linkage), both linking the library."""
+    cc = _compiler()
+    if cc is None:
+        pytest.skip("no C compiler (CC, cc, gcc or clang) on PATH")
+    src = tmp_path / "use.c"
+    src.write_text(textwrap.dedent("""\
+        #include <fastseq/fastseq.h>
+        #include <stdio.h>
+        #if FASTSEQ_C_API_VERSION < 1
+        #error "no FASTSEQ_C_API_VERSION"
+        #endif
+        int main(void) {
+          size_t bytes = 0;
+          int status = fastseq_reserve_bytes(&bytes, FASTSEQ_CELL_GRU, FASTSEQ_FLOAT32, 2, 3, 4, 5);
+          printf("%s %d %lu\\n", fastseq_version(), status, (unsigned long)bytes);
+          return status;
+        }
+    """))
+    outs = [_compile(cc, [str(src)], str(tmp_path / "use_c"), C_FLAGS)]
+    cxx = next((shutil.which(n) for n in (os.environ.get("CXX"), "c++", "g++", "clang++")
+                if n and shutil.which(n)), None)
+    if cxx is not None:
+        outs.append(_compile(cxx, [str(src)], str(tmp_path / "use_cxx"),
+                             ("-x", "c++", "-std=c++11", "-Wall", "-Wextra", "-Werror")))
+    expected = capi.reserve_bytes("gru", np.float32, 2, 3, 4, 5)
+    for exe in outs:
+        proc = subprocess.run([exe], capture_output=True, text=True, env=_run_env(), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == [fastseq.__version__, "0", str(expected)]
+
+
+# ---- the examples of the documentation -------------------------------------------------------
+
+def _doc_block(lang: str, must_contain: str) -> str:
+    """The fenced ``lang`` block holding ``must_contain``, from docs/capi.md or README.md."""
+    for name in ("docs/capi.md", "README.md"):
+        path = os.path.join(ROOT, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            for block in re.findall(rf"```{lang}\n(.*?)```", text, re.DOTALL):
+                if must_contain in block:
+                    return block
+    pytest.skip(f"no ```{lang} block with {must_contain!r} in docs/capi.md or README.md")
+
+
+def test_docs_c_example_compiles_and_runs(tmp_path):
+    cc = _compiler()
+    if cc is None:
+        pytest.skip("no C compiler (CC, cc, gcc or clang) on PATH")
+    src = tmp_path / "lstm.c"
+    src.write_text(_doc_block("c", "fastseq_lstm_backward_f32"))
+    exe = _compile(cc, [str(src)], str(tmp_path / "lstm"), C_FLAGS)
+    proc = subprocess.run([exe], capture_output=True, text=True, env=_run_env(), timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.fullmatch(r"h_n\[0\] = -?\d+\.\d+, dx\[0\] = -?\d+\.\d+\n", proc.stdout)
+
+
+def test_docs_numba_example_runs_without_warnings(tmp_path):
+    pytest.importorskip("numba", reason="numba is not installed")
+    script = tmp_path / "example.py"
+    script.write_text(_doc_block("python", "@njit(cache=True)"))
+    env = {k: v for k, v in os.environ.items() if k != "FASTSEQ_BACKEND"}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastseq.__file__))]
+                                        + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-W", "error", str(script)], capture_output=True,
+                          text=True, env=env, cwd=str(tmp_path), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("(10, 4, 16) [")
