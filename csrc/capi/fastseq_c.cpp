@@ -24,7 +24,7 @@ namespace {
 // while reporting an out-of-memory error, and the thread_local needs no destructor.
 thread_local char t_message[1024];
 
-void set_message(const char* fn, const char* fmt, std::va_list args) {
+void vset_message(const char* fn, const char* fmt, std::va_list args) {
   int n = std::snprintf(t_message, sizeof t_message, "%s: ", fn);
   if (n < 0 || static_cast<std::size_t>(n) >= sizeof t_message) return;
   std::vsnprintf(t_message + n, sizeof t_message - n, fmt, args);
@@ -33,7 +33,7 @@ void set_message(const char* fn, const char* fmt, std::va_list args) {
 void set_message(const char* fn, const char* fmt, ...) {
   std::va_list args;
   va_start(args, fmt);
-  set_message(fn, fmt, args);
+  vset_message(fn, fmt, args);
   va_end(args);
 }
 
@@ -45,7 +45,7 @@ struct Failure {
 [[noreturn]] void fail(int code, const char* fn, const char* fmt, ...) {
   std::va_list args;
   va_start(args, fmt);
-  set_message(fn, fmt, args);
+  vset_message(fn, fmt, args);
   va_end(args);
   throw Failure{code};
 }

@@ -4,7 +4,8 @@
  * Reads DIR/in.bin (float64 unless noted, in this order): x (T,B,I), w_ih (4H,I),
  * w_hh (4H,H), b_ih (4H), b_hh (4H), h0 (B,H), c0 (B,H), lengths (B, int64, if HAS_LENGTHS),
  * dy (T,B,H), dh_n (B,H), dc_n (B,H). Writes DIR/out.bin (float64): y, h_n, c_n, dx, dh0,
- * dc0, dw_ih, dw_hh, db_ih, db_hh. The Python test compares them with the reference. */
+ * dc0, dw_ih, dw_hh, db_ih, db_hh. The Python test compares them with the reference.
+ * Nothing is freed: the process ends. */
 #include <fastseq/fastseq.h>
 
 #include <stdio.h>
@@ -89,8 +90,10 @@ int main(int argc, char** argv) {
   check(fastseq_backward_scratch_bytes(&bwd_scratch_size, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T,
                                        B, I, H),
         "fastseq_backward_scratch_bytes");
-  reserve = alloc(reserve_size);
-  scratch = alloc(fwd_scratch_size > bwd_scratch_size ? fwd_scratch_size : bwd_scratch_size);
+  /* Offset by 8 bytes from malloc's 16: the header promises that any alignment works. */
+  reserve = (unsigned char*)alloc(reserve_size + 8) + 8;
+  scratch = (unsigned char*)alloc(8 + (fwd_scratch_size > bwd_scratch_size ? fwd_scratch_size
+                                                                            : bwd_scratch_size)) + 8;
   y = alloc((size_t)(T * B * H) * sizeof(double));
   h_n = alloc((size_t)(B * H) * sizeof(double));
   c_n = alloc((size_t)(B * H) * sizeof(double));
