@@ -9,6 +9,7 @@ from .backends import available_backends, get_backend, set_backend, use_backend
 from .checking import GradcheckError, gradcheck, max_error
 from .config import show_config
 from .threads import get_num_threads, set_num_threads
+from .isa import available_isas, get_isa, set_isa
 from . import init, losses, optim
 from .linear import Embedding, Linear
 from .optim import clip_grad_norm_
@@ -23,6 +24,7 @@ __all__ = [
     "available_backends", "get_backend", "set_backend", "use_backend",
     "gradcheck", "GradcheckError", "max_error",
     "show_config", "get_num_threads", "set_num_threads",
+    "available_isas", "get_isa", "set_isa",
     "RNN", "LSTM", "GRU", "Linear", "Embedding", "Module", "Parameter",
     "losses", "optim", "init", "clip_grad_norm_", "save", "load",
     "get_include", "get_library",

@@ -1,19 +1,20 @@
 """How many threads fastseq's kernels use: ``set_num_threads``, ``get_num_threads``.
 
 The default is the number of CPUs this process may run on (``os.sched_getaffinity``),
-or the environment variable ``FASTSEQ_NUM_THREADS``. The count is handed to the compiled
-extension when it has a thread pool of its own, and to the OpenBLAS library that the
-kernels' matrix products run on.
+or the environment variable ``FASTSEQ_NUM_THREADS``. The count goes to the compiled
+extension's own thread pool (libfastseq), which also splits the large matrix products over
+its threads. The OpenBLAS library those products run on is kept at one thread (libfastseq
+sets it when it loads): an idle OpenBLAS worker spins for ~100 ms after a threaded call and
+would fight fastseq's threads for the cores. The Numba backend's products share that
+library, so they run on one thread too.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 
 __all__ = ["set_num_threads", "get_num_threads"]
 
 _count: int | None = None
-_openblas = None
 
 
 def _available_cpus() -> int:
@@ -36,19 +37,12 @@ def _default() -> int:
 
 
 def _apply(n: int) -> None:
-    global _openblas
     try:
         from . import _core
     except ImportError:
-        _core = None
-    if _core is not None and hasattr(_core, "set_num_threads"):
+        return
+    if hasattr(_core, "set_num_threads"):
         _core.set_num_threads(n)
-    if _openblas is None:
-        import scipy_openblas32
-
-        path = os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so")
-        _openblas = ctypes.CDLL(path)
-    _openblas.scipy_openblas_set_num_threads(ctypes.c_int(n))
 
 
 def get_num_threads() -> int:

@@ -1,9 +1,14 @@
 // The pybind11 module fastseq._core: build facts (version, CPU features, BLAS) and the
 // kernel bindings. No maths here: each bind_<topic>.cpp checks arguments and calls csrc/.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
 
 #include "bindings/bind.hpp"
+#include "loops/dispatch.hpp"
 #include "runtime/cpu_features.hpp"
+#include "runtime/thread_pool.hpp"
 
 extern "C" int scipy_openblas_get_num_threads(void);
 
@@ -35,5 +40,22 @@ PYBIND11_MODULE(_core, m) {
         "Adds two integers: proves the extension loads and runs.");
   m.def("blas_num_threads", &scipy_openblas_get_num_threads,
         "Threads the linked OpenBLAS would use (proves the BLAS library is linked and loads).");
+  m.def("set_num_threads", [](int n) {
+        if (n < 1) throw py::value_error("n must be >= 1");
+        fastseq::runtime::set_num_threads(n);
+      }, py::arg("n"), "Threads fastseq's kernels use from now on (its own pool; OpenBLAS stays at 1).");
+  m.def("get_num_threads", &fastseq::runtime::num_threads, "Threads fastseq's kernels use.");
+  m.def("pool_busy", &fastseq::runtime::pool_busy,
+        "Whether a kernel is using the thread pool right now (a second caller runs alone).");
+  m.def("available_isas", &fastseq::available_isas,
+        "Kernel variants (instruction sets) this CPU can run, best first.");
+  m.def("selected_isa", &fastseq::selected_isa, "The kernel variant in use.");
+  m.def("set_isa", [](const std::string& name) {
+        if (!fastseq::set_isa(name)) {
+          std::string names;
+          for (const auto& n : fastseq::available_isas()) names += (names.empty() ? "" : ", ") + n;
+          throw py::value_error("unknown or unsupported ISA '" + name + "'; available: " + names);
+        }
+      }, py::arg("name"), "Use the named kernel variant from now on.");
   fastseq::bindings::bind_kernels(m);
 }

@@ -7,20 +7,26 @@
 // in the exponent bits. Measured error: <= 2 ulp (float), <= 2 ulp (double) on the clamped
 // range. sigmoid = 1/(1+e^-x) and tanh = 1 - 2/(e^{2x}+1) inherit an absolute error of a few
 // ulp of 1 (not relative near 0, which no caller needs: every use is absolute).
-// Vectorised variants per instruction set belong to the performance work.
+// The cells' tile epilogues call them in loops over one vector of units, which the compiler
+// vectorises for the ISA of the translation unit (one copy per ISA namespace).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#include "runtime/isa.hpp"
+
 // The cells' row pointers never alias one another (a row's input projection is overwritten
 // in place through one pointer); saying so lets the row loops vectorise without checks.
 #define FASTSEQ_RESTRICT __restrict__
+// Inlined into the cells' unit loops, which only then vectorise.
+#define FASTSEQ_INLINE inline __attribute__((always_inline))
 
 namespace fastseq::cells {
+inline namespace FASTSEQ_ISA_NS {
 
 template <class To, class From>
-inline To bits_as(From v) {
+FASTSEQ_INLINE To bits_as(From v) {
   static_assert(sizeof(To) == sizeof(From));
   To out;
   std::memcpy(&out, &v, sizeof(To));
@@ -28,7 +34,7 @@ inline To bits_as(From v) {
 }
 
 // The comparisons are ordered so that NaN passes the clamps unchanged.
-inline float exp_(float x) {
+FASTSEQ_INLINE float exp_(float x) {
   x = x < -87.3f ? -87.3f : x;  // 2^n stays a normal number ...
   x = x > 88.3f ? 88.3f : x;    // ... and finite: n in -126..127
   constexpr float kMagic = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
@@ -48,7 +54,7 @@ inline float exp_(float x) {
   return p * bits_as<float>(e);
 }
 
-inline double exp_(double x) {
+FASTSEQ_INLINE double exp_(double x) {
   x = x < -708.3 ? -708.3 : x;  // n in -1022..1023
   x = x > 709.0 ? 709.0 : x;
   constexpr double kMagic = 6755399441055744.0;  // 1.5·2^52
@@ -75,19 +81,20 @@ inline double exp_(double x) {
 }
 
 template <class S>
-inline S sigmoid(S x) {
+FASTSEQ_INLINE S sigmoid(S x) {
   return S(1) / (S(1) + exp_(-x));
 }
 
 template <class S>
-inline S tanh_(S x) {
+FASTSEQ_INLINE S tanh_(S x) {
   return S(1) - S(2) / (exp_(S(2) * x) + S(1));
 }
 
 // NaN < 0 is false, so NaN passes through as in NumPy's maximum(x, 0).
 template <class S>
-inline S relu(S x) {
+FASTSEQ_INLINE S relu(S x) {
   return x < S(0) ? S(0) : x;
 }
 
+}  // namespace FASTSEQ_ISA_NS
 }  // namespace fastseq::cells

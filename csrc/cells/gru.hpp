@@ -6,14 +6,17 @@
 // being the input-side gradient dG_ih (contiguous) and (dr, dz, dn⊙r) the recurrent dG_hh.
 // GruBefore needs r before the n-block's product: two dependent products per step, hence
 // the phase1/phase2 split; its reserve keeps r ⊙ h for dW_hn.
+// Each function handles one batch row and one block of L units (cells/rows.hpp).
 #pragma once
 
 #include <cstdint>
 
 #include "cells/activations.hpp"
+#include "cells/rows.hpp"
 #include "fastseq/kernels.hpp"
 
 namespace fastseq::cells {
+inline namespace FASTSEQ_ISA_NS {
 
 template <class S>
 struct GruAfter {
@@ -21,57 +24,70 @@ struct GruAfter {
   static constexpr int G = 3;
   static constexpr bool two_products = false;
   static constexpr bool has_c = false;
-  static constexpr std::int64_t reserve_width(std::int64_t H) { return 4 * H; }
 
-  // gx (3H: x-projections r, z, n), gh (3H: W_hh h for r, z, n), bias (3H: b_ir + b_hr,
-  // b_iz + b_hz, b_in), bhn (H). h in/out, y out.
-  // Training: gx (4H wide then) <- [r z n hn], hprev <- h.
-  template <bool Training>
-  static void forward_row(std::int64_t H, S* FASTSEQ_RESTRICT gx, const S* FASTSEQ_RESTRICT gh,
-                          const S* FASTSEQ_RESTRICT bias, const S* FASTSEQ_RESTRICT bhn,
-                          S* FASTSEQ_RESTRICT h, S* FASTSEQ_RESTRICT y,
-                          S* FASTSEQ_RESTRICT hprev) {
-    S* const gates = gx;
-    for (std::int64_t j = 0; j < H; ++j) {
-      const S r = sigmoid(gx[j] + gh[j] + bias[j]);
-      const S z = sigmoid(gx[H + j] + gh[H + j] + bias[H + j]);
-      const S hn = gh[2 * H + j] + bhn[j];
-      const S n = tanh_(gx[2 * H + j] + bias[2 * H + j] + r * hn);
-      const S hp = h[j];
-      const S hnew = (S(1) - z) * n + z * hp;
+  // bias: [b_ir + b_hr, b_iz + b_hz, b_in]; bhn = b_hn.
+  template <bool Training, int L, bool Full>
+  static void forward(const FwdRow<S>& w) {
+    const int n = Full ? L : w.n;
+    const std::int64_t H = w.H;
+    S pre[3][L] = {}, bn[L] = {}, hp[L] = {};
+    for (int g = 0; g < 3; ++g)
+      for (int u = 0; u < n; ++u) pre[g][u] = w.gx[g * H + u] + w.bias[g * H + u];
+    for (int u = 0; u < n; ++u) {
+      bn[u] = w.bhn[u];
+      hp[u] = w.h_in[u];
+    }
+    S r[L], z[L], hn[L], nn[L], hnew[L];
+    for (int u = 0; u < L; ++u) {
+      r[u] = sigmoid(pre[0][u] + w.acc[u]);
+      z[u] = sigmoid(pre[1][u] + w.acc[L + u]);
+      hn[u] = w.acc[2 * L + u] + bn[u];
+      nn[u] = tanh_(pre[2][u] + r[u] * hn[u]);
+      hnew[u] = (S(1) - z[u]) * nn[u] + z[u] * hp[u];
+    }
+    for (int u = 0; u < n; ++u) {
       if constexpr (Training) {
-        gates[j] = r;
-        gates[H + j] = z;
-        gates[2 * H + j] = n;
-        gates[3 * H + j] = hn;
-        hprev[j] = hp;
+        w.gx[u] = r[u];
+        w.gx[H + u] = z[u];
+        w.gx[2 * H + u] = nn[u];
+        w.gx[3 * H + u] = hn[u];
+        w.hprev[u] = hp[u];
       }
-      h[j] = hnew;
-      y[j] = hnew;
+      w.h_out[u] = hnew[u];
+      w.y[u] = hnew[u];
     }
   }
 
-  // dh, dy, hprev (H) in. gates: in [r z n hn], out [dr dz dn dn⊙r] (pre-activation).
-  // dgs (3H) <- [dr dz dn⊙r] for the step product; dh_out <- dh' ⊙ z (the direct path).
-  static void backward_row(std::int64_t H, const S* FASTSEQ_RESTRICT dh,
-                           const S* FASTSEQ_RESTRICT dy, const S* FASTSEQ_RESTRICT hprev,
-                           S* FASTSEQ_RESTRICT gates, S* FASTSEQ_RESTRICT dgs,
-                           S* FASTSEQ_RESTRICT dh_out) {
-    for (std::int64_t j = 0; j < H; ++j) {
-      const S r = gates[j], z = gates[H + j], n = gates[2 * H + j], hn = gates[3 * H + j];
-      const S dht = dh[j] + dy[j];
-      const S dn = dht * (S(1) - z) * (S(1) - n * n);
-      const S dz = dht * (hprev[j] - n) * z * (S(1) - z);
-      const S dr = dn * hn * r * (S(1) - r);
-      const S dnr = dn * r;
-      gates[j] = dr;
-      gates[H + j] = dz;
-      gates[2 * H + j] = dn;
-      gates[3 * H + j] = dnr;
-      dgs[j] = dr;
-      dgs[H + j] = dz;
-      dgs[2 * H + j] = dnr;
-      dh_out[j] = dht * z;
+  // gates: [r z n hn] in, [dr dz dn dn⊙r] out; dgs <- [dr dz dn⊙r]; dhd <- dh' ⊙ z.
+  template <int L, bool Full>
+  static void backward(const BwdRow<S>& w) {
+    const int n = Full ? L : w.n;
+    const std::int64_t H = w.H;
+    S dht[L] = {}, a[4][L] = {}, hp[L] = {};
+    for (int u = 0; u < n; ++u) {
+      dht[u] = w.dhd[u] + w.acc[u] + w.dy[u];
+      hp[u] = w.hprev[u];
+    }
+    for (int g = 0; g < 4; ++g)
+      for (int u = 0; u < n; ++u) a[g][u] = w.gates[g * H + u];
+    S dr[L], dz[L], dn[L], dnr[L], dd[L];
+    for (int u = 0; u < L; ++u) {
+      const S r = a[0][u], z = a[1][u], nn = a[2][u], hn = a[3][u];
+      dn[u] = dht[u] * (S(1) - z) * (S(1) - nn * nn);
+      dz[u] = dht[u] * (hp[u] - nn) * z * (S(1) - z);
+      dr[u] = dn[u] * hn * r * (S(1) - r);
+      dnr[u] = dn[u] * r;
+      dd[u] = dht[u] * z;
+    }
+    for (int u = 0; u < n; ++u) {
+      w.gates[u] = dr[u];
+      w.gates[H + u] = dz[u];
+      w.gates[2 * H + u] = dn[u];
+      w.gates[3 * H + u] = dnr[u];
+      w.dgs[u] = dr[u];
+      w.dgs[H + u] = dz[u];
+      w.dgs[2 * H + u] = dnr[u];
+      w.dhd[u] = dd[u];
     }
   }
 };
@@ -82,82 +98,112 @@ struct GruBefore {
   static constexpr int G = 3;
   static constexpr bool two_products = true;
   static constexpr bool has_c = false;
-  static constexpr std::int64_t reserve_width(std::int64_t H) { return 3 * H; }
 
-  // Phase 1, after gh[0:2H] = h·W_hr,hzᵀ: r, z. gh's r, z slots <- r, z (phase 2 reads z
-  // there); rh (dense scratch) <- r ⊙ h, the input of the n-block's product.
-  // bias (3H) = b_ih + b_hh (b_hn folds in this formulation).
-  // Training: gx[0:2H] <- r, z; hprev <- h; rh_keep <- r ⊙ h.
-  template <bool Training>
-  static void forward_row1(std::int64_t H, S* FASTSEQ_RESTRICT gx, S* FASTSEQ_RESTRICT gh,
-                           const S* FASTSEQ_RESTRICT bias, const S* FASTSEQ_RESTRICT h,
-                           S* FASTSEQ_RESTRICT rh, S* FASTSEQ_RESTRICT hprev,
-                           S* FASTSEQ_RESTRICT rh_keep) {
-    S* const gates = gx;
-    for (std::int64_t j = 0; j < H; ++j) {
-      const S r = sigmoid(gx[j] + gh[j] + bias[j]);
-      const S z = sigmoid(gx[H + j] + gh[H + j] + bias[H + j]);
-      const S v = r * h[j];
-      gh[j] = r;
-      gh[H + j] = z;
-      rh[j] = v;
+  // Phase 1, acc = h·W_hr,hzᵀ (2 gates): r, z; rh <- r ⊙ h (input of the n-block product),
+  // z kept for phase 2. bias = b_ih + b_hh (b_hn folds in this formulation).
+  // Training: gx[r, z] <- r, z; hprev <- h; rh_keep <- r ⊙ h.
+  template <bool Training, int L, bool Full>
+  static void forward1(const FwdRow<S>& w) {
+    const int n = Full ? L : w.n;
+    const std::int64_t H = w.H;
+    S pre[2][L] = {}, hp[L] = {};
+    for (int g = 0; g < 2; ++g)
+      for (int u = 0; u < n; ++u) pre[g][u] = w.gx[g * H + u] + w.bias[g * H + u];
+    for (int u = 0; u < n; ++u) hp[u] = w.h_in[u];
+    S r[L], z[L], v[L];
+    for (int u = 0; u < L; ++u) {
+      r[u] = sigmoid(pre[0][u] + w.acc[u]);
+      z[u] = sigmoid(pre[1][u] + w.acc[L + u]);
+      v[u] = r[u] * hp[u];
+    }
+    for (int u = 0; u < n; ++u) {
+      w.rh[u] = v[u];
+      w.z[u] = z[u];
       if constexpr (Training) {
-        gates[j] = r;
-        gates[H + j] = z;
-        hprev[j] = h[j];
-        rh_keep[j] = v;
+        w.gx[u] = r[u];
+        w.gx[H + u] = z[u];
+        w.hprev[u] = hp[u];
+        w.rh_keep[u] = v[u];
       }
     }
   }
 
-  // Phase 2, after gh[2H:3H] = (r ⊙ h)·W_hnᵀ: n and the new state.
-  // Training: gx[2H:3H] <- n.
-  template <bool Training>
-  static void forward_row2(std::int64_t H, S* FASTSEQ_RESTRICT gx, const S* FASTSEQ_RESTRICT gh,
-                           const S* FASTSEQ_RESTRICT bias, S* FASTSEQ_RESTRICT h,
-                           S* FASTSEQ_RESTRICT y) {
-    S* const gates = gx;
-    for (std::int64_t j = 0; j < H; ++j) {
-      const S z = gh[H + j];
-      const S n = tanh_(gx[2 * H + j] + gh[2 * H + j] + bias[2 * H + j]);
-      const S hnew = (S(1) - z) * n + z * h[j];
-      if constexpr (Training) gates[2 * H + j] = n;
-      h[j] = hnew;
-      y[j] = hnew;
+  // Phase 2, acc = (r ⊙ h)·W_hnᵀ: n and the new state (h_out may be h_in: in place).
+  // Training: gx[n] <- n.
+  template <bool Training, int L, bool Full>
+  static void forward2(const FwdRow<S>& w) {
+    const int n = Full ? L : w.n;
+    const std::int64_t H = w.H;
+    S pre[L] = {}, z[L] = {}, hp[L] = {};
+    for (int u = 0; u < n; ++u) {
+      pre[u] = w.gx[2 * H + u] + w.bias[2 * H + u];
+      z[u] = w.z[u];
+      hp[u] = w.h_in[u];
+    }
+    S nn[L], hnew[L];
+    for (int u = 0; u < L; ++u) {
+      nn[u] = tanh_(pre[u] + w.acc[u]);
+      hnew[u] = (S(1) - z[u]) * nn[u] + z[u] * hp[u];
+    }
+    for (int u = 0; u < n; ++u) {
+      if constexpr (Training) w.gx[2 * H + u] = nn[u];
+      w.h_out[u] = hnew[u];
+      w.y[u] = hnew[u];
     }
   }
 
-  // Phase 1 of backward: dz, dn (pre-activation) into gates and dgs (3H dense); dh_out <-
-  // dh' ⊙ z. gates' r slot still holds r for phase 2.
-  static void backward_row1(std::int64_t H, const S* FASTSEQ_RESTRICT dh,
-                            const S* FASTSEQ_RESTRICT dy, const S* FASTSEQ_RESTRICT hprev,
-                            S* FASTSEQ_RESTRICT gates, S* FASTSEQ_RESTRICT dgs,
-                            S* FASTSEQ_RESTRICT dh_out) {
-    for (std::int64_t j = 0; j < H; ++j) {
-      const S z = gates[H + j], n = gates[2 * H + j];
-      const S dht = dh[j] + dy[j];
-      const S dn = dht * (S(1) - z) * (S(1) - n * n);
-      const S dz = dht * (hprev[j] - n) * z * (S(1) - z);
-      gates[H + j] = dz;
-      gates[2 * H + j] = dn;
-      dgs[H + j] = dz;
-      dgs[2 * H + j] = dn;
-      dh_out[j] = dht * z;
+  // Phase A of backward, acc = dG_rz,next · W_hr,hz: dz, dn into gates; dn <- dn (dense,
+  // for the n-block product); dhd <- dh' ⊙ z. gates' r slot still holds r for phase B.
+  template <int L, bool Full>
+  static void backward1(const BwdRow<S>& w) {
+    const int n = Full ? L : w.n;
+    const std::int64_t H = w.H;
+    S dht[L] = {}, z[L] = {}, nn[L] = {}, hp[L] = {};
+    for (int u = 0; u < n; ++u) {
+      dht[u] = w.dhd[u] + w.acc[u] + w.dy[u];
+      z[u] = w.gates[H + u];
+      nn[u] = w.gates[2 * H + u];
+      hp[u] = w.hprev[u];
+    }
+    S dz[L], dn[L], dd[L];
+    for (int u = 0; u < L; ++u) {
+      dn[u] = dht[u] * (S(1) - z[u]) * (S(1) - nn[u] * nn[u]);
+      dz[u] = dht[u] * (hp[u] - nn[u]) * z[u] * (S(1) - z[u]);
+      dd[u] = dht[u] * z[u];
+    }
+    for (int u = 0; u < n; ++u) {
+      w.gates[H + u] = dz[u];
+      w.gates[2 * H + u] = dn[u];
+      w.dn[u] = dn[u];
+      w.dhd[u] = dd[u];
     }
   }
 
-  // Phase 2, after drh = dn·W_hn (the gradient at r ⊙ h): dr, and drh ⊙ r into dh_out.
-  static void backward_row2(std::int64_t H, const S* FASTSEQ_RESTRICT drh,
-                            const S* FASTSEQ_RESTRICT hprev, S* FASTSEQ_RESTRICT gates,
-                            S* FASTSEQ_RESTRICT dgs, S* FASTSEQ_RESTRICT dh_out) {
-    for (std::int64_t j = 0; j < H; ++j) {
-      const S r = gates[j];
-      const S dr = drh[j] * hprev[j] * r * (S(1) - r);
-      gates[j] = dr;
-      dgs[j] = dr;
-      dh_out[j] += drh[j] * r;
+  // Phase B, acc = dn · W_hn (the gradient at r ⊙ h): dr; dgs <- [dr dz]; dhd += acc ⊙ r.
+  template <int L, bool Full>
+  static void backward2(const BwdRow<S>& w) {
+    const int n = Full ? L : w.n;
+    const std::int64_t H = w.H;
+    S r[L] = {}, dz[L] = {}, hp[L] = {}, dd[L] = {};
+    for (int u = 0; u < n; ++u) {
+      r[u] = w.gates[u];
+      dz[u] = w.gates[H + u];
+      hp[u] = w.hprev[u];
+      dd[u] = w.dhd[u];
+    }
+    S dr[L], dh[L];
+    for (int u = 0; u < L; ++u) {
+      dr[u] = w.acc[u] * hp[u] * r[u] * (S(1) - r[u]);
+      dh[u] = dd[u] + w.acc[u] * r[u];
+    }
+    for (int u = 0; u < n; ++u) {
+      w.gates[u] = dr[u];
+      w.dgs[u] = dr[u];
+      w.dgs[H + u] = dz[u];
+      w.dhd[u] = dh[u];
     }
   }
 };
 
+}  // namespace FASTSEQ_ISA_NS
 }  // namespace fastseq::cells

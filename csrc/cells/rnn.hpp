@@ -1,14 +1,18 @@
 // Elman RNN cell, h' = act(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh) with act = tanh or relu: the
-// forward epilogue and the backward pointwise step for one batch row. The time loop
-// (loops/sequence.hpp) owns the products and the indexing; nothing here knows about time.
+// forward epilogue and the backward pointwise step for one batch row and one block of L
+// units (cells/rows.hpp). Loads go to local arrays first, the maths runs on them (so it
+// vectorises with no aliasing question), then stores: n < L only shortens loads and stores.
+// The time loop (loops/sequence.hpp) owns the products and the indexing.
 #pragma once
 
 #include <cstdint>
 
 #include "cells/activations.hpp"
+#include "cells/rows.hpp"
 #include "fastseq/kernels.hpp"
 
 namespace fastseq::cells {
+inline namespace FASTSEQ_ISA_NS {
 
 template <class S, bool Relu>
 struct Rnn {
@@ -17,41 +21,47 @@ struct Rnn {
   static constexpr bool two_products = false;
   static constexpr bool has_c = false;
   // Reserve gate row: [h'] (the activation; its derivative needs nothing else).
-  static constexpr std::int64_t reserve_width(std::int64_t H) { return H; }
 
-  // g: in the row's input projection (H), out (training) h'. gh: h·W_hhᵀ (H);
-  // bias: b_ih + b_hh (H). h in/out; y out. Training: hprev <- h.
-  template <bool Training>
-  static void forward_row(std::int64_t H, S* FASTSEQ_RESTRICT g, const S* FASTSEQ_RESTRICT gh,
-                          const S* FASTSEQ_RESTRICT bias, S* FASTSEQ_RESTRICT h,
-                          S* FASTSEQ_RESTRICT y, S* FASTSEQ_RESTRICT hprev) {
-    for (std::int64_t j = 0; j < H; ++j) {
-      const S pre = g[j] + gh[j] + bias[j];
-      const S hn = Relu ? relu(pre) : tanh_(pre);
+  template <bool Training, int L, bool Full>
+  static void forward(const FwdRow<S>& w) {
+    const int n = Full ? L : w.n;
+    S pre[L] = {}, hp[L] = {}, hn[L];
+    for (int u = 0; u < n; ++u) {
+      pre[u] = w.gx[u] + w.bias[u];
+      hp[u] = w.h_in[u];
+    }
+    for (int u = 0; u < L; ++u) {
+      const S p = pre[u] + w.acc[u];
+      hn[u] = Relu ? relu(p) : tanh_(p);
+    }
+    for (int u = 0; u < n; ++u) {
       if constexpr (Training) {
-        hprev[j] = h[j];
-        g[j] = hn;
+        w.hprev[u] = hp[u];
+        w.gx[u] = hn[u];
       }
-      h[j] = hn;
-      y[j] = hn;
+      w.h_out[u] = hn[u];
+      w.y[u] = hn[u];
     }
   }
 
-  // dh: carried gradient (H); dy: this step's output gradient. gates: in h', out dG.
-  // dgs: dense copy of dG for the step product; dh_out <- the part of dh_{t-1} that does not
-  // go through W_hh (none for the RNN).
-  static void backward_row(std::int64_t H, const S* FASTSEQ_RESTRICT dh,
-                           const S* FASTSEQ_RESTRICT dy, S* FASTSEQ_RESTRICT gates,
-                           S* FASTSEQ_RESTRICT dgs, S* FASTSEQ_RESTRICT dh_out) {
-    for (std::int64_t j = 0; j < H; ++j) {
-      const S hn = gates[j];
-      const S d = dh[j] + dy[j];
-      const S dpre = Relu ? (hn > S(0) ? d : S(0)) : d * (S(1) - hn * hn);
-      gates[j] = dpre;
-      dgs[j] = dpre;
-      dh_out[j] = S(0);
+  // gates: h' in, dG out; dgs <- dG; dhd <- 0 (all of dh_{t-1} goes through W_hh).
+  template <int L, bool Full>
+  static void backward(const BwdRow<S>& w) {
+    const int n = Full ? L : w.n;
+    S d[L] = {}, hn[L] = {}, dp[L];
+    for (int u = 0; u < n; ++u) {
+      d[u] = w.dhd[u] + w.acc[u] + w.dy[u];
+      hn[u] = w.gates[u];
+    }
+    for (int u = 0; u < L; ++u)
+      dp[u] = Relu ? (hn[u] > S(0) ? d[u] : S(0)) : d[u] * (S(1) - hn[u] * hn[u]);
+    for (int u = 0; u < n; ++u) {
+      w.gates[u] = dp[u];
+      w.dgs[u] = dp[u];
+      w.dhd[u] = S(0);
     }
   }
 };
 
+}  // namespace FASTSEQ_ISA_NS
 }  // namespace fastseq::cells

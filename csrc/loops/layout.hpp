@@ -1,13 +1,17 @@
 // Where each named tensor lives inside the reserve and the scratch buffers. The size
 // queries and the loops both carve through these functions, so they cannot disagree.
+// Panel sizes use the widest vector of any compiled ISA (kMaxVecBytes), so one size serves
+// every variant.
 #pragma once
 
 #include <cstdint>
 
 #include "fastseq/kernels.hpp"
 #include "runtime/aligned_buffer.hpp"
+#include "runtime/isa.hpp"
 
 namespace fastseq::loops {
+inline namespace FASTSEQ_ISA_NS {
 
 // Width of one row of the reserve's gate plane (see the cells: GRU reset-after keeps 4H).
 inline std::int64_t reserve_gate_width(CellKind cell, std::int64_t H) {
@@ -19,6 +23,13 @@ inline std::int64_t reserve_gate_width(CellKind cell, std::int64_t H) {
     case CellKind::gru_reset_before: return 3 * H;
   }
   return 0;
+}
+
+// H rounded up to whole blocks of the widest vector of S.
+template <class S>
+inline std::int64_t padded_units(std::int64_t H) {
+  constexpr std::int64_t L = kMaxVecBytes / sizeof(S);
+  return (H + L - 1) / L * L;
 }
 
 template <class S>
@@ -47,50 +58,65 @@ struct ReservePlanes {
 
 template <class S>
 struct ForwardScratch {
-  S* gates = nullptr;  // (N, G*H): the input projection when not training (else reserve's)
-  S* gh = nullptr;     // (B, G*H): this step's recurrent product
-  S* h = nullptr;      // (B, H): running state
-  S* c = nullptr;      // (B, H): LSTM running cell state
-  S* rh = nullptr;     // (B, H): GRU reset-before r ⊙ h, input of the n-block product
-  S* bias = nullptr;   // (G*H): the biases folded into one vector (zeros without bias)
-  S* bhn = nullptr;    // (H): GRU reset-after b_hn, kept inside the recurrent term
+  S* gates = nullptr;   // (N, G*H): the input projection when not training (else reserve's)
+  S* panels = nullptr;  // (G, H, Hp): W_hhᵀ packed per block of units, gates interleaved
+  S* h = nullptr;       // (2, B, H): running state, double-buffered across a step
+  S* c = nullptr;       // (B, H): LSTM running cell state
+  S* rh = nullptr;      // (B, H): GRU reset-before r ⊙ h, input of the n-block product
+  S* z = nullptr;       // (B, H): GRU reset-before z between the two phases
+  S* bias = nullptr;    // (G*H): the biases folded into one vector (zeros without bias)
+  S* bhn = nullptr;     // (H): GRU reset-after b_hn, kept inside the recurrent term
 
   static ForwardScratch carve(Carver& cv, const SeqConfig& cfg, bool training) {
     const std::int64_t N = cfg.T * cfg.B, B = cfg.B, H = cfg.H;
     const std::int64_t GH = gate_count(cfg.cell) * H;
     ForwardScratch s;
     if (!training) s.gates = cv.take<S>(N * GH);
-    s.gh = cv.take<S>(B * GH);
-    s.h = cv.take<S>(B * H);
+    s.panels = cv.take<S>(gate_count(cfg.cell) * H * padded_units<S>(H));
+    s.h = cv.take<S>(2 * B * H);
     if (cfg.cell == CellKind::lstm) s.c = cv.take<S>(B * H);
-    if (cfg.cell == CellKind::gru_reset_before) s.rh = cv.take<S>(B * H);
+    if (cfg.cell == CellKind::gru_reset_before) {
+      s.rh = cv.take<S>(B * H);
+      s.z = cv.take<S>(B * H);
+    }
     s.bias = cv.take<S>(GH);
     if (cfg.cell == CellKind::gru) s.bhn = cv.take<S>(H);
     return s;
   }
 };
 
+// Rows of x cleaned at a time for dW_ih when there are lengths.
+inline std::int64_t x_chunk_rows(const SeqConfig& cfg) {
+  const std::int64_t N = cfg.T * cfg.B;
+  return N < 512 ? N : 512;
+}
+
 template <class S>
 struct BackwardScratch {
-  S* dgs = nullptr;           // (B, G*H): this step's recurrent dG, dense
-  S* dh_a = nullptr;          // (B, H): carried dh (ping)
-  S* dh_b = nullptr;          // (B, H): carried dh (pong)
+  S* dgs = nullptr;           // (2, B, G*H): dense recurrent dG, double-buffered across a step
+                              // (GRU reset-before: (B, 2H) dG_rz then (B, H) dn)
+  S* dhd = nullptr;           // (B, H): carried dh that bypasses W_hh
   S* dc = nullptr;            // (B, H): LSTM carried dc
-  S* drh = nullptr;           // (B, H): GRU reset-before gradient at r ⊙ h
+  S* edge = nullptr;          // (G*H, Lmax): W_hh's last, partial block of units, zero-padded
   double* colsum = nullptr;   // (Wr): bias gradients, summed in double in row order
+  S* x_rows = nullptr;        // (R, I), R = x_chunk_rows: with lengths, x's rows a chunk at a
+                              // time with the padding rows zeroed (so NaN there cannot reach
+                              // dW_ih through 0 · NaN). Always carved: the C ABI's size
+                              // queries do not know about lengths.
 
   static BackwardScratch carve(Carver& cv, const SeqConfig& cfg) {
     const std::int64_t B = cfg.B, H = cfg.H;
     const std::int64_t GH = gate_count(cfg.cell) * H;
     BackwardScratch s;
-    s.dgs = cv.take<S>(B * GH);
-    s.dh_a = cv.take<S>(B * H);
-    s.dh_b = cv.take<S>(B * H);
+    s.dgs = cv.take<S>(2 * B * GH);
+    s.dhd = cv.take<S>(B * H);
     if (cfg.cell == CellKind::lstm) s.dc = cv.take<S>(B * H);
-    if (cfg.cell == CellKind::gru_reset_before) s.drh = cv.take<S>(B * H);
+    s.edge = cv.take<S>(GH * (kMaxVecBytes / sizeof(S)));
     s.colsum = cv.take<double>(reserve_gate_width(cfg.cell, H));
+    s.x_rows = cv.take<S>(x_chunk_rows(cfg) * cfg.I);
     return s;
   }
 };
 
+}  // namespace FASTSEQ_ISA_NS
 }  // namespace fastseq::loops

@@ -1,12 +1,13 @@
-// libfastseq's kernel entry points: check the configuration and the buffers, then pick the
-// template instance (cell × training × has-lengths) of the loops in loops/sequence.hpp.
+// libfastseq's kernel entry points: check the configuration and the buffers, then run the
+// selected instruction-set variant (loops/dispatch.hpp) of the loops in loops/sequence.hpp.
 #include <climits>
 #include <stdexcept>
 #include <string>
 
 #include "fastseq/kernels.hpp"
 #include "loops/layout.hpp"
-#include "loops/sequence.hpp"
+#include "gemm/gemm.hpp"
+#include "loops/dispatch.hpp"
 
 namespace fastseq {
 
@@ -107,18 +108,6 @@ void check_lengths(const SeqConfig& cfg, const std::int64_t* lengths) {
 }
 
 
-// Calls f with the cell type matching cfg.cell.
-template <class S, class F>
-void with_cell(CellKind cell, F&& f) {
-  switch (cell) {
-    case CellKind::rnn_tanh: f(cells::Rnn<S, false>{}); break;
-    case CellKind::rnn_relu: f(cells::Rnn<S, true>{}); break;
-    case CellKind::lstm: f(cells::Lstm<S>{}); break;
-    case CellKind::gru: f(cells::GruAfter<S>{}); break;
-    case CellKind::gru_reset_before: f(cells::GruBefore<S>{}); break;
-  }
-}
-
 }  // namespace
 
 template <class S>
@@ -140,16 +129,10 @@ void sequence_forward(const SeqConfig& cfg, bool training, const ForwardArgs<S>&
   if (a.scratch_size < need)
     fail("scratch has " + std::to_string(a.scratch_size) + " bytes, needs " + std::to_string(need));
 
-  with_cell<S>(cfg.cell, [&](auto cell) {
-    using Cell = decltype(cell);
-    if (training) {
-      if (cfg.has_lengths) loops::forward_loop<S, Cell, true, true>(cfg, a);
-      else loops::forward_loop<S, Cell, true, false>(cfg, a);
-    } else {
-      if (cfg.has_lengths) loops::forward_loop<S, Cell, false, true>(cfg, a);
-      else loops::forward_loop<S, Cell, false, false>(cfg, a);
-    }
-  });
+  gemm::ensure_single_threaded();
+  const loops::KernelTable& k = loops::selected_table();
+  if constexpr (sizeof(S) == 4) k.forward_f(cfg, training, a);
+  else k.forward_d(cfg, training, a);
 }
 
 template <class S>
@@ -171,11 +154,10 @@ void sequence_backward(const SeqConfig& cfg, const BackwardArgs<S>& a) {
   if (a.scratch_size < need)
     fail("scratch has " + std::to_string(a.scratch_size) + " bytes, needs " + std::to_string(need));
 
-  with_cell<S>(cfg.cell, [&](auto cell) {
-    using Cell = decltype(cell);
-    if (cfg.has_lengths) loops::backward_loop<S, Cell, true>(cfg, a);
-    else loops::backward_loop<S, Cell, false>(cfg, a);
-  });
+  gemm::ensure_single_threaded();
+  const loops::KernelTable& k = loops::selected_table();
+  if constexpr (sizeof(S) == 4) k.backward_f(cfg, a);
+  else k.backward_d(cfg, a);
 }
 
 template FASTSEQ_API void sequence_forward<float>(const SeqConfig&, bool, const ForwardArgs<float>&);

@@ -1,47 +1,76 @@
 // The forward and backward time loops, written once and templated on the cell, with the
 // runtime flags (training, has-lengths) as template parameters so the step loop carries no
 // test for them. The cells (cells/*.hpp) hold the gate math; gemm/ holds the products.
+// Compiled once per ISA (loops/sequence_isa.cpp): everything here is in FASTSEQ_ISA_NS.
+//
+// Where the speed comes from:
+// - W_hh is packed once per call into k-major panels of L units × the gates (forward), so
+//   one register tile of h·W_hhᵀ holds every gate of the same units and the cell epilogue
+//   runs on it straight away (no dense gate buffer, no second pass). Backward needs no
+//   packing: W_hh's own rows are k-major for dh = dG·W_hh (only a partial last block of
+//   units is copied, zero-padded).
+// - A team of threads (runtime/thread_pool) splits the blocks of units: each thread packs
+//   and then re-reads only its own panels, which stay in its core's cache for all T steps.
+//   The next step needs all of h, so h (and dG in backward) is double-buffered and the team
+//   meets at one barrier per step (two for the reset-before GRU). Which thread owns a unit
+//   never changes what is computed for it: results do not depend on the thread count.
+// - The large products (input projection, dx, weight gradients) are OpenBLAS calls on one
+//   thread each, split over the team by independent row or column blocks.
 //
 // Lengths and reverse without copies or gathers: at step s, row b works on time
-// t = reverse ? L_b-1-s : s while s < L_b. The recurrent product always runs on all B rows
-// of the dense state; the epilogue reads Gx and writes y/reserve at row (t, b), and leaves
-// finished rows alone (frozen state). Backward mirrors it: a finished row passes its dh
-// through unchanged and contributes a zero row of dG to the product.
+// t = reverse ? L_b-1-s : s while s < L_b. The products always run on all B rows of the
+// dense state; the epilogue reads Gx and writes y/reserve at row (t, b), and carries
+// finished rows' state unchanged. Backward mirrors it: a finished row passes its dh through
+// and contributes a zero row of dG to the product.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <utility>
 
 #include "cells/gru.hpp"
 #include "cells/lstm.hpp"
 #include "cells/rnn.hpp"
 #include "gemm/gemm.hpp"
+#include "gemm/microkernel.hpp"
 #include "loops/layout.hpp"
+#include "runtime/isa.hpp"
+#include "runtime/thread_pool.hpp"
 
 namespace fastseq::loops {
+inline namespace FASTSEQ_ISA_NS {
 
 using gemm::Op;
+using runtime::team_barrier;
 
 template <class S>
 inline void zero(S* p, std::int64_t n) {
-  std::memset(static_cast<void*>(p), 0, sizeof(S) * static_cast<std::size_t>(n));
+  if (n > 0) std::memset(static_cast<void*>(p), 0, sizeof(S) * static_cast<std::size_t>(n));
+}
+
+template <class S>
+inline void copy(S* dst, const S* src, std::int64_t n) {
+  if (n > 0) std::memcpy(dst, src, sizeof(S) * static_cast<std::size_t>(n));
 }
 
 template <class S>
 inline void copy_or_zero(S* dst, const S* src, std::int64_t n) {
   if (src)
-    std::memcpy(dst, src, sizeof(S) * static_cast<std::size_t>(n));
+    copy(dst, src, n);
   else
     zero(dst, n);
 }
 
-// Zero rows (t, b) with t >= lengths[b] of a (T*B, width) plane with row stride ld.
+// [lo, hi): this thread's share of n items.
+inline void share(std::int64_t n, int tid, int nt, std::int64_t& lo, std::int64_t& hi) {
+  lo = n * tid / nt;
+  hi = n * (tid + 1) / nt;
+}
+
+// Zero rows (t, b), t >= lengths[b], of a (T*B, width) plane (row stride ld), b in [b0, b1).
 template <class S>
 void zero_padding(S* plane, std::int64_t ld, std::int64_t width, const SeqConfig& cfg,
-                  const std::int64_t* lengths) {
-  for (std::int64_t b = 0; b < cfg.B; ++b)
+                  const std::int64_t* lengths, std::int64_t b0, std::int64_t b1) {
+  for (std::int64_t b = b0; b < b1; ++b)
     for (std::int64_t t = lengths[b]; t < cfg.T; ++t) zero(plane + (t * cfg.B + b) * ld, width);
 }
 
@@ -60,206 +89,536 @@ inline std::int64_t time_of(std::int64_t s, std::int64_t b, std::int64_t T, bool
   }
 }
 
+// This thread's share of C (m x n) = op(A)·op(B): rows of C if m >= n, else columns. Each
+// block is one single-threaded OpenBLAS call; blocks are fixed by (m, n, nt) alone.
+template <class S>
+void team_matmul(int tid, int nt, Op oa, Op ob, std::int64_t m, std::int64_t n, std::int64_t k,
+                 const S* a, std::int64_t lda, const S* b, std::int64_t ldb, S* c,
+                 std::int64_t ldc, S beta = S(0)) {
+  std::int64_t lo, hi;
+  if (m >= n) {
+    share(m, tid, nt, lo, hi);
+    if (hi > lo)
+      gemm::matmul<S>(oa, ob, hi - lo, n, k, oa == Op::N ? a + lo * lda : a + lo, lda, b, ldb,
+                      beta, c + lo * ldc, ldc);
+  } else {
+    share(n, tid, nt, lo, hi);
+    if (hi > lo)
+      gemm::matmul<S>(oa, ob, m, hi - lo, k, a, lda, ob == Op::N ? b + lo : b + lo * ldb, ldb,
+                      beta, c + lo, ldc);
+  }
+}
+
+// Forward panel of one block of units: panel[(k·NG + g)·L + u] = W_hh[(g0+g)·H + j0+u, k],
+// zero for u >= n.
+template <class S, int NG>
+void pack_forward(S* panel, const S* w_hh, std::int64_t H, int g0, std::int64_t j0, int n) {
+  constexpr int L = gemm::lanes<S>;
+  for (std::int64_t k = 0; k < H; ++k) {
+    S* dst = panel + k * NG * L;
+    for (int g = 0; g < NG; ++g) {
+      const S* src = w_hh + ((g0 + g) * H + j0) * H + k;
+      for (int u = 0; u < n; ++u) dst[g * L + u] = src[u * H];
+      for (int u = n; u < L; ++u) dst[g * L + u] = S(0);
+    }
+  }
+}
+
+// Calls Cell's epilogue fn for a full or a partial block.
+#define FASTSEQ_EPILOGUE(call, n, L) \
+  do {                               \
+    if ((n) == (L)) {                \
+      call(true);                    \
+    } else {                         \
+      call(false);                   \
+    }                                \
+  } while (0)
+
+// ---------------------------------------------------------------------------------------
+// Forward
+
+template <class S>
+struct FwdShared {
+  const SeqConfig* cfg;
+  const ForwardArgs<S>* a;
+  ForwardScratch<S> sc;
+  ReservePlanes<S> rv;
+  S* gates;
+  std::int64_t ldg;
+  std::int64_t nb;  // blocks of L units
+};
+
+template <class S, class Cell, bool Training, bool HasLengths>
+struct Forward {
+  static constexpr int L = gemm::lanes<S>;
+  static constexpr int G = Cell::G;
+  static constexpr CellKind kind = Cell::kind;
+  // Gates in the (first) product's panel, and in the second one (reset-before GRU's n).
+  static constexpr int NG1 = Cell::two_products ? 2 : G;
+
+  const FwdShared<S>& sh;
+  std::int64_t T, B, H;
+  const std::int64_t* lengths;
+  bool reverse;
+
+  // Epilogue of one product tile (MR rows from b0) of block jb at step s.
+  // phase 0: the only product, or GRU reset-before phase 1; phase 1: its phase 2.
+  template <int Phase>
+  struct Step {
+    const Forward& f;
+    std::int64_t s, jb, j0;
+    int n;
+    const S* a;      // product input (h or r ⊙ h), (B, H)
+    const S* panel;  // this block's panel
+    S* h_in;
+    S* h_out;
+
+    template <int MR>
+    void rows(std::int64_t b0) {
+      constexpr int NG = Phase == 0 ? NG1 : 1;
+      alignas(64) S acc[MR * NG * L];
+      gemm::tile<S, MR, NG>(a + b0 * f.H, f.H, panel, NG * L, f.H, acc);
+      for (int r = 0; r < MR; ++r) epilogue(b0 + r, acc + r * NG * L);
+    }
+
+    void epilogue(std::int64_t b, const S* acc) {
+      const FwdShared<S>& sh = f.sh;
+      const std::int64_t H = f.H;
+      const std::int64_t t = time_of<HasLengths>(s, b, f.T, f.reverse, f.lengths);
+      if (HasLengths && t < 0) {
+        // Frozen: carry the state into the other buffer (the reset-before GRU updates h in
+        // place and needs nothing).
+        if constexpr (!Cell::two_products) copy(h_out + b * H + j0, h_in + b * H + j0, n);
+        return;
+      }
+      const std::int64_t row = t * f.B + b;
+      cells::FwdRow<S> w;
+      w.acc = acc;
+      w.gx = sh.gates + row * sh.ldg + j0;
+      w.bias = sh.sc.bias + j0;
+      w.h_in = h_in + b * H + j0;
+      w.h_out = h_out + b * H + j0;
+      w.y = sh.a->y + row * H + j0;
+      w.H = H;
+      w.n = n;
+      if constexpr (Training) w.hprev = sh.rv.hprev + row * H + j0;
+      if constexpr (kind == CellKind::lstm) {
+        w.c = sh.sc.c + b * H + j0;
+        if constexpr (Training) {
+          w.cprev = sh.rv.cprev + row * H + j0;
+          w.tanhc = sh.rv.tanhc + row * H + j0;
+        }
+      }
+      if constexpr (kind == CellKind::gru) w.bhn = sh.sc.bhn + j0;
+      if constexpr (kind == CellKind::gru_reset_before) {
+        w.rh = sh.sc.rh + b * H + j0;
+        w.z = sh.sc.z + b * H + j0;
+        if constexpr (Training) w.rh_keep = sh.rv.rh + row * H + j0;
+      }
+      if constexpr (Cell::two_products) {
+        if constexpr (Phase == 0) {
+#define FASTSEQ_CALL(full) Cell::template forward1<Training, L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        } else {
+#define FASTSEQ_CALL(full) Cell::template forward2<Training, L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        }
+      } else {
+#define FASTSEQ_CALL(full) Cell::template forward<Training, L, full>(w)
+        FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+      }
+    }
+  };
+
+  const S* panel1(std::int64_t jb) const { return sh.sc.panels + jb * H * NG1 * L; }
+  const S* panel2(std::int64_t jb) const {
+    return sh.sc.panels + sh.nb * H * NG1 * L + jb * H * L;
+  }
+
+  template <int Phase>
+  void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, S* h_in,
+            S* h_out) const {
+    constexpr int NG = Phase == 0 ? NG1 : 1;
+    for (std::int64_t jb = jb0; jb < jb1; ++jb) {
+      const std::int64_t j0 = jb * L;
+      const int n = int(H - j0 < L ? H - j0 : L);
+      Step<Phase> st{*this, s, jb, j0, n, a, Phase == 0 ? panel1(jb) : panel2(jb), h_in, h_out};
+      std::int64_t b0 = 0;
+      gemm::for_row_blocks<gemm::max_rows<NG>>(B, b0, st);
+    }
+  }
+
+  static void team(void* ctx, int tid, int nt) {
+    const FwdShared<S>& sh = *static_cast<const FwdShared<S>*>(ctx);
+    const SeqConfig& cfg = *sh.cfg;
+    const ForwardArgs<S>& a = *sh.a;
+    const Forward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse};
+    const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B, GH = G * H;
+    const ForwardScratch<S>& sc = sh.sc;
+    std::int64_t lo, hi;
+
+    // 0. Fold the biases into one vector (the GRU's b_hn stays inside r ⊙ (W_hn h + b_hn)),
+    //    initial states, and this thread's panels.
+    share(GH, tid, nt, lo, hi);
+    for (std::int64_t k = lo; k < hi; ++k) {
+      S v = cfg.has_bias ? a.b_ih[k] + a.b_hh[k] : S(0);
+      if (kind == CellKind::gru && cfg.has_bias && k >= 2 * H) v = a.b_ih[k];
+      sc.bias[k] = v;
+    }
+    if constexpr (kind == CellKind::gru) {
+      share(H, tid, nt, lo, hi);
+      for (std::int64_t j = lo; j < hi; ++j) sc.bhn[j] = cfg.has_bias ? a.b_hh[2 * H + j] : S(0);
+    }
+    share(B, tid, nt, lo, hi);
+    copy_or_zero(sc.h + lo * H, a.h0 ? a.h0 + lo * H : nullptr, (hi - lo) * H);
+    if constexpr (Cell::has_c) copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
+    if constexpr (Cell::two_products) {
+      zero(sc.rh + lo * H, (hi - lo) * H);
+      zero(sc.z + lo * H, (hi - lo) * H);
+    }
+    std::int64_t jb0, jb1;
+    share(sh.nb, tid, nt, jb0, jb1);
+    for (std::int64_t jb = jb0; jb < jb1; ++jb) {
+      const std::int64_t j0 = jb * L;
+      const int n = int(H - j0 < L ? H - j0 : L);
+      pack_forward<S, NG1>(const_cast<S*>(f.panel1(jb)), a.w_hh, H, 0, j0, n);
+      if constexpr (Cell::two_products)
+        pack_forward<S, 1>(const_cast<S*>(f.panel2(jb)), a.w_hh, H, 2, j0, n);
+    }
+
+    // 1. Input projection for all T steps at once: Gx = X · W_ihᵀ, written straight into
+    //    the gate plane the epilogue then overwrites in place.
+    team_matmul<S>(tid, nt, Op::N, Op::T, N, GH, I, a.x, I, a.w_ih, I, sh.gates, sh.ldg);
+    team_barrier(nt);
+
+    // 2. The sequential part: per step one product tile per block of units and rows, the
+    //    cell epilogue on it, one barrier (reset-before GRU: two products, two barriers).
+    S* h_cur = sc.h;
+    S* h_nxt = sc.h + B * H;
+    for (std::int64_t s = 0; s < T; ++s) {
+      if constexpr (Cell::two_products) {
+        f.template step<0>(s, jb0, jb1, h_cur, h_cur, h_cur);
+        team_barrier(nt);
+        f.template step<1>(s, jb0, jb1, sc.rh, h_cur, h_cur);
+        team_barrier(nt);
+      } else {
+        f.template step<0>(s, jb0, jb1, h_cur, h_cur, h_nxt);
+        team_barrier(nt);
+        S* tmp = h_cur;
+        h_cur = h_nxt;
+        h_nxt = tmp;
+      }
+    }
+
+    // 3. Final states; zeros where sequences had ended (y, and the reserve planes that the
+    //    backward GEMMs multiply by the zero dG of those rows: 0 · garbage could be NaN).
+    share(B, tid, nt, lo, hi);
+    copy(a.h_n + lo * H, h_cur + lo * H, (hi - lo) * H);
+    if constexpr (Cell::has_c) copy(a.c_n + lo * H, sc.c + lo * H, (hi - lo) * H);
+    if constexpr (HasLengths) {
+      zero_padding(a.y, H, H, cfg, a.lengths, lo, hi);
+      if constexpr (Training) {
+        zero_padding(sh.rv.hprev, H, H, cfg, a.lengths, lo, hi);
+        if constexpr (Cell::two_products) zero_padding(sh.rv.rh, H, H, cfg, a.lengths, lo, hi);
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Backward
+
+template <class S>
+struct BwdShared {
+  const SeqConfig* cfg;
+  const BackwardArgs<S>* a;
+  BackwardScratch<S> sc;
+  ReservePlanes<S> rv;
+  std::int64_t nb;
+};
+
+template <class S, class Cell, bool HasLengths>
+struct Backward {
+  static constexpr int L = gemm::lanes<S>;
+  static constexpr int G = Cell::G;
+  static constexpr CellKind kind = Cell::kind;
+
+  const BwdShared<S>& sh;
+  std::int64_t T, B, H;
+  const std::int64_t* lengths;
+  bool reverse;
+
+  // The block's slice of W_hh rows [r0, r0 + K), k-major (row stride ldp).
+  struct Slice {
+    const S* p;
+    std::int64_t ldp;
+  };
+  Slice slice(std::int64_t jb, std::int64_t r0) const {
+    const std::int64_t j0 = jb * L;
+    if (H - j0 < L) return {sh.sc.edge + r0 * L, L};
+    return {sh.a->w_hh + r0 * H + j0, H};
+  }
+
+  // Phase 0: the only product (or GRU reset-before phase A); 1: GRU reset-before phase B;
+  // 2: the final product, dh0 = dhd + dG_0 · W_hh.
+  template <int Phase>
+  struct Step {
+    const Backward& f;
+    std::int64_t s, j0;
+    int n;
+    const S* a;  // product input (dense dG or dn), null: product is zero (first step)
+    std::int64_t lda, K;
+    Slice w;
+    S* dgs_out;  // dense dG rows written here (row stride ldo)
+    std::int64_t ldo;
+
+    template <int MR>
+    void rows(std::int64_t b0) {
+      alignas(64) S acc[MR * L];
+      if (a)
+        gemm::tile<S, MR, 1>(a + b0 * lda, lda, w.p, w.ldp, K, acc);
+      else
+        for (int i = 0; i < MR * L; ++i) acc[i] = S(0);
+      for (int r = 0; r < MR; ++r) epilogue(b0 + r, acc + r * L);
+    }
+
+    void epilogue(std::int64_t b, const S* acc) {
+      const BwdShared<S>& sh = f.sh;
+      const std::int64_t H = f.H;
+      S* dhd = sh.sc.dhd + b * H + j0;
+      if constexpr (Phase == 2) {
+        S* dh0 = sh.a->dh0 + b * H + j0;
+        for (int u = 0; u < n; ++u) dh0[u] = dhd[u] + acc[u];
+        return;
+      }
+      const std::int64_t t = time_of<HasLengths>(s, b, f.T, f.reverse, f.lengths);
+      if (HasLengths && t < 0) {
+        // Finished: dh passes through; its dG rows are zero.
+        if constexpr (Phase == 0)
+          for (int u = 0; u < n; ++u) dhd[u] += acc[u];
+        const int gates_out = Cell::two_products ? (Phase == 0 ? 1 : 2) : G;
+        for (int g = 0; g < gates_out; ++g) zero(dgs_out + b * ldo + g * H + j0, n);
+        return;
+      }
+      const std::int64_t row = t * f.B + b;
+      cells::BwdRow<S> w;
+      w.acc = acc;
+      w.dhd = dhd;
+      w.dy = sh.a->dy + row * H + j0;
+      w.gates = sh.rv.gates + row * sh.rv.ldg + j0;
+      w.dgs = dgs_out + b * ldo + j0;
+      w.H = H;
+      w.n = n;
+      if constexpr (kind == CellKind::lstm) {
+        w.dc = sh.sc.dc + b * H + j0;
+        w.cprev = sh.rv.cprev + row * H + j0;
+        w.tanhc = sh.rv.tanhc + row * H + j0;
+      }
+      if constexpr (kind == CellKind::gru || kind == CellKind::gru_reset_before)
+        w.hprev = sh.rv.hprev + row * H + j0;
+      if constexpr (Cell::two_products) {
+        if constexpr (Phase == 0) {
+          w.dn = dgs_out + b * ldo + j0;
+#define FASTSEQ_CALL(full) Cell::template backward1<L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        } else {
+#define FASTSEQ_CALL(full) Cell::template backward2<L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        }
+      } else {
+#define FASTSEQ_CALL(full) Cell::template backward<L, full>(w)
+        FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+      }
+    }
+  };
+
+  template <int Phase>
+  void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, std::int64_t lda,
+            std::int64_t r0, std::int64_t K, S* dgs_out, std::int64_t ldo) const {
+    for (std::int64_t jb = jb0; jb < jb1; ++jb) {
+      const std::int64_t j0 = jb * L;
+      const int n = int(H - j0 < L ? H - j0 : L);
+      Step<Phase> st{*this, s, j0, n, a, lda, K, slice(jb, r0), dgs_out, ldo};
+      std::int64_t b0 = 0;
+      gemm::for_row_blocks<gemm::max_rows<1>>(B, b0, st);
+    }
+  }
+
+  static void team(void* ctx, int tid, int nt) {
+    const BwdShared<S>& sh = *static_cast<const BwdShared<S>*>(ctx);
+    const SeqConfig& cfg = *sh.cfg;
+    const BackwardArgs<S>& a = *sh.a;
+    const Backward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse};
+    const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B, GH = G * H;
+    const BackwardScratch<S>& sc = sh.sc;
+    const std::int64_t ldg = sh.rv.ldg;
+    std::int64_t lo, hi;
+
+    // 0. Carried gradients, and this thread's partial block of W_hh (if it owns it).
+    share(B, tid, nt, lo, hi);
+    copy_or_zero(sc.dhd + lo * H, a.dh_n ? a.dh_n + lo * H : nullptr, (hi - lo) * H);
+    if constexpr (Cell::has_c)
+      copy_or_zero(sc.dc + lo * H, a.dc_n ? a.dc_n + lo * H : nullptr, (hi - lo) * H);
+    std::int64_t jb0, jb1;
+    share(sh.nb, tid, nt, jb0, jb1);
+    if (jb1 == sh.nb && H % L != 0) {
+      const std::int64_t j0 = (sh.nb - 1) * L;
+      const int n = int(H - j0);
+      for (std::int64_t r = 0; r < GH; ++r)
+        for (int u = 0; u < L; ++u) sc.edge[r * L + u] = u < n ? a.w_hh[r * H + j0 + u] : S(0);
+    }
+    team_barrier(nt);
+
+    // 1. Reverse time loop. Each step: for this thread's units, dh = dhd + dG_next · W_hh,
+    //    then the cell's pointwise backward writes dG over the reserve's activations and
+    //    into the dense buffer the next step's product reads.
+    if constexpr (Cell::two_products) {
+      S* dgrz = sc.dgs;        // (B, 2H)
+      S* dn = sc.dgs + B * 2 * H;  // (B, H)
+      for (std::int64_t s = T - 1; s >= 0; --s) {
+        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : dgrz, 2 * H, 0, 2 * H, dn, H);
+        team_barrier(nt);
+        f.template step<1>(s, jb0, jb1, dn, H, 2 * H, H, dgrz, 2 * H);
+        team_barrier(nt);
+      }
+      f.template step<2>(0, jb0, jb1, dgrz, 2 * H, 0, 2 * H, nullptr, 0);
+    } else {
+      S* cur = sc.dgs;
+      S* nxt = sc.dgs + B * GH;
+      for (std::int64_t s = T - 1; s >= 0; --s) {
+        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : cur, GH, 0, GH, nxt, GH);
+        team_barrier(nt);
+        S* tmp = cur;
+        cur = nxt;
+        nxt = tmp;
+      }
+      f.template step<2>(0, jb0, jb1, cur, GH, 0, GH, nullptr, 0);
+    }
+    if constexpr (Cell::has_c) {
+      for (std::int64_t jb = jb0; jb < jb1; ++jb) {
+        const std::int64_t j0 = jb * L;
+        const std::int64_t n = H - j0 < L ? H - j0 : L;
+        for (std::int64_t b = 0; b < B; ++b) copy(a.dc0 + b * H + j0, sc.dc + b * H + j0, n);
+      }
+    }
+    if constexpr (HasLengths) {
+      share(B, tid, nt, lo, hi);
+      zero_padding(sh.rv.gates, ldg, ldg, cfg, a.lengths, lo, hi);
+    }
+    team_barrier(nt);
+
+    // 2. Weight and input gradients, each one GEMM over all N rows split over the team.
+    //    Columns [0, G*H) of the gate plane are dG_ih in every cell.
+    const S* dg = sh.rv.gates;
+    team_matmul<S>(tid, nt, Op::N, Op::N, N, I, GH, dg, ldg, a.w_ih, I, a.dx, I);
+    if constexpr (HasLengths) {
+      // Padding rows of x must not reach dW_ih, not even as 0 · NaN: x a chunk of rows at a
+      // time, its padding rows zeroed, accumulated over the chunks.
+      const std::int64_t R = x_chunk_rows(cfg);
+      for (std::int64_t r0 = 0; r0 < N; r0 += R) {
+        const std::int64_t rc = N - r0 < R ? N - r0 : R;
+        share(rc, tid, nt, lo, hi);
+        for (std::int64_t r = lo; r < hi; ++r) {
+          const std::int64_t t = (r0 + r) / B, b = (r0 + r) % B;
+          if (t < a.lengths[b])
+            copy(sc.x_rows + r * I, a.x + (r0 + r) * I, I);
+          else
+            zero(sc.x_rows + r * I, I);
+        }
+        team_barrier(nt);
+        team_matmul<S>(tid, nt, Op::T, Op::N, GH, I, rc, dg + r0 * ldg, ldg, sc.x_rows, I,
+                       a.dw_ih, I, r0 == 0 ? S(0) : S(1));
+        team_barrier(nt);
+      }
+    } else {
+      team_matmul<S>(tid, nt, Op::T, Op::N, GH, I, N, dg, ldg, a.x, I, a.dw_ih, I);
+    }
+    if constexpr (kind == CellKind::gru || kind == CellKind::gru_reset_before) {
+      // r, z blocks against h_{t-1}; the n block is dn ⊙ r against h_{t-1} (reset after,
+      // column 3H) or dn against r ⊙ h_{t-1} (reset before).
+      team_matmul<S>(tid, nt, Op::T, Op::N, 2 * H, H, N, dg, ldg, sh.rv.hprev, H, a.dw_hh, H);
+      if constexpr (kind == CellKind::gru)
+        team_matmul<S>(tid, nt, Op::T, Op::N, H, H, N, dg + 3 * H, ldg, sh.rv.hprev, H,
+                       a.dw_hh + 2 * H * H, H);
+      else
+        team_matmul<S>(tid, nt, Op::T, Op::N, H, H, N, dg + 2 * H, ldg, sh.rv.rh, H,
+                       a.dw_hh + 2 * H * H, H);
+    } else {
+      team_matmul<S>(tid, nt, Op::T, Op::N, GH, H, N, dg, ldg, sh.rv.hprev, H, a.dw_hh, H);
+    }
+
+    // 3. Bias gradients: column sums over all N rows in row order, accumulated in double,
+    //    each column by one thread, so the result is the same whatever the thread count.
+    if (cfg.has_bias) {
+      share(ldg, tid, nt, lo, hi);
+      double* acc = sc.colsum;
+      for (std::int64_t k = lo; k < hi; ++k) acc[k] = 0.0;
+      for (std::int64_t r = 0; r < N; ++r) {
+        const S* g = dg + r * ldg;
+        for (std::int64_t k = lo; k < hi; ++k) acc[k] += static_cast<double>(g[k]);
+      }
+      for (std::int64_t k = lo; k < hi && k < GH; ++k) {
+        a.db_ih[k] = static_cast<S>(acc[k]);
+        if (kind != CellKind::gru || k < 2 * H) a.db_hh[k] = static_cast<S>(acc[k]);
+      }
+      if constexpr (kind == CellKind::gru) {
+        // db_hn is the column sum of dn ⊙ r (column 3H + j), owned by whoever summed it.
+        for (std::int64_t k = lo; k < hi; ++k)
+          if (k >= 3 * H) a.db_hh[2 * H + (k - 3 * H)] = static_cast<S>(acc[k]);
+      }
+    }
+  }
+};
+
+// Threads for one call: no more than blocks of units, and one when a step is too small for
+// a barrier to pay.
+template <class S>
+inline int team_size(const SeqConfig& cfg, std::int64_t nb) {
+  const double step_flops = 2.0 * double(cfg.B) * gate_count(cfg.cell) * double(cfg.H) * double(cfg.H);
+  int nt = runtime::num_threads();
+  if (nt > nb) nt = int(nb);
+  if (step_flops < 1.5e5) nt = 1;
+  return nt < 1 ? 1 : nt;
+}
+
 template <class S, class Cell, bool Training, bool HasLengths>
 void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
-  constexpr CellKind kind = Cell::kind;
-  const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B;
-  const std::int64_t GH = Cell::G * H;
-  const std::int64_t* lengths = a.lengths;
-
+  constexpr int L = gemm::lanes<S>;
+  FwdShared<S> sh;
+  sh.cfg = &cfg;
+  sh.a = &a;
   Carver scv(a.scratch);
-  ForwardScratch<S> sc = ForwardScratch<S>::carve(scv, cfg, Training);
-  ReservePlanes<S> rv;
+  sh.sc = ForwardScratch<S>::carve(scv, cfg, Training);
   if constexpr (Training) {
     Carver rcv(a.reserve);
-    rv = ReservePlanes<S>::carve(rcv, cfg);
+    sh.rv = ReservePlanes<S>::carve(rcv, cfg);
   }
-  S* const gates = Training ? rv.gates : sc.gates;
-  const std::int64_t ldg = Training ? rv.ldg : GH;
-
-  // 0. Fold the biases into one vector; the GRU's b_hn stays inside r ⊙ (W_hn h + b_hn).
-  if (cfg.has_bias) {
-    for (std::int64_t k = 0; k < GH; ++k) sc.bias[k] = a.b_ih[k] + a.b_hh[k];
-    if constexpr (kind == CellKind::gru) {
-      for (std::int64_t j = 0; j < H; ++j) {
-        sc.bias[2 * H + j] = a.b_ih[2 * H + j];
-        sc.bhn[j] = a.b_hh[2 * H + j];
-      }
-    }
-  } else {
-    zero(sc.bias, GH);
-    if constexpr (kind == CellKind::gru) zero(sc.bhn, H);
-  }
-  copy_or_zero(sc.h, a.h0, B * H);
-  if constexpr (Cell::has_c) copy_or_zero(sc.c, a.c0, B * H);
-  // Products with beta = 0 still scale their output in some BLAS paths (0 · NaN = NaN), and
-  // finished rows keep entering the products: start every product buffer at zero.
-  zero(sc.gh, B * GH);
-  if constexpr (Cell::two_products) zero(sc.rh, B * H);
-
-  // 1. Input projection for all T steps at once: Gx = X · W_ihᵀ, one GEMM over N rows,
-  //    written straight into the gate plane the epilogue then overwrites in place.
-  gemm::matmul<S>(Op::N, Op::T, N, GH, I, a.x, I, a.w_ih, I, S(0), gates, ldg);
-
-  // 2. The sequential part: per step one recurrent product (two for GRU reset-before),
-  //    each followed by the cell's epilogue over the batch rows.
-  const std::int64_t n_first = Cell::two_products ? 2 * H : GH;
-  for (std::int64_t s = 0; s < T; ++s) {
-    gemm::step_forward<S>(B, n_first, H, sc.h, H, a.w_hh, H, sc.gh, GH);
-    for (std::int64_t b = 0; b < B; ++b) {
-      const std::int64_t t = time_of<HasLengths>(s, b, T, cfg.reverse, lengths);
-      if (HasLengths && t < 0) continue;
-      const std::int64_t row = t * B + b;
-      S* g = gates + row * ldg;
-      S* gh = sc.gh + b * GH;
-      S* h = sc.h + b * H;
-      S* y = a.y + row * H;
-      S* hprev = Training ? rv.hprev + row * H : nullptr;
-      if constexpr (kind == CellKind::rnn_tanh || kind == CellKind::rnn_relu) {
-        Cell::template forward_row<Training>(H, g, gh, sc.bias, h, y, hprev);
-      } else if constexpr (kind == CellKind::lstm) {
-        S* cprev = Training ? rv.cprev + row * H : nullptr;
-        S* tanhc = Training ? rv.tanhc + row * H : nullptr;
-        Cell::template forward_row<Training>(H, g, gh, sc.bias, h, sc.c + b * H, y, hprev, cprev,
-                                             tanhc);
-      } else if constexpr (kind == CellKind::gru) {
-        Cell::template forward_row<Training>(H, g, gh, sc.bias, sc.bhn, h, y, hprev);
-      } else {
-        S* rh_keep = Training ? rv.rh + row * H : nullptr;
-        Cell::template forward_row1<Training>(H, g, gh, sc.bias, h, sc.rh + b * H, hprev,
-                                              rh_keep);
-      }
-    }
-    if constexpr (Cell::two_products) {
-      // r is known only now: the n-block's product takes r ⊙ h.
-      gemm::step_forward<S>(B, H, H, sc.rh, H, a.w_hh + 2 * H * H, H, sc.gh + 2 * H, GH);
-      for (std::int64_t b = 0; b < B; ++b) {
-        const std::int64_t t = time_of<HasLengths>(s, b, T, cfg.reverse, lengths);
-        if (HasLengths && t < 0) continue;
-        const std::int64_t row = t * B + b;
-        S* g = gates + row * ldg;
-        Cell::template forward_row2<Training>(H, g, sc.gh + b * GH, sc.bias, sc.h + b * H,
-                                              a.y + row * H);
-      }
-    }
-  }
-
-  // 3. Final states; zeros where sequences had ended (y, and the reserve planes that the
-  //    backward GEMMs multiply by the zero dG of those rows: 0 · garbage could be NaN).
-  std::memcpy(a.h_n, sc.h, sizeof(S) * static_cast<std::size_t>(B * H));
-  if constexpr (Cell::has_c) std::memcpy(a.c_n, sc.c, sizeof(S) * static_cast<std::size_t>(B * H));
-  if constexpr (HasLengths) {
-    zero_padding(a.y, H, H, cfg, lengths);
-    if constexpr (Training) {
-      zero_padding(rv.hprev, H, H, cfg, lengths);
-      if constexpr (Cell::two_products) zero_padding(rv.rh, H, H, cfg, lengths);
-    }
-  }
+  sh.gates = Training ? sh.rv.gates : sh.sc.gates;
+  sh.ldg = Training ? sh.rv.ldg : Cell::G * cfg.H;
+  sh.nb = (cfg.H + L - 1) / L;
+  runtime::parallel_run(team_size<S>(cfg, sh.nb), &Forward<S, Cell, Training, HasLengths>::team,
+                        &sh);
 }
 
 template <class S, class Cell, bool HasLengths>
 void backward_loop(const SeqConfig& cfg, const BackwardArgs<S>& a) {
-  constexpr CellKind kind = Cell::kind;
-  const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B;
-  const std::int64_t GH = Cell::G * H;
-  const std::int64_t* lengths = a.lengths;
-
+  constexpr int L = gemm::lanes<S>;
+  BwdShared<S> sh;
+  sh.cfg = &cfg;
+  sh.a = &a;
   Carver rcv(a.reserve);
-  const ReservePlanes<S> rv = ReservePlanes<S>::carve(rcv, cfg);
+  sh.rv = ReservePlanes<S>::carve(rcv, cfg);
   Carver scv(a.scratch);
-  const BackwardScratch<S> sc = BackwardScratch<S>::carve(scv, cfg);
-  const std::int64_t ldg = rv.ldg;
-
-  S* dh = sc.dh_a;
-  S* dh_next = sc.dh_b;
-  copy_or_zero(dh, a.dh_n, B * H);
-  if constexpr (Cell::has_c) copy_or_zero(sc.dc, a.dc_n, B * H);
-  zero(sc.dgs, B * GH);
-  if constexpr (Cell::two_products) zero(sc.drh, B * H);
-
-  // 1. Reverse time loop: the pointwise backward of each row writes dG over the reserve's
-  //    activations (in place: they are not needed afterwards) and a dense copy for the one
-  //    per-step product dh_{t-1} = dh_out + dG · W_hh.
-  const std::int64_t n_last = Cell::two_products ? 2 * H : GH;
-  for (std::int64_t s = T - 1; s >= 0; --s) {
-    for (std::int64_t b = 0; b < B; ++b) {
-      const std::int64_t t = time_of<HasLengths>(s, b, T, cfg.reverse, lengths);
-      if (HasLengths && t < 0) {
-        std::memcpy(dh_next + b * H, dh + b * H, sizeof(S) * static_cast<std::size_t>(H));
-        zero(sc.dgs + b * GH, GH);
-        continue;
-      }
-      const std::int64_t row = t * B + b;
-      S* g = rv.gates + row * ldg;
-      const S* dy = a.dy + row * H;
-      if constexpr (kind == CellKind::rnn_tanh || kind == CellKind::rnn_relu) {
-        Cell::backward_row(H, dh + b * H, dy, g, sc.dgs + b * GH, dh_next + b * H);
-      } else if constexpr (kind == CellKind::lstm) {
-        Cell::backward_row(H, dh + b * H, dy, sc.dc + b * H, rv.cprev + row * H,
-                           rv.tanhc + row * H, g, sc.dgs + b * GH, dh_next + b * H);
-      } else if constexpr (kind == CellKind::gru) {
-        Cell::backward_row(H, dh + b * H, dy, rv.hprev + row * H, g, sc.dgs + b * GH,
-                           dh_next + b * H);
-      } else {
-        Cell::backward_row1(H, dh + b * H, dy, rv.hprev + row * H, g, sc.dgs + b * GH,
-                            dh_next + b * H);
-      }
-    }
-    if constexpr (Cell::two_products) {
-      // Gradient at r ⊙ h through the n-block, then dr (needs it) and its share of dh.
-      gemm::step_backward<S>(B, H, H, sc.dgs + 2 * H, GH, a.w_hh + 2 * H * H, H, S(0), sc.drh,
-                             H);
-      for (std::int64_t b = 0; b < B; ++b) {
-        const std::int64_t t = time_of<HasLengths>(s, b, T, cfg.reverse, lengths);
-        if (HasLengths && t < 0) continue;
-        const std::int64_t row = t * B + b;
-        Cell::backward_row2(H, sc.drh + b * H, rv.hprev + row * H, rv.gates + row * ldg,
-                            sc.dgs + b * GH, dh_next + b * H);
-      }
-    }
-    gemm::step_backward<S>(B, n_last, H, sc.dgs, GH, a.w_hh, H, S(1), dh_next, H);
-    std::swap(dh, dh_next);
-  }
-  std::memcpy(a.dh0, dh, sizeof(S) * static_cast<std::size_t>(B * H));
-  if constexpr (Cell::has_c)
-    std::memcpy(a.dc0, sc.dc, sizeof(S) * static_cast<std::size_t>(B * H));
-  if constexpr (HasLengths) zero_padding(rv.gates, ldg, ldg, cfg, lengths);
-
-  // 2. Weight and input gradients: each one GEMM over all N rows. Columns [0, G*H) of the
-  //    gate plane are dG_ih in every cell.
-  const S* dg = rv.gates;
-  gemm::matmul<S>(Op::N, Op::N, N, I, GH, dg, ldg, a.w_ih, I, S(0), a.dx, I);
-  gemm::matmul<S>(Op::T, Op::N, GH, I, N, dg, ldg, a.x, I, S(0), a.dw_ih, I);
-  if constexpr (kind == CellKind::gru || kind == CellKind::gru_reset_before) {
-    // r, z blocks against h_{t-1}; the n block is dn ⊙ r against h_{t-1} (reset after,
-    // column 3H) or dn against r ⊙ h_{t-1} (reset before).
-    gemm::matmul<S>(Op::T, Op::N, 2 * H, H, N, dg, ldg, rv.hprev, H, S(0), a.dw_hh, H);
-    if constexpr (kind == CellKind::gru)
-      gemm::matmul<S>(Op::T, Op::N, H, H, N, dg + 3 * H, ldg, rv.hprev, H, S(0),
-                      a.dw_hh + 2 * H * H, H);
-    else
-      gemm::matmul<S>(Op::T, Op::N, H, H, N, dg + 2 * H, ldg, rv.rh, H, S(0),
-                      a.dw_hh + 2 * H * H, H);
-  } else {
-    gemm::matmul<S>(Op::T, Op::N, GH, H, N, dg, ldg, rv.hprev, H, S(0), a.dw_hh, H);
-  }
-
-  // 3. Bias gradients: column sums over all N rows in row order, accumulated in double, so
-  //    the result is the same whatever the thread count.
-  if (cfg.has_bias) {
-    double* acc = sc.colsum;
-    std::fill(acc, acc + ldg, 0.0);
-    for (std::int64_t r = 0; r < N; ++r) {
-      const S* g = dg + r * ldg;
-      for (std::int64_t k = 0; k < ldg; ++k) acc[k] += static_cast<double>(g[k]);
-    }
-    for (std::int64_t k = 0; k < GH; ++k) {
-      a.db_ih[k] = static_cast<S>(acc[k]);
-      a.db_hh[k] = static_cast<S>(acc[k]);
-    }
-    if constexpr (kind == CellKind::gru)
-      for (std::int64_t j = 0; j < H; ++j) a.db_hh[2 * H + j] = static_cast<S>(acc[3 * H + j]);
-  }
+  sh.sc = BackwardScratch<S>::carve(scv, cfg);
+  sh.nb = (cfg.H + L - 1) / L;
+  runtime::parallel_run(team_size<S>(cfg, sh.nb), &Backward<S, Cell, HasLengths>::team, &sh);
 }
 
+}  // namespace FASTSEQ_ISA_NS
 }  // namespace fastseq::loops

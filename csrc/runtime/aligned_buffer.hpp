@@ -9,6 +9,8 @@
 #include <cstring>
 #include <new>
 
+#include "runtime/isa.hpp"
+
 namespace fastseq {
 
 inline constexpr std::size_t kAlign = 64;
@@ -51,6 +53,8 @@ class AlignedBuffer {
   std::size_t size_ = 0;
 };
 
+inline namespace FASTSEQ_ISA_NS {
+
 // Hands out consecutive pieces of a buffer, each starting on a 64-byte boundary relative
 // to the buffer's start. With base == nullptr it only counts (used by the size queries), so
 // the sizes and the layout come from the same code.
@@ -71,4 +75,5 @@ class Carver {
   std::size_t used_ = 0;
 };
 
+}  // namespace FASTSEQ_ISA_NS
 }  // namespace fastseq

@@ -1,0 +1,50 @@
+// What a cell's tile epilogue sees of one batch row and one block of n <= L hidden units
+// (units j0 .. j0+n-1): every pointer is already offset to unit j0; gate g of a gate-plane
+// row is at +g·H. Pointers a cell does not use are null.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/isa.hpp"
+
+namespace fastseq::cells {
+inline namespace FASTSEQ_ISA_NS {
+
+template <class S>
+struct FwdRow {
+  const S* acc = nullptr;   // the tile's product for this row: gate g of the panel at +g·L
+  S* gx = nullptr;          // gate-plane row: input projection in; activations out (training)
+  const S* bias = nullptr;  // folded biases (G·H)
+  const S* bhn = nullptr;   // GRU reset-after b_hn (H)
+  const S* h_in = nullptr;  // state the step starts from
+  S* h_out = nullptr;       // new state (a different buffer, except GRU reset-before phase 2)
+  S* c = nullptr;           // LSTM cell state, in/out
+  S* y = nullptr;           // output row
+  S* hprev = nullptr;       // training: reserve copy of h_in
+  S* cprev = nullptr;       // training: reserve copy of c
+  S* tanhc = nullptr;       // training: tanh(c')
+  S* rh = nullptr;          // GRU reset-before: r ⊙ h for the n-block product (dense)
+  S* rh_keep = nullptr;     // training: reserve copy of r ⊙ h
+  S* z = nullptr;           // GRU reset-before: z between the phases (dense)
+  std::int64_t H = 0;
+  int n = 0;
+};
+
+template <class S>
+struct BwdRow {
+  const S* acc = nullptr;    // product for this row: dG_next · W_hh (or dn · W_hn) over the units
+  S* dhd = nullptr;          // carried part of dh that bypasses W_hh, in/out
+  const S* dy = nullptr;     // output gradient row
+  S* gates = nullptr;        // reserve gate row: activations in, dG out
+  S* dgs = nullptr;          // dense dG row for the next product (gate stride H)
+  S* dc = nullptr;           // LSTM carried dc, in/out
+  const S* cprev = nullptr;
+  const S* tanhc = nullptr;
+  const S* hprev = nullptr;
+  S* dn = nullptr;           // GRU reset-before: dense dn for the n-block product
+  std::int64_t H = 0;
+  int n = 0;
+};
+
+}  // namespace FASTSEQ_ISA_NS
+}  // namespace fastseq::cells

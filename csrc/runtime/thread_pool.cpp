@@ -1,0 +1,210 @@
+// The thread pool behind runtime::parallel_run. Workers are started lazily (never inside a
+// kernel's time loop: parallel_run starts them before the team begins), wait for a job by
+// spinning briefly then sleeping on a condition variable, and stay alive for the process.
+#include "runtime/thread_pool.hpp"
+
+#include <sched.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FASTSEQ_PAUSE() _mm_pause()
+#else
+#define FASTSEQ_PAUSE() ((void)0)
+#endif
+
+namespace fastseq::runtime {
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("FASTSEQ_NUM_THREADS")) {
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    if (end != env && v >= 1 && v <= 4096) return int(v);
+  }
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n >= 1) return n;
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n ? int(n) : 1;
+}
+
+std::atomic<int> g_threads{0};
+
+// Spins on an atomic, then yields: the machines we run on are often shared.
+template <class Pred>
+void spin_until(Pred done) {
+  for (int i = 0; !done(); ++i) {
+    if (i < 4000)
+      FASTSEQ_PAUSE();
+    else
+      sched_yield();
+  }
+}
+
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+      gen_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  bool try_acquire() { return busy_.try_lock(); }
+  void release() { busy_.unlock(); }
+  bool busy() {
+    if (!busy_.try_lock()) return true;
+    busy_.unlock();
+    return false;
+  }
+
+  // Holder of busy_ only. Starting threads may throw (std::system_error): then the caller
+  // runs alone.
+  int ensure_workers(int n) {
+    try {
+      while (int(workers_.size()) < n) {
+        const int idx = int(workers_.size());
+        workers_.emplace_back([this, idx] { worker(idx + 1); });
+      }
+    } catch (...) {
+    }
+    return int(workers_.size());
+  }
+
+  void run(int team, TeamFn fn, void* ctx) {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      fn_ = fn;
+      ctx_ = ctx;
+      team_ = team;
+      done_.store(0, std::memory_order_relaxed);
+      bar_count_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    fn(ctx, 0, team);
+    spin_until([&] { return done_.load(std::memory_order_acquire) == team - 1; });
+  }
+
+  void barrier(int team) {
+    const std::uint32_t g = bar_gen_.load(std::memory_order_acquire);
+    if (bar_count_.fetch_add(1, std::memory_order_acq_rel) == team - 1) {
+      bar_count_.store(0, std::memory_order_relaxed);
+      bar_gen_.store(g + 1, std::memory_order_release);
+    } else {
+      spin_until([&] { return bar_gen_.load(std::memory_order_acquire) != g; });
+    }
+  }
+
+ private:
+  void worker(int tid) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      // Spin a little (back-to-back kernel calls, forward then backward), then sleep.
+      std::uint64_t g = gen_.load(std::memory_order_acquire);
+      for (int i = 0; g == seen && i < 20000; ++i) {
+        FASTSEQ_PAUSE();
+        g = gen_.load(std::memory_order_acquire);
+      }
+      if (g == seen) {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return gen_.load(std::memory_order_acquire) != seen; });
+        g = gen_.load(std::memory_order_acquire);
+      }
+      TeamFn fn;
+      void* ctx;
+      int team;
+      bool stop;
+      {
+        // The generation and the job it names are read together, under the lock that
+        // run() publishes them with: a worker never runs one job twice.
+        std::lock_guard<std::mutex> lk(m_);
+        seen = gen_.load(std::memory_order_relaxed);
+        fn = fn_;
+        ctx = ctx_;
+        team = team_;
+        stop = stop_;
+      }
+      if (stop) return;
+      if (tid < team) {
+        fn(ctx, tid, team);
+        done_.fetch_add(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
+  std::mutex busy_;
+  std::vector<std::thread> workers_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::atomic<std::uint64_t> gen_{0};
+  TeamFn fn_ = nullptr;
+  void* ctx_ = nullptr;
+  int team_ = 1;
+  bool stop_ = false;
+  std::atomic<int> done_{0};
+  alignas(64) std::atomic<int> bar_count_{0};
+  alignas(64) std::atomic<std::uint32_t> bar_gen_{0};
+};
+
+// Never destroyed: worker threads must not be joined from a static destructor at exit
+// (the interpreter may already have torn down state the kernels use).
+Pool& pool() {
+  static Pool* p = new Pool();
+  return *p;
+}
+
+}  // namespace
+
+int num_threads() {
+  int n = g_threads.load(std::memory_order_relaxed);
+  if (n == 0) {
+    n = default_threads();
+    g_threads.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+void set_num_threads(int n) { g_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+
+void parallel_run(int want, TeamFn fn, void* ctx) {
+  if (want <= 1) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  Pool& p = pool();
+  if (!p.try_acquire()) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  const int have = p.ensure_workers(want - 1);
+  const int team = have + 1 < want ? have + 1 : want;
+  if (team <= 1)
+    fn(ctx, 0, 1);
+  else
+    p.run(team, fn, ctx);
+  p.release();
+}
+
+void team_barrier(int nthreads) {
+  if (nthreads > 1) pool().barrier(nthreads);
+}
+
+bool pool_busy() { return pool().busy(); }
+
+}  // namespace fastseq::runtime

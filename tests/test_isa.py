@@ -1,0 +1,93 @@
+"""Every kernel variant (instruction set) this CPU runs, at 1 and 2 threads, against the
+reference: a representative subset of test_backends.py — every cell, float64 and float32,
+lengths, reverse, H not a multiple of any vector width, B not a multiple of any tile height,
+and sizes large enough for the thread team to engage."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import fastseq
+from problems import CELLS, assert_matches, make_problem, reference_of, run, tolerance
+
+pytest.importorskip("fastseq._core")
+ISAS = fastseq.available_isas()
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    before = fastseq.get_isa()
+    fastseq.set_isa(request.param)
+    yield request.param
+    fastseq.set_isa(before)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    before = fastseq.get_num_threads()
+    fastseq.set_num_threads(request.param)
+    yield request.param
+    fastseq.set_num_threads(before)
+
+
+SHAPES = [(1, 1, 1, 1), (6, 1, 5, 17), (4, 3, 40, 33), (3, 7, 9, 70), (5, 19, 8, 64),
+          (3, 5, 12, 130)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B,I,H", SHAPES)
+def test_variant_matches_reference(isa, threads, cell, dtype, T, B, I, H):
+    p = make_problem(cell, T=T, B=B, I=I, H=H, dtype=dtype,
+                     lengths="vary" if B > 1 else None, reverse=(T + H) % 2 == 0, seed=T * B + H)
+    assert_matches(run(p, "cpp"), reference_of(p), tolerance(dtype),
+                   where=f"cpp/{isa}/{threads}t {cell}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_same_bits_for_any_thread_count(isa, cell):
+    """A unit's product and epilogue do not depend on which thread owns it, and the large
+    products are split into the same blocks for a given count: repeated calls give the same
+    bits, and 1 and 2 threads agree on every step-loop output."""
+    p = make_problem(cell, T=4, B=9, I=20, H=75, dtype=np.float32, lengths="vary", seed=3)
+    before = fastseq.get_num_threads()
+    try:
+        fastseq.set_num_threads(2)
+        a, b = run(p, "cpp"), run(p, "cpp")
+        fastseq.set_num_threads(1)
+        c = run(p, "cpp")
+    finally:
+        fastseq.set_num_threads(before)
+    for name in a:
+        if a[name] is not None:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    for name in ("y", "h_n", "c_n", "dh0", "dc0"):
+        if name in a and a[name] is not None:
+            np.testing.assert_array_equal(a[name], c[name], err_msg=name)
+
+
+def test_set_isa_refuses_unknown_names():
+    with pytest.raises(ValueError, match="available"):
+        fastseq.set_isa("sse1")
+    assert fastseq.get_isa() in ISAS
+    assert ISAS[-1] == "portable"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+def test_nan_in_padding_changes_nothing(backend, cell, dtype):
+    """Padding rows of x (t >= lengths[b]) are never read: NaN there leaves every output and
+    gradient as with finite padding (PyTorch's packed sequences ignore it too)."""
+    p = make_problem(cell, T=6, B=4, I=5, H=7, dtype=dtype, lengths=[6, 2, 4, 1], seed=11)
+    x = p.x.copy()
+    for b, n in enumerate(p.lengths):
+        x[n:, b] = np.nan
+    finite = run(p, backend)
+    with_nan = run(dataclasses.replace(p, x=x), backend)
+    for name, value in finite.items():
+        if value is None:
+            continue
+        assert np.isfinite(with_nan[name]).all(), f"{backend}: NaN reached {name}"
+        np.testing.assert_array_equal(value, with_nan[name], err_msg=name)
