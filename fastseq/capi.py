@@ -184,30 +184,39 @@ def aligned_bytes(nbytes: int, alignment: int = 64) -> np.ndarray:
     return raw[offset:offset + int(nbytes)]
 
 
-def _size_query(fn, *args) -> int:
+def _size_query(fn, cell, dtype, sizes, bias, lengths, reverse, *extra) -> int:
+    flags = ((lib.FASTSEQ_BIAS if bias else 0) | (lib.FASTSEQ_LENGTHS if lengths else 0)
+             | (lib.FASTSEQ_REVERSE if reverse else 0))
     out = ffi.new("size_t *")
-    check(fn(out, *args))
+    check(fn(out, CELLS[cell], DTYPES[np.dtype(dtype)], *sizes, flags, *extra))
     return int(out[0])
 
 
-def reserve_bytes(cell: str, dtype, T: int, B: int, I: int, H: int) -> int:
+def reserve_bytes(cell: str, dtype, T: int, B: int, I: int, H: int, *, bias: bool = False,
+                  lengths: bool = False, reverse: bool = False) -> int:
     """``fastseq_reserve_bytes``: bytes of a training forward's reserve.
-    ``cell``: a key of ``CELLS``; ``dtype``: float32 or float64."""
-    return _size_query(lib.fastseq_reserve_bytes, CELLS[cell], DTYPES[np.dtype(dtype)],
-                       T, B, I, H)
+
+    ``cell``: a key of ``CELLS``; ``dtype``: float32 or float64; ``bias``, ``lengths``,
+    ``reverse``: whether the call gives biases, gives lengths, runs reversed (the
+    ``FASTSEQ_BIAS | FASTSEQ_LENGTHS | FASTSEQ_REVERSE`` flags of the C query).
+    """
+    return _size_query(lib.fastseq_reserve_bytes, cell, dtype, (T, B, I, H), bias, lengths,
+                       reverse)
 
 
-def forward_scratch_bytes(cell: str, dtype, T: int, B: int, I: int, H: int,
-                          training: bool) -> int:
-    """``fastseq_forward_scratch_bytes``: bytes of a forward's scratch."""
-    return _size_query(lib.fastseq_forward_scratch_bytes, CELLS[cell], DTYPES[np.dtype(dtype)],
-                       T, B, I, H, int(bool(training)))
+def forward_scratch_bytes(cell: str, dtype, T: int, B: int, I: int, H: int, training: bool, *,
+                          bias: bool = False, lengths: bool = False, reverse: bool = False) -> int:
+    """``fastseq_forward_scratch_bytes``: bytes of a forward's scratch (see reserve_bytes)."""
+    return _size_query(lib.fastseq_forward_scratch_bytes, cell, dtype, (T, B, I, H), bias,
+                       lengths, reverse, int(bool(training)))
 
 
-def backward_scratch_bytes(cell: str, dtype, T: int, B: int, I: int, H: int) -> int:
-    """``fastseq_backward_scratch_bytes``: bytes of a backward's scratch."""
-    return _size_query(lib.fastseq_backward_scratch_bytes, CELLS[cell], DTYPES[np.dtype(dtype)],
-                       T, B, I, H)
+def backward_scratch_bytes(cell: str, dtype, T: int, B: int, I: int, H: int, *,
+                           bias: bool = False, lengths: bool = False,
+                           reverse: bool = False) -> int:
+    """``fastseq_backward_scratch_bytes``: bytes of a backward's scratch (see reserve_bytes)."""
+    return _size_query(lib.fastseq_backward_scratch_bytes, cell, dtype, (T, B, I, H), bias,
+                       lengths, reverse)
 
 
 def kernel(family: str, direction: str, dtype):

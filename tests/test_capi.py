@@ -104,7 +104,8 @@ def capi_run(p, own_scratch: bool = True) -> dict:
              "gru": {"reset_after": int(p.cell == "gru")}, "lstm": {}}[family]
     sizes = dict(T=T, B=B, I=I, H=H, reverse=int(p.reverse), **flags)
     ptr = capi.ptr
-    n = capi.reserve_bytes(p.cell, dtype, T, B, I, H)
+    options = dict(bias=p.b_ih is not None, lengths=p.lengths is not None, reverse=p.reverse)
+    n = capi.reserve_bytes(p.cell, dtype, T, B, I, H, **options)
     reserve = capi.aligned_bytes(n)
 
     def scratch(nbytes):
@@ -115,7 +116,7 @@ def capi_run(p, own_scratch: bool = True) -> dict:
     if family == "lstm":
         out["c_n"] = np.empty((B, H), dtype)
         lstm = dict(c_n=ptr(out["c_n"], writable=True), c0=ptr(p.c0, dtype))
-    s, s_size = scratch(capi.forward_scratch_bytes(p.cell, dtype, T, B, I, H, True))
+    s, s_size = scratch(capi.forward_scratch_bytes(p.cell, dtype, T, B, I, H, True, **options))
     capi.check(call(
         f"fastseq_{family}_forward_{suffix}", y=ptr(out["y"], writable=True),
         h_n=ptr(out["h_n"], writable=True), reserve=ptr(reserve), reserve_size=n,
@@ -133,7 +134,7 @@ def capi_run(p, own_scratch: bool = True) -> dict:
     if family == "lstm":
         grads["dc0"] = np.empty((B, H), dtype)
         lstm = dict(dc0=ptr(grads["dc0"], writable=True), dc_n=ptr(p.dc_n, dtype))
-    s, s_size = scratch(capi.backward_scratch_bytes(p.cell, dtype, T, B, I, H))
+    s, s_size = scratch(capi.backward_scratch_bytes(p.cell, dtype, T, B, I, H, **options))
     capi.check(call(
         f"fastseq_{family}_backward_{suffix}",
         **{k: ptr(grads[k], writable=True)
@@ -212,9 +213,10 @@ def _lstm_call_args():
     names -> cffi values; "_keep" holds the arrays alive."""
     T, B, I, H = 3, 2, 2, 2
     p = make_problem("lstm", T=T, B=B, I=I, H=H, lengths=[3, 2])
-    n = capi.reserve_bytes("lstm", np.float64, T, B, I, H)
-    s = max(capi.forward_scratch_bytes("lstm", np.float64, T, B, I, H, True),
-            capi.backward_scratch_bytes("lstm", np.float64, T, B, I, H))
+    options = dict(bias=True, lengths=True)
+    n = capi.reserve_bytes("lstm", np.float64, T, B, I, H, **options)
+    s = max(capi.forward_scratch_bytes("lstm", np.float64, T, B, I, H, True, **options),
+            capi.backward_scratch_bytes("lstm", np.float64, T, B, I, H, **options))
     arrays = dict(x=p.x, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=p.b_ih, b_hh=p.b_hh, h0=p.h0, c0=p.c0,
                   lengths=p.lengths, dy=p.dy, dh_n=p.dh_n, dc_n=p.dc_n,
                   y=np.empty((T, B, H)), h_n=np.empty((B, H)), c_n=np.empty((B, H)),
@@ -244,7 +246,7 @@ def _backward(**over):
 
 def _query(fn="fastseq_reserve_bytes", **over):
     args = dict(bytes=ffi.new("size_t *"), cell=lib.FASTSEQ_CELL_LSTM, dtype=lib.FASTSEQ_FLOAT64,
-                T=3, B=2, I=2, H=2)
+                T=3, B=2, I=2, H=2, flags=lib.FASTSEQ_BIAS | lib.FASTSEQ_LENGTHS)
     if fn == "fastseq_forward_scratch_bytes":
         args["training"] = 1
     args.update(over)
@@ -298,6 +300,7 @@ CFFI_ERRORS = {
                               "fastseq_backward_scratch_bytes"),
     "query_bad_cell": (lambda: _query(cell=-1), "FASTSEQ_ERR_ARGUMENT", "cell = -1"),
     "query_bad_dtype": (lambda: _query(dtype=0), "FASTSEQ_ERR_ARGUMENT", "dtype = 0"),
+    "query_bad_flags": (lambda: _query(flags=8), "FASTSEQ_ERR_ARGUMENT", "flags = 8"),
     "query_bad_training": (lambda: _query("fastseq_forward_scratch_bytes", training=3),
                            "FASTSEQ_ERR_ARGUMENT", "training"),
     "forward_bad_reverse": (lambda: _forward(reverse=-1), "FASTSEQ_ERR_ARGUMENT",
@@ -430,9 +433,11 @@ def test_numba_njit_calls_the_c_abi(cell, dtype, vary):
     H = p.w_hh.shape[1]
     lengths = p.lengths if vary else np.full(B, T, np.int64)
     family = FAMILY[cell]
-    reserve = capi.aligned_bytes(capi.reserve_bytes(cell, dtype, T, B, I, H))
-    scratch = capi.aligned_bytes(max(capi.forward_scratch_bytes(cell, dtype, T, B, I, H, True),
-                                     capi.backward_scratch_bytes(cell, dtype, T, B, I, H)))
+    options = dict(bias=True, lengths=True, reverse=vary)  # Numba has no NULL: all given
+    reserve = capi.aligned_bytes(capi.reserve_bytes(cell, dtype, T, B, I, H, **options))
+    scratch = capi.aligned_bytes(max(
+        capi.forward_scratch_bytes(cell, dtype, T, B, I, H, True, **options),
+        capi.backward_scratch_bytes(cell, dtype, T, B, I, H, **options)))
     fwd, bwd = capi.kernel(family, "forward", dtype), capi.kernel(family, "backward", dtype)
     if family == "lstm":
         status, outs = _jitted(_nb_lstm)(fwd, bwd, p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0,
@@ -453,7 +458,8 @@ def test_numba_njit_calls_the_c_abi(cell, dtype, vary):
 
 def test_numba_sees_the_error_status_and_message():
     p = make_problem("gru", T=3, B=2, I=2, H=3, lengths=[3, 4])  # 4 > T
-    reserve = capi.aligned_bytes(capi.reserve_bytes("gru", np.float64, 3, 2, 2, 3))
+    reserve = capi.aligned_bytes(capi.reserve_bytes("gru", np.float64, 3, 2, 2, 3, bias=True,
+                                                    lengths=True))
     scratch = capi.aligned_bytes(8)  # too small, but the lengths are checked first
     status, _ = _jitted(_nb_rnn_or_gru)(
         capi.kernel("gru", "forward", np.float64), capi.kernel("gru", "backward", np.float64),
@@ -486,7 +492,8 @@ NUMBA_CACHE_PROBE = textwrap.dedent("""
 
     x = np.ones((4, 2, 3), np.float32)
     w = np.full((15, 3), 0.1, np.float32)
-    scratch = capi.aligned_bytes(capi.forward_scratch_bytes("gru", np.float32, 4, 2, 3, 5, False))
+    scratch = capi.aligned_bytes(capi.forward_scratch_bytes("gru", np.float32, 4, 2, 3, 5, False,
+                                                            bias=True, lengths=True))
     status, y = gru_forward(capi.kernel("gru", "forward", np.float32), x, w, w[:, :5].copy(),
                             np.zeros(15, np.float32), np.zeros((2, 5), np.float32),
                             np.array([4, 2]), scratch)
@@ -636,6 +643,7 @@ C_ERRORS = {
     "backward_scratch_too_small": "FASTSEQ_ERR_SCRATCH_SIZE",
     "query_bad_cell": "FASTSEQ_ERR_ARGUMENT",
     "query_bad_dtype": "FASTSEQ_ERR_ARGUMENT",
+    "query_bad_flags": "FASTSEQ_ERR_ARGUMENT",
     "query_bad_training": "FASTSEQ_ERR_ARGUMENT",
     "forward_bad_reverse": "FASTSEQ_ERR_ARGUMENT",
     "rnn_bad_relu": "FASTSEQ_ERR_ARGUMENT",
@@ -678,7 +686,8 @@ def test_header_compiles_as_c99_and_as_cxx(tmp_path):
         #endif
         int main(void) {
           size_t bytes = 0;
-          int status = fastseq_reserve_bytes(&bytes, FASTSEQ_CELL_GRU, FASTSEQ_FLOAT32, 2, 3, 4, 5);
+          int status = fastseq_reserve_bytes(&bytes, FASTSEQ_CELL_GRU, FASTSEQ_FLOAT32, 2, 3, 4, 5,
+                                             FASTSEQ_BIAS);
           printf("%s %d %lu\\n", fastseq_version(), status, (unsigned long)bytes);
           return status;
         }
@@ -689,7 +698,7 @@ def test_header_compiles_as_c99_and_as_cxx(tmp_path):
     if cxx is not None:
         outs.append(_compile(cxx, [str(src)], str(tmp_path / "use_cxx"),
                              ("-x", "c++", "-std=c++11", "-Wall", "-Wextra", "-Werror")))
-    expected = capi.reserve_bytes("gru", np.float32, 2, 3, 4, 5)
+    expected = capi.reserve_bytes("gru", np.float32, 2, 3, 4, 5, bias=True)
     for exe in outs:
         proc = subprocess.run([exe], capture_output=True, text=True, env=_run_env(), timeout=60)
         assert proc.returncode == 0, proc.stderr

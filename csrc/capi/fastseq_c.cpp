@@ -136,6 +136,22 @@ SeqConfig config(const char* fn, CellKind cell, std::int64_t T, std::int64_t B, 
   return cfg;
 }
 
+// The configuration a size query describes: cell, sizes and the fastseq_option flags.
+SeqConfig query_config(const char* fn, int cell, std::int64_t T, std::int64_t B, std::int64_t I,
+                       std::int64_t H, int flags) {
+  constexpr int known = FASTSEQ_BIAS | FASTSEQ_LENGTHS | FASTSEQ_REVERSE;
+  if (flags & ~known)
+    fail(FASTSEQ_ERR_ARGUMENT, fn,
+         "flags = %d has bits that are no fastseq_option (FASTSEQ_BIAS | FASTSEQ_LENGTHS | "
+         "FASTSEQ_REVERSE = %d)",
+         flags, known);
+  SeqConfig cfg = config(fn, cell_of(cell, fn), T, B, I, H);
+  cfg.has_bias = (flags & FASTSEQ_BIAS) != 0;
+  cfg.has_lengths = (flags & FASTSEQ_LENGTHS) != 0;
+  cfg.reverse = (flags & FASTSEQ_REVERSE) != 0;
+  return cfg;
+}
+
 void check_lengths(const char* fn, const SeqConfig& cfg, const std::int64_t* lengths) {
   if (lengths == nullptr) return;
   for (std::int64_t b = 0; b < cfg.B; ++b)
@@ -304,34 +320,35 @@ FASTSEQ_API const char* fastseq_version(void) { return FASTSEQ_VERSION; }
 FASTSEQ_API const char* fastseq_last_error(void) { return t_message; }
 
 FASTSEQ_API int fastseq_reserve_bytes(size_t* bytes, int cell, int dtype, int64_t T, int64_t B,
-                                      int64_t I, int64_t H) {
+                                      int64_t I, int64_t H, int flags) {
   const char* fn = "fastseq_reserve_bytes";
   return guarded(fn, [&] {
     require(bytes, fn, "bytes");
     const std::size_t scalar = scalar_size_of(dtype, fn);
-    *bytes = fastseq::reserve_bytes(config(fn, cell_of(cell, fn), T, B, I, H), scalar);
+    *bytes = fastseq::reserve_bytes(query_config(fn, cell, T, B, I, H, flags), scalar);
   });
 }
 
 FASTSEQ_API int fastseq_forward_scratch_bytes(size_t* bytes, int cell, int dtype, int64_t T,
-                                              int64_t B, int64_t I, int64_t H, int training) {
+                                              int64_t B, int64_t I, int64_t H, int flags,
+                                              int training) {
   const char* fn = "fastseq_forward_scratch_bytes";
   return guarded(fn, [&] {
     require(bytes, fn, "bytes");
     const std::size_t scalar = scalar_size_of(dtype, fn);
     const bool train = flag(training, fn, "training");
-    *bytes = fastseq::forward_scratch_bytes(config(fn, cell_of(cell, fn), T, B, I, H), scalar,
+    *bytes = fastseq::forward_scratch_bytes(query_config(fn, cell, T, B, I, H, flags), scalar,
                                             train);
   });
 }
 
 FASTSEQ_API int fastseq_backward_scratch_bytes(size_t* bytes, int cell, int dtype, int64_t T,
-                                               int64_t B, int64_t I, int64_t H) {
+                                               int64_t B, int64_t I, int64_t H, int flags) {
   const char* fn = "fastseq_backward_scratch_bytes";
   return guarded(fn, [&] {
     require(bytes, fn, "bytes");
     const std::size_t scalar = scalar_size_of(dtype, fn);
-    *bytes = fastseq::backward_scratch_bytes(config(fn, cell_of(cell, fn), T, B, I, H), scalar);
+    *bytes = fastseq::backward_scratch_bytes(query_config(fn, cell, T, B, I, H, flags), scalar);
   });
 }
 

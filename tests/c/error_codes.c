@@ -12,6 +12,7 @@
 #define B0 2
 #define I0 2
 #define H0 2
+#define OPTIONS (FASTSEQ_BIAS | FASTSEQ_LENGTHS) /* what the baseline calls give */
 
 static double x[T0 * B0 * I0], w_ih[4 * H0 * I0], w_hh[4 * H0 * H0], b[4 * H0];
 static double h0[B0 * H0], c0[B0 * H0], dy[T0 * B0 * H0], dh_n[B0 * H0], dc_n[B0 * H0];
@@ -111,11 +112,12 @@ int main(void) {
   for (i = 0; i < 4 * H0 * I0; ++i) w_ih[i] = 0.01 * i;
   for (i = 0; i < 4 * H0 * H0; ++i) w_hh[i] = -0.01 * i;
 
-  if (fastseq_reserve_bytes(&reserve_size, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T0, B0, I0, H0) ||
+  if (fastseq_reserve_bytes(&reserve_size, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T0, B0, I0, H0,
+                            OPTIONS) ||
       fastseq_forward_scratch_bytes(&fwd_scratch, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T0, B0, I0,
-                                    H0, 1) ||
+                                    H0, OPTIONS, 1) ||
       fastseq_backward_scratch_bytes(&bwd_scratch, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T0, B0,
-                                     I0, H0)) {
+                                     I0, H0, OPTIONS)) {
     fprintf(stderr, "error_codes: size query failed: %s\n", fastseq_last_error());
     return 1;
   }
@@ -129,7 +131,7 @@ int main(void) {
   f = forward_args(); f.H = -3; report("forward_H_negative", forward(&f));
   f = forward_args(); f.T = (int64_t)1 << 31; report("forward_T_too_large", forward(&f));
   report("query_B_negative",
-         fastseq_reserve_bytes(&bytes, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T0, -1, I0, H0));
+         fastseq_reserve_bytes(&bytes, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T0, -1, I0, H0, 0));
   g = backward_args(); g.I = 0; report("backward_I_zero", backward(&g));
 
   /* null pointers where data is needed */
@@ -143,7 +145,8 @@ int main(void) {
   g = backward_args(); g.reserve = NULL; report("backward_reserve_null", backward(&g));
   g = backward_args(); g.db_ih = NULL; report("backward_one_bias_grad_null", backward(&g));
   report("query_bytes_null",
-         fastseq_backward_scratch_bytes(NULL, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T0, B0, I0, H0));
+         fastseq_backward_scratch_bytes(NULL, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T0, B0, I0, H0,
+                                        OPTIONS));
 
   /* lengths out of range */
   lengths[1] = 0;
@@ -166,12 +169,14 @@ int main(void) {
 
   /* enum and flag values out of range */
   report("query_bad_cell",
-         fastseq_reserve_bytes(&bytes, 9, FASTSEQ_FLOAT64, T0, B0, I0, H0));
+         fastseq_reserve_bytes(&bytes, 9, FASTSEQ_FLOAT64, T0, B0, I0, H0, 0));
   report("query_bad_dtype",
-         fastseq_reserve_bytes(&bytes, FASTSEQ_CELL_GRU, 8, T0, B0, I0, H0));
+         fastseq_reserve_bytes(&bytes, FASTSEQ_CELL_GRU, 8, T0, B0, I0, H0, 0));
+  report("query_bad_flags",
+         fastseq_reserve_bytes(&bytes, FASTSEQ_CELL_GRU, FASTSEQ_FLOAT64, T0, B0, I0, H0, 16));
   report("query_bad_training",
          fastseq_forward_scratch_bytes(&bytes, FASTSEQ_CELL_GRU, FASTSEQ_FLOAT32, T0, B0, I0, H0,
-                                       2));
+                                       0, 2));
   f = forward_args(); f.reverse = 2; report("forward_bad_reverse", forward(&f));
   report("rnn_bad_relu",
          fastseq_rnn_forward_f64(y, h_n, NULL, 0, x, w_ih, w_hh, NULL, NULL, NULL, NULL, NULL, 0,

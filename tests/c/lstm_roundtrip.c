@@ -46,7 +46,7 @@ static void write_f64(const double* p, size_t n) {
 int main(int argc, char** argv) {
   char path[4096];
   int64_t T, B, I, H;
-  int reverse, has_lengths;
+  int reverse, has_lengths, flags;
   size_t G4, reserve_size, fwd_scratch_size, bwd_scratch_size;
   double *x, *w_ih, *w_hh, *b_ih, *b_hh, *h0, *c0, *dy, *dh_n, *dc_n;
   double *y, *h_n, *c_n, *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh;
@@ -81,14 +81,16 @@ int main(int argc, char** argv) {
   dc_n = read_f64((size_t)(B * H));
   fclose(in_file);
 
-  /* 1. sizes, then every buffer owned here */
-  check(fastseq_reserve_bytes(&reserve_size, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T, B, I, H),
+  /* 1. sizes, for this call's options, then every buffer owned here */
+  flags = FASTSEQ_BIAS | (has_lengths ? FASTSEQ_LENGTHS : 0) | (reverse ? FASTSEQ_REVERSE : 0);
+  check(fastseq_reserve_bytes(&reserve_size, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T, B, I, H,
+                              flags),
         "fastseq_reserve_bytes");
   check(fastseq_forward_scratch_bytes(&fwd_scratch_size, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T,
-                                      B, I, H, 1),
+                                      B, I, H, flags, 1),
         "fastseq_forward_scratch_bytes");
   check(fastseq_backward_scratch_bytes(&bwd_scratch_size, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T,
-                                       B, I, H),
+                                       B, I, H, flags),
         "fastseq_backward_scratch_bytes");
   /* Offset by 8 bytes from malloc's 16: the header promises that any alignment works. */
   reserve = (unsigned char*)alloc(reserve_size + 8) + 8;

@@ -84,7 +84,7 @@ typedef enum fastseq_status {
   FASTSEQ_ERR_LENGTHS = 3,       /* some lengths[b] outside 1..T */
   FASTSEQ_ERR_RESERVE_SIZE = 4,  /* reserve_size is not this configuration's reserve size */
   FASTSEQ_ERR_SCRATCH_SIZE = 5,  /* scratch_size is smaller than this configuration needs */
-  FASTSEQ_ERR_ARGUMENT = 6,      /* a cell, dtype or flag value out of range */
+  FASTSEQ_ERR_ARGUMENT = 6,      /* a cell, dtype, option or flag value out of range */
   FASTSEQ_ERR_OUT_OF_MEMORY = 7, /* the call could not allocate its scratch */
   FASTSEQ_ERR_INTERNAL = 8       /* anything else (a bug: please report it) */
 } fastseq_status;
@@ -104,6 +104,14 @@ typedef enum fastseq_dtype {
   FASTSEQ_FLOAT64 = 2
 } fastseq_dtype;
 
+/* Options of a call, or-ed into the flags of the size queries: the sizes may depend on
+ * them, so describe the call the buffers are for. */
+typedef enum fastseq_option {
+  FASTSEQ_BIAS = 1,     /* b_ih and b_hh are given (backward: db_ih and db_hh) */
+  FASTSEQ_LENGTHS = 2,  /* lengths is given */
+  FASTSEQ_REVERSE = 4   /* reverse = 1 */
+} fastseq_option;
+
 /* The library's version, e.g. "0.1.0" (a static string). */
 FASTSEQ_API const char* fastseq_version(void);
 
@@ -113,15 +121,18 @@ FASTSEQ_API const char* fastseq_last_error(void);
 
 /* ---- size queries -------------------------------------------------------------------
  * out:  *bytes  the size in bytes for this configuration (written only on success)
- * in:   cell (fastseq_cell), dtype (fastseq_dtype), the sizes T, B, I, H, and for the
- *       forward scratch whether the forward trains (training: 0 or 1).
- * The sizes depend on nothing else (not on bias, lengths or reverse). */
+ * in:   cell (fastseq_cell), dtype (fastseq_dtype), the sizes T, B, I, H, flags (fastseq_option
+ *       values or-ed, 0 for none), and for the forward scratch whether the forward trains
+ *       (training: 0 or 1, i.e. reserve_size != 0).
+ * A call with other options than the query's may need other sizes: it then fails with
+ * FASTSEQ_ERR_RESERVE_SIZE or FASTSEQ_ERR_SCRATCH_SIZE, never reads past a buffer. */
 FASTSEQ_API int fastseq_reserve_bytes(size_t* bytes, int cell, int dtype, int64_t T, int64_t B,
-                                      int64_t I, int64_t H);
+                                      int64_t I, int64_t H, int flags);
 FASTSEQ_API int fastseq_forward_scratch_bytes(size_t* bytes, int cell, int dtype, int64_t T,
-                                              int64_t B, int64_t I, int64_t H, int training);
+                                              int64_t B, int64_t I, int64_t H, int flags,
+                                              int training);
 FASTSEQ_API int fastseq_backward_scratch_bytes(size_t* bytes, int cell, int dtype, int64_t T,
-                                               int64_t B, int64_t I, int64_t H);
+                                               int64_t B, int64_t I, int64_t H, int flags);
 
 /* ---- forward ------------------------------------------------------------------------
  * out:     y        (T, B, H)  outputs; zero past each sequence's length
