@@ -744,3 +744,31 @@ def test_docs_numba_example_runs_without_warnings(tmp_path):
                           text=True, env=env, cwd=str(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("(10, 4, 16) [")
+
+
+def test_concurrent_calls_from_threads_agree():
+    """The header promises thread safety for calls that share no output or buffer (cffi
+    releases the GIL around each call, so these really run at once)."""
+    problems = [make_problem(cell, T=7, B=3, I=5, H=9, seed=s, lengths="vary")
+                for s, cell in enumerate(["lstm", "gru", "rnn_tanh", "gru_reset_before"])]
+    expected = [capi_run(p) for p in problems]
+    failures = []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                got = capi_run(problems[i], own_scratch=bool(i % 2))
+                for name, value in expected[i].items():
+                    if value is not None and not np.allclose(got[name], value,
+                                                             rtol=1e-12, atol=1e-14):
+                        failures.append((i, name))
+        except Exception as exc:  # reported below, not lost in the thread
+            failures.append((i, repr(exc)))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a call did not return"
+    assert failures == []

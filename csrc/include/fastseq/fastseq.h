@@ -22,7 +22,8 @@
  * - LSTM: c' = f*c + i*g, h' = o*tanh(c'). GRU: h' = (1-z)*n + z*h, with
  *     reset_after = 1 (PyTorch, cuDNN):  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
  *     reset_after = 0 (Cho et al.):      n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
- * - Flags (reverse, relu, reset_after, training) are ints that must be 0 or 1.
+ * - The switches reverse, relu, reset_after and training are ints that must be 0 or 1. The
+ *   flags of the size queries are fastseq_option values or-ed: the call's bias, lengths, reverse.
  * - Pointers are never NULL unless marked "optional". Optional inputs mean zeros (h0, c0,
  *   dh_n, dc_n) or "absent" (biases: b_ih and b_hh are both NULL or both given; lengths).
  * - Aliasing: an output buffer may not overlap any other buffer. Read-only inputs may
@@ -34,12 +35,12 @@
  * typed pointers as void *:
  * - reserve: filled by a training forward, read (and consumed: overwritten) by the one
  *   backward call that follows. A forward trains iff reserve_size != 0, and reserve_size
- *   must then be exactly fastseq_reserve_bytes(); reserve_size == 0 runs inference and
+ *   must then be exactly what fastseq_reserve_bytes() says; reserve_size == 0 runs inference and
  *   reserve is not touched (may be NULL). Backward needs the same configuration (cell,
- *   sizes, flags, lengths or NULL, bias or not) and the same, unmodified x, w_ih, w_hh and
+ *   sizes, switches, lengths or NULL, bias or not) and the same, unmodified x, w_ih, w_hh and
  *   lengths as the forward that filled its reserve: they are not copied into it.
  * - scratch: lives within one call; at least fastseq_forward_scratch_bytes() or
- *   fastseq_backward_scratch_bytes() bytes. scratch_size == 0 lets the call allocate its own
+ *   fastseq_backward_scratch_bytes() bytes (asked with the call's options). scratch_size == 0 lets the call allocate its own
  *   (scratch may then be NULL), which can fail with FASTSEQ_ERR_OUT_OF_MEMORY.
  *
  * Errors
@@ -145,7 +146,7 @@ FASTSEQ_API int fastseq_backward_scratch_bytes(size_t* bytes, int cell, int dtyp
  *          h0, c0   (B, H)     optional initial state (zeros)
  *          lengths  (B,)       optional, int64, values in 1..T
  * scratch: scratch_size bytes, >= fastseq_forward_scratch_bytes(..., training); or 0: allocated
- * flags:   reverse; relu (RNN: 1 relu, 0 tanh); reset_after (GRU: 1 PyTorch, 0 Cho et al.) */
+ * switches: reverse; relu (RNN: 1 relu, 0 tanh); reset_after (GRU: 1 PyTorch, 0 Cho et al.) */
 FASTSEQ_API int fastseq_rnn_forward_f32(
     float* y, float* h_n, unsigned char* reserve, size_t reserve_size,
     const float* x, const float* w_ih, const float* w_hh, const float* b_ih, const float* b_hh,
@@ -192,7 +193,7 @@ FASTSEQ_API int fastseq_gru_forward_f64(
  *          dy       (T, B, H)   gradient at y (rows past each length ignored)
  *          dh_n, dc_n (B, H)    optional gradients at h_n, c_n (zeros)
  * scratch: scratch_size bytes, >= fastseq_backward_scratch_bytes(); or 0: allocated
- * flags:   as given to the forward */
+ * switches: as given to the forward */
 FASTSEQ_API int fastseq_rnn_backward_f32(
     float* dx, float* dh0, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh,
     unsigned char* reserve, size_t reserve_size, const float* x, const float* w_ih, const float* w_hh,
