@@ -1,0 +1,130 @@
+"""Type stubs for fastseq._core, the pybind11 extension (csrc/bindings/*.cpp).
+
+First made by pybind11-stubgen, then narrowed by hand: array arguments are typed as the
+arrays the bindings accept (they raise TypeError for anything but a numpy.ndarray of the
+right dtype), and results as what they return. tests/test_wheel.py checks that every public
+name of the module is here, with the same parameters and defaults: regenerate with
+``python -m pybind11_stubgen fastseq._core`` when the bindings change, then re-narrow.
+"""
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "Reserve", "blas_num_threads", "cpu_features", "smoke",
+    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+    "gru_forward", "gru_backward",
+    "set_num_threads", "get_num_threads", "pool_busy",
+    "available_isas", "selected_isa", "set_isa",
+]
+
+_Float = npt.NDArray[np.floating]  # float32 or float64, one dtype per call
+_Lengths = npt.NDArray[np.int64]
+
+__version__: str
+
+class Reserve:
+    """What a training forward keeps for its backward (opaque; consumed by the one backward
+    call it is passed to). Made only by ``*_forward(..., training=True)``."""
+    @property
+    def cell(self) -> str: ...  # "rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"
+    @property
+    def dtype(self) -> np.dtype[np.floating]: ...
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(T, B, I, H)"""
+    @property
+    def has_bias(self) -> bool: ...
+    @property
+    def has_lengths(self) -> bool: ...
+    @property
+    def reverse(self) -> bool: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def consumed(self) -> bool: ...
+
+def cpu_features() -> dict[str, bool]:
+    """Instruction-set features detected on this CPU."""
+
+def smoke(a: int, b: int) -> int:
+    """Adds two integers: proves the extension loads and runs."""
+
+def blas_num_threads() -> int:
+    """Threads the linked OpenBLAS would use (proves the BLAS library is linked and loads)."""
+
+def set_num_threads(n: int) -> None:
+    """Threads fastseq's kernels use from now on (its own pool; OpenBLAS stays at 1)."""
+
+def get_num_threads() -> int:
+    """Threads fastseq's kernels use."""
+
+def pool_busy() -> bool:
+    """Whether a kernel is using the thread pool right now (a second caller runs alone)."""
+
+def available_isas() -> list[str]:
+    """Kernel variants (instruction sets) this CPU can run, best first."""
+
+def selected_isa() -> str:
+    """The kernel variant in use."""
+
+def set_isa(name: str) -> None:
+    """Use the named kernel variant from now on."""
+
+def rnn_forward(
+    x: _Float,
+    w_ih: _Float,
+    w_hh: _Float,
+    b_ih: _Float | None = None,
+    b_hh: _Float | None = None,
+    h0: _Float | None = None,
+    lengths: _Lengths | None = None,
+    reverse: bool = False,
+    training: bool = False,
+    nonlinearity: str = "tanh",
+) -> tuple[_Float, _Float, Reserve | None]:
+    """Elman RNN over a whole sequence -> (y, h_n, reserve). See fastseq.backends."""
+
+def lstm_forward(
+    x: _Float,
+    w_ih: _Float,
+    w_hh: _Float,
+    b_ih: _Float | None = None,
+    b_hh: _Float | None = None,
+    h0: _Float | None = None,
+    c0: _Float | None = None,
+    lengths: _Lengths | None = None,
+    reverse: bool = False,
+    training: bool = False,
+) -> tuple[_Float, _Float, _Float, Reserve | None]:
+    """LSTM over a whole sequence -> (y, h_n, c_n, reserve). See fastseq.backends."""
+
+def gru_forward(
+    x: _Float,
+    w_ih: _Float,
+    w_hh: _Float,
+    b_ih: _Float | None = None,
+    b_hh: _Float | None = None,
+    h0: _Float | None = None,
+    lengths: _Lengths | None = None,
+    reverse: bool = False,
+    training: bool = False,
+    reset_after: bool = True,
+) -> tuple[_Float, _Float, Reserve | None]:
+    """GRU over a whole sequence -> (y, h_n, reserve). See fastseq.backends."""
+
+def rnn_backward(
+    reserve: Reserve, dy: _Float, dh_n: _Float | None = None
+) -> dict[str, _Float | None]:
+    """Backward of rnn_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+
+def lstm_backward(
+    reserve: Reserve, dy: _Float, dh_n: _Float | None = None, dc_n: _Float | None = None
+) -> dict[str, _Float | None]:
+    """Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
+
+def gru_backward(
+    reserve: Reserve, dy: _Float, dh_n: _Float | None = None
+) -> dict[str, _Float | None]:
+    """Backward of gru_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
