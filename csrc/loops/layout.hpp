@@ -32,6 +32,14 @@ inline std::int64_t padded_units(std::int64_t H) {
   return (H + L - 1) / L * L;
 }
 
+// Row stride of the dense buffers the step products read (h, r ⊙ h, dG): padded by one
+// vector so that a tile's rows do not all fall into one L1 set when the width is a multiple
+// of 4 KiB's worth of scalars (H = 1024 in float32 and the like).
+template <class S>
+inline std::int64_t padded_ld(std::int64_t width) {
+  return width + kMaxVecBytes / std::int64_t(sizeof(S));
+}
+
 template <class S>
 struct ReservePlanes {
   S* gates = nullptr;  // (N, Wr): activations after forward, dG after backward
@@ -60,10 +68,11 @@ template <class S>
 struct ForwardScratch {
   S* gates = nullptr;   // (N, G*H): the input projection when not training (else reserve's)
   S* panels = nullptr;  // (G, H, Hp): W_hhᵀ packed per block of units, gates interleaved
-  S* h = nullptr;       // (2, B, H): running state, double-buffered across a step
+  S* h = nullptr;       // (2, B, ldh): running state, double-buffered across a step
   S* c = nullptr;       // (B, H): LSTM running cell state
-  S* rh = nullptr;      // (B, H): GRU reset-before r ⊙ h, input of the n-block product
-  S* z = nullptr;       // (B, H): GRU reset-before z between the two phases
+  S* rh = nullptr;      // (B, ldh): GRU reset-before r ⊙ h, input of the n-block product
+  S* z = nullptr;       // (B, ldh): GRU reset-before z between the two phases
+  std::int64_t ldh = 0; // padded_ld(H)
   S* bias = nullptr;    // (G*H): the biases folded into one vector (zeros without bias)
   S* bhn = nullptr;     // (H): GRU reset-after b_hn, kept inside the recurrent term
 
@@ -73,11 +82,12 @@ struct ForwardScratch {
     ForwardScratch s;
     if (!training) s.gates = cv.take<S>(N * GH);
     s.panels = cv.take<S>(gate_count(cfg.cell) * H * padded_units<S>(H));
-    s.h = cv.take<S>(2 * B * H);
+    s.ldh = padded_ld<S>(H);
+    s.h = cv.take<S>(2 * B * s.ldh);
     if (cfg.cell == CellKind::lstm) s.c = cv.take<S>(B * H);
     if (cfg.cell == CellKind::gru_reset_before) {
-      s.rh = cv.take<S>(B * H);
-      s.z = cv.take<S>(B * H);
+      s.rh = cv.take<S>(B * s.ldh);
+      s.z = cv.take<S>(B * s.ldh);
     }
     s.bias = cv.take<S>(GH);
     if (cfg.cell == CellKind::gru) s.bhn = cv.take<S>(H);
@@ -93,8 +103,9 @@ inline std::int64_t x_chunk_rows(const SeqConfig& cfg) {
 
 template <class S>
 struct BackwardScratch {
-  S* dgs = nullptr;           // (2, B, G*H): dense recurrent dG, double-buffered across a step
-                              // (GRU reset-before: (B, 2H) dG_rz then (B, H) dn)
+  S* dgs = nullptr;           // (2, B, padded_ld(G*H)): dense recurrent dG, double-buffered
+                              // across a step (GRU reset-before: (B, padded_ld(2H)) dG_rz
+                              // then (B, padded_ld(H)) dn)
   S* dhd = nullptr;           // (B, H): carried dh that bypasses W_hh
   S* dc = nullptr;            // (B, H): LSTM carried dc
   S* edge = nullptr;          // (G*H, Lmax): W_hh's last, partial block of units, zero-padded
@@ -108,7 +119,7 @@ struct BackwardScratch {
     const std::int64_t B = cfg.B, H = cfg.H;
     const std::int64_t GH = gate_count(cfg.cell) * H;
     BackwardScratch s;
-    s.dgs = cv.take<S>(2 * B * GH);
+    s.dgs = cv.take<S>(2 * B * padded_ld<S>(GH));
     s.dhd = cv.take<S>(B * H);
     if (cfg.cell == CellKind::lstm) s.dc = cv.take<S>(B * H);
     s.edge = cv.take<S>(GH * (kMaxVecBytes / sizeof(S)));

@@ -160,6 +160,7 @@ struct Forward {
   std::int64_t T, B, H;
   const std::int64_t* lengths;
   bool reverse;
+  std::int64_t ldh;  // row stride of h, r ⊙ h, z
 
   // Epilogue of one product tile (MR rows from b0) of block jb at step s.
   // phase 0: the only product, or GRU reset-before phase 1; phase 1: its phase 2.
@@ -177,7 +178,7 @@ struct Forward {
     void rows(std::int64_t b0) {
       constexpr int NG = Phase == 0 ? NG1 : 1;
       alignas(64) S acc[MR * NG * L];
-      gemm::tile<S, MR, NG>(a + b0 * f.H, f.H, panel, NG * L, f.H, acc);
+      gemm::tile<S, MR, NG>(a + b0 * f.ldh, f.ldh, panel, NG * L, f.H, acc);
       for (int r = 0; r < MR; ++r) epilogue(b0 + r, acc + r * NG * L);
     }
 
@@ -188,7 +189,7 @@ struct Forward {
       if (HasLengths && t < 0) {
         // Frozen: carry the state into the other buffer (the reset-before GRU updates h in
         // place and needs nothing).
-        if constexpr (!Cell::two_products) copy(h_out + b * H + j0, h_in + b * H + j0, n);
+        if constexpr (!Cell::two_products) copy(h_out + b * f.ldh + j0, h_in + b * f.ldh + j0, n);
         return;
       }
       const std::int64_t row = t * f.B + b;
@@ -196,8 +197,8 @@ struct Forward {
       w.acc = acc;
       w.gx = sh.gates + row * sh.ldg + j0;
       w.bias = sh.sc.bias + j0;
-      w.h_in = h_in + b * H + j0;
-      w.h_out = h_out + b * H + j0;
+      w.h_in = h_in + b * f.ldh + j0;
+      w.h_out = h_out + b * f.ldh + j0;
       w.y = sh.a->y + row * H + j0;
       w.H = H;
       w.n = n;
@@ -211,8 +212,8 @@ struct Forward {
       }
       if constexpr (kind == CellKind::gru) w.bhn = sh.sc.bhn + j0;
       if constexpr (kind == CellKind::gru_reset_before) {
-        w.rh = sh.sc.rh + b * H + j0;
-        w.z = sh.sc.z + b * H + j0;
+        w.rh = sh.sc.rh + b * f.ldh + j0;
+        w.z = sh.sc.z + b * f.ldh + j0;
         if constexpr (Training) w.rh_keep = sh.rv.rh + row * H + j0;
       }
       if constexpr (Cell::two_products) {
@@ -255,7 +256,7 @@ struct Forward {
     const FwdShared<S>& sh = *static_cast<const FwdShared<S>*>(ctx);
     const SeqConfig& cfg = *sh.cfg;
     const ForwardArgs<S>& a = *sh.a;
-    const Forward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse};
+    const Forward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse, sh.sc.ldh};
     const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B, GH = G * H;
     const ForwardScratch<S>& sc = sh.sc;
     std::int64_t lo, hi;
@@ -272,13 +273,16 @@ struct Forward {
       share(H, tid, nt, lo, hi);
       for (std::int64_t j = lo; j < hi; ++j) sc.bhn[j] = cfg.has_bias ? a.b_hh[2 * H + j] : S(0);
     }
+    const std::int64_t ldh = sc.ldh;
     share(B, tid, nt, lo, hi);
-    copy_or_zero(sc.h + lo * H, a.h0 ? a.h0 + lo * H : nullptr, (hi - lo) * H);
-    if constexpr (Cell::has_c) copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
-    if constexpr (Cell::two_products) {
-      zero(sc.rh + lo * H, (hi - lo) * H);
-      zero(sc.z + lo * H, (hi - lo) * H);
+    for (std::int64_t b = lo; b < hi; ++b) {
+      copy_or_zero(sc.h + b * ldh, a.h0 ? a.h0 + b * H : nullptr, H);
+      if constexpr (Cell::two_products) {
+        zero(sc.rh + b * ldh, ldh);
+        zero(sc.z + b * ldh, ldh);
+      }
     }
+    if constexpr (Cell::has_c) copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
     std::int64_t jb0, jb1;
     share(sh.nb, tid, nt, jb0, jb1);
     for (std::int64_t jb = jb0; jb < jb1; ++jb) {
@@ -297,7 +301,7 @@ struct Forward {
     // 2. The sequential part: per step one product tile per block of units and rows, the
     //    cell epilogue on it, one barrier (reset-before GRU: two products, two barriers).
     S* h_cur = sc.h;
-    S* h_nxt = sc.h + B * H;
+    S* h_nxt = sc.h + B * ldh;
     for (std::int64_t s = 0; s < T; ++s) {
       if constexpr (Cell::two_products) {
         f.template step<0>(s, jb0, jb1, h_cur, h_cur, h_cur);
@@ -316,7 +320,7 @@ struct Forward {
     // 3. Final states; zeros where sequences had ended (y, and the reserve planes that the
     //    backward GEMMs multiply by the zero dG of those rows: 0 · garbage could be NaN).
     share(B, tid, nt, lo, hi);
-    copy(a.h_n + lo * H, h_cur + lo * H, (hi - lo) * H);
+    for (std::int64_t b = lo; b < hi; ++b) copy(a.h_n + b * H, h_cur + b * ldh, H);
     if constexpr (Cell::has_c) copy(a.c_n + lo * H, sc.c + lo * H, (hi - lo) * H);
     if constexpr (HasLengths) {
       zero_padding(a.y, H, H, cfg, a.lengths, lo, hi);
@@ -363,12 +367,13 @@ struct Backward {
   }
 
   // Phase 0: the only product (or GRU reset-before phase A); 1: GRU reset-before phase B;
-  // 2: the final product, dh0 = dhd + dG_0 · W_hh.
-  template <int Phase>
+  // 2: the final product, dh0 = dhd + dG_0 · W_hh. NV adjacent blocks of units per tile
+  // (two full blocks: fewer broadcast rows per FMA, so the tile is not load-bound).
+  template <int Phase, int NV>
   struct Step {
     const Backward& f;
     std::int64_t s, j0;
-    int n;
+    int n;  // units of a single (NV = 1) block
     const S* a;  // product input (dense dG or dn), null: product is zero (first step)
     std::int64_t lda, K;
     Slice w;
@@ -377,15 +382,17 @@ struct Backward {
 
     template <int MR>
     void rows(std::int64_t b0) {
-      alignas(64) S acc[MR * L];
+      alignas(64) S acc[MR * NV * L];
       if (a)
-        gemm::tile<S, MR, 1>(a + b0 * lda, lda, w.p, w.ldp, K, acc);
+        gemm::tile<S, MR, NV>(a + b0 * lda, lda, w.p, w.ldp, K, acc);
       else
-        for (int i = 0; i < MR * L; ++i) acc[i] = S(0);
-      for (int r = 0; r < MR; ++r) epilogue(b0 + r, acc + r * L);
+        for (int i = 0; i < MR * NV * L; ++i) acc[i] = S(0);
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v)
+          epilogue(b0 + r, acc + (r * NV + v) * L, j0 + v * L, NV == 1 ? n : L);
     }
 
-    void epilogue(std::int64_t b, const S* acc) {
+    void epilogue(std::int64_t b, const S* acc, std::int64_t j0, int n) {
       const BwdShared<S>& sh = f.sh;
       const std::int64_t H = f.H;
       S* dhd = sh.sc.dhd + b * H + j0;
@@ -441,12 +448,19 @@ struct Backward {
   template <int Phase>
   void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, std::int64_t lda,
             std::int64_t r0, std::int64_t K, S* dgs_out, std::int64_t ldo) const {
-    for (std::int64_t jb = jb0; jb < jb1; ++jb) {
+    for (std::int64_t jb = jb0; jb < jb1;) {
       const std::int64_t j0 = jb * L;
-      const int n = int(H - j0 < L ? H - j0 : L);
-      Step<Phase> st{*this, s, j0, n, a, lda, K, slice(jb, r0), dgs_out, ldo};
       std::int64_t b0 = 0;
-      gemm::for_row_blocks<gemm::max_rows<1>>(B, b0, st);
+      if (jb + 1 < jb1 && j0 + 2 * L <= H) {
+        Step<Phase, 2> st{*this, s, j0, L, a, lda, K, slice(jb, r0), dgs_out, ldo};
+        gemm::for_row_blocks<gemm::max_rows<2>>(B, b0, st);
+        jb += 2;
+      } else {
+        const int n = int(H - j0 < L ? H - j0 : L);
+        Step<Phase, 1> st{*this, s, j0, n, a, lda, K, slice(jb, r0), dgs_out, ldo};
+        gemm::for_row_blocks<gemm::max_rows<1>>(B, b0, st);
+        jb += 1;
+      }
     }
   }
 
@@ -479,26 +493,28 @@ struct Backward {
     //    then the cell's pointwise backward writes dG over the reserve's activations and
     //    into the dense buffer the next step's product reads.
     if constexpr (Cell::two_products) {
-      S* dgrz = sc.dgs;        // (B, 2H)
-      S* dn = sc.dgs + B * 2 * H;  // (B, H)
+      const std::int64_t ldrz = padded_ld<S>(2 * H), ldn = padded_ld<S>(H);
+      S* dgrz = sc.dgs;            // (B, ldrz)
+      S* dn = sc.dgs + B * ldrz;   // (B, ldn)
       for (std::int64_t s = T - 1; s >= 0; --s) {
-        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : dgrz, 2 * H, 0, 2 * H, dn, H);
+        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : dgrz, ldrz, 0, 2 * H, dn, ldn);
         team_barrier(nt);
-        f.template step<1>(s, jb0, jb1, dn, H, 2 * H, H, dgrz, 2 * H);
+        f.template step<1>(s, jb0, jb1, dn, ldn, 2 * H, H, dgrz, ldrz);
         team_barrier(nt);
       }
-      f.template step<2>(0, jb0, jb1, dgrz, 2 * H, 0, 2 * H, nullptr, 0);
+      f.template step<2>(0, jb0, jb1, dgrz, ldrz, 0, 2 * H, nullptr, 0);
     } else {
+      const std::int64_t ldd = padded_ld<S>(GH);
       S* cur = sc.dgs;
-      S* nxt = sc.dgs + B * GH;
+      S* nxt = sc.dgs + B * ldd;
       for (std::int64_t s = T - 1; s >= 0; --s) {
-        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : cur, GH, 0, GH, nxt, GH);
+        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : cur, ldd, 0, GH, nxt, ldd);
         team_barrier(nt);
         S* tmp = cur;
         cur = nxt;
         nxt = tmp;
       }
-      f.template step<2>(0, jb0, jb1, cur, GH, 0, GH, nullptr, 0);
+      f.template step<2>(0, jb0, jb1, cur, ldd, 0, GH, nullptr, 0);
     }
     if constexpr (Cell::has_c) {
       for (std::int64_t jb = jb0; jb < jb1; ++jb) {
