@@ -46,6 +46,7 @@ def config_dict() -> dict:
         core = {"loaded": True, "cpu_features": [k for k, v in features.items() if v]}
         if hasattr(_core, "selected_isa"):
             core["isa"] = _core.selected_isa()
+            core["isas_available"] = list(_core.available_isas())
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "fastseq": __version__,
@@ -72,11 +73,13 @@ def config_text(info: dict | None = None) -> str:
     lines.append(f"  machine:   {m['cpu']} ({m['arch']}), {m['cpus_available']} CPUs available")
     core = info["extension"]
     if core["loaded"]:
-        isa = f"; kernels: {core['isa']}" if "isa" in core else ""
-        lines.append(f"  extension: fastseq._core loaded; CPU features: {' '.join(core['cpu_features'])}{isa}")
+        lines.append(f"  extension: fastseq._core loaded; CPU features: {' '.join(core['cpu_features'])}")
+        if "isa" in core:
+            lines.append(f"  ISA:       kernels {core['isa']} (available: {', '.join(core['isas_available'])};"
+                         " FASTSEQ_ISA or fastseq.set_isa to change)")
     else:
         lines.append(f"  extension: not loaded ({core['error']})")
-    lines.append(f"  threads:   {info['threads']}")
+    lines.append(f"  threads:   {info['threads']} (fastseq's own pool; OpenBLAS kept at 1 thread)")
     lines.append(f"  backends:  {', '.join(info['backends'])} (active: {info['backend']})")
     lines.append(f"  BLAS:      {info['blas']}")
     lines.append("  versions:  " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v))
