@@ -4,20 +4,22 @@ Numba nopython code, each compared with the reference backend; every error statu
 and from cffi; the header, the paths and the binding kept in step."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 
 import numpy as np
 import pytest
+from problems import assert_matches, make_problem, reference_of, tolerance
 
 import fastseq
-from problems import assert_matches, make_problem, reference_of, tolerance
 
 try:
     from fastseq import capi
@@ -524,10 +526,21 @@ def test_numba_caches_a_function_that_takes_the_c_abi_as_argument(tmp_path):
 
 # ---- from C ---------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def _compiler() -> str | None:
+    """The first C compiler found that really compiles (CC=/bin/false is on PATH but is none)."""
     for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+        path = name and shutil.which(name)
+        if not path:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            source = os.path.join(tmp, "probe.c")
+            with open(source, "w") as f:
+                f.write("int main(void) { return 0; }\n")
+            probe = subprocess.run([path, source, "-o", os.path.join(tmp, "probe")],
+                                   capture_output=True)
+            if probe.returncode == 0:
+                return path
     return None
 
 
