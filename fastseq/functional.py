@@ -76,6 +76,8 @@ def _as_array(name: str, value) -> np.ndarray:
         raise TypeError(f"{name} must be an array of real numbers; got {type(value).__name__} ({exc})") from None
     if a.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {a.dtype}")
+    if not a.dtype.isnative:  # big-endian data is still float32/float64: swap to native order
+        a = a.astype(a.dtype.newbyteorder("="))
     return a
 
 
