@@ -4,6 +4,7 @@ available) and PyTorch (when installed), float32, single layer, single direction
     python -m pytest bench/test_bench_kernels.py --benchmark-sort=name
     FASTSEQ_BENCH_THREADS=2 python -m pytest bench/ ...        (default: 1 thread)
     python -m pytest bench/ -k "lstm and B=1"                  (a subset)
+    FASTSEQ_ISA=avx2 python -m pytest bench/ ...               (another kernel variant)
 
 Each benchmark group is one (cell, mode, T, B, I, H): its rows are the backends, so the
 table pytest-benchmark prints shows the ratios directly. "fwd" is inference

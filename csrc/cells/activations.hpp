@@ -21,6 +21,9 @@
 #define FASTSEQ_RESTRICT __restrict__
 // Inlined into the cells' unit loops, which only then vectorise.
 #define FASTSEQ_INLINE inline __attribute__((always_inline))
+// The cells' tile epilogues stay functions of their own: inlined into the step loops, GCC
+// gave up vectorising some of them (GRU) and ran the transcendentals one unit at a time.
+#define FASTSEQ_TILE_FN __attribute__((noinline))
 
 namespace fastseq::cells {
 inline namespace FASTSEQ_ISA_NS {

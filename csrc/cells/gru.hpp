@@ -27,7 +27,7 @@ struct GruAfter {
 
   // bias: [b_ir + b_hr, b_iz + b_hz, b_in]; bhn = b_hn.
   template <bool Training, int L, bool Full>
-  static void forward(const FwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S pre[3][L] = {}, bn[L] = {}, hp[L] = {};
@@ -60,7 +60,7 @@ struct GruAfter {
 
   // gates: [r z n hn] in, [dr dz dn dn⊙r] out; dgs <- [dr dz dn⊙r]; dhd <- dh' ⊙ z.
   template <int L, bool Full>
-  static void backward(const BwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void backward(const BwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S dht[L] = {}, a[4][L] = {}, hp[L] = {};
@@ -103,7 +103,7 @@ struct GruBefore {
   // z kept for phase 2. bias = b_ih + b_hh (b_hn folds in this formulation).
   // Training: gx[r, z] <- r, z; hprev <- h; rh_keep <- r ⊙ h.
   template <bool Training, int L, bool Full>
-  static void forward1(const FwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void forward1(const FwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S pre[2][L] = {}, hp[L] = {};
@@ -131,7 +131,7 @@ struct GruBefore {
   // Phase 2, acc = (r ⊙ h)·W_hnᵀ: n and the new state (h_out may be h_in: in place).
   // Training: gx[n] <- n.
   template <bool Training, int L, bool Full>
-  static void forward2(const FwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void forward2(const FwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S pre[L] = {}, z[L] = {}, hp[L] = {};
@@ -155,7 +155,7 @@ struct GruBefore {
   // Phase A of backward, acc = dG_rz,next · W_hr,hz: dz, dn into gates; dn <- dn (dense,
   // for the n-block product); dhd <- dh' ⊙ z. gates' r slot still holds r for phase B.
   template <int L, bool Full>
-  static void backward1(const BwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void backward1(const BwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S dht[L] = {}, z[L] = {}, nn[L] = {}, hp[L] = {};
@@ -181,7 +181,7 @@ struct GruBefore {
 
   // Phase B, acc = dn · W_hn (the gradient at r ⊙ h): dr; dgs <- [dr dz]; dhd += acc ⊙ r.
   template <int L, bool Full>
-  static void backward2(const BwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void backward2(const BwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S r[L] = {}, dz[L] = {}, hp[L] = {}, dd[L] = {};

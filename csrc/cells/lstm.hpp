@@ -22,7 +22,7 @@ struct Lstm {
   // Reserve gate row: [i f g o] activated; hprev, cprev, tanhc beside it.
 
   template <bool Training, int L, bool Full>
-  static void forward(const FwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S pre[4][L] = {}, cp[L] = {}, hp[L] = {};
@@ -60,7 +60,7 @@ struct Lstm {
 
   // gates: [i f g o] in, dG out; dgs <- dG; dc carried; dhd <- 0.
   template <int L, bool Full>
-  static void backward(const BwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void backward(const BwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S dht[L] = {}, dcc[L] = {}, a[4][L] = {}, tc[L] = {}, cp[L] = {};

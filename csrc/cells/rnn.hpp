@@ -23,7 +23,7 @@ struct Rnn {
   // Reserve gate row: [h'] (the activation; its derivative needs nothing else).
 
   template <bool Training, int L, bool Full>
-  static void forward(const FwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
     const int n = Full ? L : w.n;
     S pre[L] = {}, hp[L] = {}, hn[L];
     for (int u = 0; u < n; ++u) {
@@ -46,7 +46,7 @@ struct Rnn {
 
   // gates: h' in, dG out; dgs <- dG; dhd <- 0 (all of dh_{t-1} goes through W_hh).
   template <int L, bool Full>
-  static void backward(const BwdRow<S>& w) {
+  FASTSEQ_TILE_FN static void backward(const BwdRow<S>& w) {
     const int n = Full ? L : w.n;
     S d[L] = {}, hn[L] = {}, dp[L];
     for (int u = 0; u < n; ++u) {
