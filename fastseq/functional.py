@@ -11,7 +11,6 @@ Shapes (time-major): ``x (T, B, I)``, ``y (T, B, H)``, states ``(B, H)``, ``w_ih
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import numpy as np
 
@@ -64,8 +63,7 @@ class Context:
 # --------------------------------------------------------------------------- checks
 
 
-def _dtype_name(a) -> str:
-    return str(a.dtype)
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _as_array(name: str, value) -> np.ndarray:
@@ -81,70 +79,60 @@ def _as_array(name: str, value) -> np.ndarray:
     return a
 
 
-def _check_float(name: str, a: np.ndarray, dtype: Optional[np.dtype]) -> np.dtype:
-    if a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must be float32 or float64; got dtype {a.dtype}")
+def _float_array(name: str, value, dtype, shape=None, meaning=None, against="x") -> np.ndarray:
+    """``value`` as a C-contiguous float32/float64 array, checked; copies only when needed.
+
+    ``dtype``: the dtype it must share (None: either float dtype). ``shape``: the exact
+    shape it must have, described by ``meaning`` (a callable, so that the message is only
+    formatted on failure: this runs on every call and per-call overhead matters).
+    """
+    a = value
+    # Fast path: an ndarray already of a native float dtype (the common case) skips asarray.
+    if type(a) is not np.ndarray or (a.dtype is not _FLOAT32 and a.dtype is not _FLOAT64):
+        a = _as_array(name, a)
+        if a.dtype != _FLOAT32 and a.dtype != _FLOAT64:
+            raise TypeError(f"{name} must be float32 or float64; got dtype {a.dtype}")
     if dtype is not None and a.dtype != dtype:
         raise TypeError(
-            f"{name} has dtype {a.dtype} but x has dtype {dtype}; every array must share one "
-            f"dtype (float32 or float64): cast with .astype(np.{dtype})"
+            f"{name} has dtype {a.dtype} but {against} has dtype {dtype}; every array must "
+            f"share one dtype (float32 or float64): cast with .astype(np.{dtype})"
         )
-    return a.dtype
-
-
-def _check_shape(name: str, a: np.ndarray, expected: tuple, meaning: str) -> None:
-    if a.shape != expected:
-        raise ValueError(f"{name} must have shape {meaning} = {expected}; got {a.shape}")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name} must have shape {meaning()} = {shape}; got {a.shape}")
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def _prepare(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths):
     """Validate a forward call; return contiguous arrays and the sizes."""
     G = _GATES[cell]
-    x = _as_array("x", x)
+    x = _float_array("x", x, None)
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (T, B, I), time-major; got shape {x.shape}")
-    dtype = _check_float("x", x, None)
+    dtype = x.dtype
     T, B, I = x.shape
     if T == 0 or B == 0 or I == 0:
         raise ValueError(f"x must have T, B, I >= 1; got shape (T, B, I) = {x.shape}")
 
-    w_hh = _as_array("w_hh", w_hh)
-    _check_float("w_hh", w_hh, dtype)
+    w_hh = _float_array("w_hh", w_hh, dtype)
     if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] != G * w_hh.shape[1]:
         raise ValueError(
             f"w_hh must have shape (G*H, H) with G = {G} gates for {cell}; got {w_hh.shape}"
         )
     H = w_hh.shape[1]
-    w_ih = _as_array("w_ih", w_ih)
-    _check_float("w_ih", w_ih, dtype)
-    _check_shape("w_ih", w_ih, (G * H, I), f"(G*H, I) with G={G}, H={H}, I={I}")
+    w_ih = _float_array("w_ih", w_ih, dtype, (G * H, I), lambda: f"(G*H, I) with G={G}, H={H}, I={I}")
 
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None (bias=False)")
     if b_ih is not None:
-        b_ih, b_hh = _as_array("b_ih", b_ih), _as_array("b_hh", b_hh)
-        for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
-            _check_float(name, b, dtype)
-            _check_shape(name, b, (G * H,), f"(G*H,) with G={G}, H={H}")
+        meaning = lambda: f"(G*H,) with G={G}, H={H}"  # noqa: E731
+        b_ih = _float_array("b_ih", b_ih, dtype, (G * H,), meaning)
+        b_hh = _float_array("b_hh", b_hh, dtype, (G * H,), meaning)
 
-    checked = {}
-    for name, s in states.items():
-        if s is not None:
-            s = _as_array(name, s)
-            _check_float(name, s, dtype)
-            _check_shape(name, s, (B, H), f"(B, H) with B={B}, H={H}")
-            s = np.ascontiguousarray(s)
-        checked[name] = s
-
-    if lengths is not None:
-        lengths = _check_lengths(lengths, T, B)
-
-    c = np.ascontiguousarray
-    arrays = dict(
-        x=c(x), w_ih=c(w_ih), w_hh=c(w_hh),
-        b_ih=None if b_ih is None else c(b_ih), b_hh=None if b_hh is None else c(b_hh),
-        lengths=lengths, **checked,
-    )
+    arrays = dict(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
+                  lengths=None if lengths is None else _check_lengths(lengths, T, B))
+    for name, state in states.items():
+        arrays[name] = None if state is None else _float_array(
+            name, state, dtype, (B, H), lambda: f"(B, H) with B={B}, H={H}")
     return arrays, (T, B, I, H), dtype
 
 
@@ -195,22 +183,14 @@ def _take_reserve(ctx, cell: str):
 
 def _prepare_grads(ctx: Context, dy, dstates: dict):
     T, B, _, H = ctx.shape
-    dy = _as_array("dy", dy)
-    _check_float("dy", dy, None)
-    if dy.dtype != ctx.dtype:
-        raise TypeError(f"dy has dtype {dy.dtype} but the forward ran in {ctx.dtype}")
-    _check_shape("dy", dy, (T, B, H), f"(T, B, H) with T={T}, B={B}, H={H}")
-    checked = {}
-    for name, d in dstates.items():
-        if d is not None:
-            d = _as_array(name, d)
-            _check_float(name, d, None)
-            if d.dtype != ctx.dtype:
-                raise TypeError(f"{name} has dtype {d.dtype} but the forward ran in {ctx.dtype}")
-            _check_shape(name, d, (B, H), f"(B, H) with B={B}, H={H}")
-            d = np.ascontiguousarray(d)
-        checked[name] = d
-    return np.ascontiguousarray(dy), checked
+    dy = _float_array("dy", dy, ctx.dtype, (T, B, H), lambda: f"(T, B, H) with T={T}, B={B}, H={H}",
+                      against="the forward")
+    checked = {
+        name: None if d is None else _float_array(
+            name, d, ctx.dtype, (B, H), lambda: f"(B, H) with B={B}, H={H}", against="the forward")
+        for name, d in dstates.items()
+    }
+    return dy, checked
 
 
 def _consume(ctx: Context):

@@ -181,7 +181,12 @@ def use_backend(name: str) -> Iterator[str]:
 
 def backend_module(name: str | None = None) -> ModuleType:
     """The module implementing backend ``name`` (default: the active one)."""
-    name = get_backend() if name is None else _check_name(name)
+    if name is None:
+        name = get_backend()
+    module = _modules.get(name)  # every call goes through here: a loaded backend is a lookup
+    if module is not None:
+        return module
+    name = _check_name(name)
     module = _load(name)
     if module is None:
         raise ValueError(f"backend {name!r} failed to load: {_failures[name]}")
