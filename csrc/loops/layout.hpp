@@ -108,7 +108,9 @@ struct BackwardScratch {
                               // then (B, padded_ld(H)) dn)
   S* dhd = nullptr;           // (B, H): carried dh that bypasses W_hh
   S* dc = nullptr;            // (B, H): LSTM carried dc
-  S* edge = nullptr;          // (G*H, Lmax): W_hh's last, partial block of units, zero-padded
+  S* panels = nullptr;        // (Hp, G*H): W_hh packed per group of one or two blocks of units
+                              // (the backward step's tiles), k-major and contiguous: group
+                              // [j0, j0 + w) at j0·G·H, row stride w, zero past H
   double* colsum = nullptr;   // (Wr): bias gradients, summed in double in row order
   S* x_rows = nullptr;        // (R, I), R = x_chunk_rows: with lengths, x's rows a chunk at a
                               // time with the padding rows zeroed (so NaN there cannot reach
@@ -122,7 +124,7 @@ struct BackwardScratch {
     s.dgs = cv.take<S>(2 * B * padded_ld<S>(GH));
     s.dhd = cv.take<S>(B * H);
     if (cfg.cell == CellKind::lstm) s.dc = cv.take<S>(B * H);
-    s.edge = cv.take<S>(GH * (kMaxVecBytes / sizeof(S)));
+    s.panels = cv.take<S>(GH * padded_units<S>(H));
     s.colsum = cv.take<double>(reserve_gate_width(cfg.cell, H));
     s.x_rows = cv.take<S>(x_chunk_rows(cfg) * cfg.I);
     return s;

@@ -355,15 +355,20 @@ struct Backward {
   const std::int64_t* lengths;
   bool reverse;
 
-  // The block's slice of W_hh rows [r0, r0 + K), k-major (row stride ldp).
+  // The slice of W_hh rows [r0, r0 + K) of the group of nv blocks from jb, k-major (row
+  // stride ldp), from the backward panels.
   struct Slice {
     const S* p;
     std::int64_t ldp;
   };
-  Slice slice(std::int64_t jb, std::int64_t r0) const {
-    const std::int64_t j0 = jb * L;
-    if (H - j0 < L) return {sh.sc.edge + r0 * L, L};
-    return {sh.a->w_hh + r0 * H + j0, H};
+  Slice slice(std::int64_t jb, int nv, std::int64_t r0) const {
+    const std::int64_t j0 = jb * L, w = nv * L;
+    return {sh.sc.panels + j0 * G * H + r0 * w, w};
+  }
+
+  // Groups of blocks of this thread's [jb0, jb1): two full blocks where they fit, else one.
+  static int group_width(std::int64_t jb, std::int64_t jb1, std::int64_t H) {
+    return (jb + 1 < jb1 && (jb + 2) * L <= H) ? 2 : 1;
   }
 
   // Phase 0: the only product (or GRU reset-before phase A); 1: GRU reset-before phase B;
@@ -451,13 +456,13 @@ struct Backward {
     for (std::int64_t jb = jb0; jb < jb1;) {
       const std::int64_t j0 = jb * L;
       std::int64_t b0 = 0;
-      if (jb + 1 < jb1 && j0 + 2 * L <= H) {
-        Step<Phase, 2> st{*this, s, j0, L, a, lda, K, slice(jb, r0), dgs_out, ldo};
+      if (group_width(jb, jb1, H) == 2) {
+        Step<Phase, 2> st{*this, s, j0, L, a, lda, K, slice(jb, 2, r0), dgs_out, ldo};
         gemm::for_row_blocks<gemm::max_rows<2>>(B, b0, st);
         jb += 2;
       } else {
         const int n = int(H - j0 < L ? H - j0 : L);
-        Step<Phase, 1> st{*this, s, j0, n, a, lda, K, slice(jb, r0), dgs_out, ldo};
+        Step<Phase, 1> st{*this, s, j0, n, a, lda, K, slice(jb, 1, r0), dgs_out, ldo};
         gemm::for_row_blocks<gemm::max_rows<1>>(B, b0, st);
         jb += 1;
       }
@@ -474,18 +479,24 @@ struct Backward {
     const std::int64_t ldg = sh.rv.ldg;
     std::int64_t lo, hi;
 
-    // 0. Carried gradients, and this thread's partial block of W_hh (if it owns it).
+    // 0. Carried gradients, and this thread's groups of W_hh columns packed k-major (W_hh's
+    //    own rows are k-major but H scalars apart: strided rows defeat the prefetchers and the L1).
     share(B, tid, nt, lo, hi);
     copy_or_zero(sc.dhd + lo * H, a.dh_n ? a.dh_n + lo * H : nullptr, (hi - lo) * H);
     if constexpr (Cell::has_c)
       copy_or_zero(sc.dc + lo * H, a.dc_n ? a.dc_n + lo * H : nullptr, (hi - lo) * H);
     std::int64_t jb0, jb1;
     share(sh.nb, tid, nt, jb0, jb1);
-    if (jb1 == sh.nb && H % L != 0) {
-      const std::int64_t j0 = (sh.nb - 1) * L;
-      const int n = int(H - j0);
-      for (std::int64_t r = 0; r < GH; ++r)
-        for (int u = 0; u < L; ++u) sc.edge[r * L + u] = u < n ? a.w_hh[r * H + j0 + u] : S(0);
+    for (std::int64_t jb = jb0; jb < jb1;) {
+      const int nv = group_width(jb, jb1, H);
+      const std::int64_t j0 = jb * L, w = nv * L;
+      const std::int64_t n = H - j0 < w ? H - j0 : w;
+      S* dst = sc.panels + j0 * GH;
+      for (std::int64_t r = 0; r < GH; ++r) {
+        copy(dst + r * w, a.w_hh + r * H + j0, n);
+        for (std::int64_t u = n; u < w; ++u) dst[r * w + u] = S(0);
+      }
+      jb += nv;
     }
     team_barrier(nt);
 
