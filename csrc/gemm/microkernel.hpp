@@ -79,7 +79,9 @@ inline constexpr int max_rows = (FASTSEQ_VEC_REGS == 32)
 template <int MR, int NV>
 inline constexpr int k_split = (MR * NV >= 8) ? 1 : (8 / (MR * NV) > 4 ? 4 : 8 / (MR * NV));
 
-template <class S, int MR, int NV>
+// Accumulate: out holds a partial sum over earlier k (a k-blocked product) that the first
+// accumulator set continues from.
+template <class S, int MR, int NV, bool Accumulate = false>
 inline void tile(const S* __restrict a, std::int64_t lda, const S* __restrict p,
                  std::int64_t ldp, std::int64_t K, S* __restrict out) {
   using V = typename Vec<S>::type;
@@ -88,7 +90,8 @@ inline void tile(const S* __restrict a, std::int64_t lda, const S* __restrict p,
   V acc[KU][MR][NV];
   for (int u = 0; u < KU; ++u)
     for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) acc[u][r][v] = V{};
+      for (int v = 0; v < NV; ++v)
+        acc[u][r][v] = (Accumulate && u == 0) ? vload(out + (r * NV + v) * L) : V{};
   std::int64_t k = 0;
   for (; k + KU <= K; k += KU) {
     for (int u = 0; u < KU; ++u) {

@@ -247,10 +247,50 @@ struct Forward {
       const std::int64_t j0 = jb * L;
       const int n = int(H - j0 < L ? H - j0 : L);
       Step<Phase> st{*this, s, jb, j0, n, a, Phase == 0 ? panel1(jb) : panel2(jb), h_in, h_out};
+      if (B >= kb_min_rows && H > KC) {
+        // k-blocked: a KC-row slice of the panel stays in L1 while every row tile of a
+        // chunk of rows passes over it; partial sums wait in part, the epilogue follows
+        // the last slice.
+        for (std::int64_t c0 = 0; c0 < B; c0 += KB_ROWS) {
+          const std::int64_t rows = B - c0 < KB_ROWS ? B - c0 : KB_ROWS;
+          alignas(64) S part[KB_ROWS * NG * L];
+          for (std::int64_t k0 = 0; k0 < H; k0 += KC) {
+            KSlice<NG> ks{a + c0 * ldh + k0, ldh, st.panel + k0 * NG * L, H - k0 < KC ? H - k0 : KC,
+                          part, k0 > 0};
+            std::int64_t b0 = 0;
+            gemm::for_row_blocks<gemm::max_rows<NG>>(rows, b0, ks);
+          }
+          for (std::int64_t r = 0; r < rows; ++r) st.epilogue(c0 + r, part + r * NG * L);
+        }
+        continue;
+      }
       std::int64_t b0 = 0;
       gemm::for_row_blocks<gemm::max_rows<NG>>(B, b0, st);
     }
   }
+
+  // k-blocking of the forward product: KC panel rows per slice, KB_ROWS batch rows per chunk
+  // (part lives on the stack), used from kb_min_rows rows on.
+  static constexpr std::int64_t KC = 128;
+  static constexpr std::int64_t KB_ROWS = 64;
+  static constexpr std::int64_t kb_min_rows = 16;
+
+  template <int NG>
+  struct KSlice {
+    const S* a;
+    std::int64_t lda;
+    const S* p;
+    std::int64_t K;
+    S* part;
+    bool accumulate;
+    template <int MR>
+    void rows(std::int64_t b0) {
+      if (accumulate)
+        gemm::tile<S, MR, NG, true>(a + b0 * lda, lda, p, NG * L, K, part + b0 * NG * L);
+      else
+        gemm::tile<S, MR, NG, false>(a + b0 * lda, lda, p, NG * L, K, part + b0 * NG * L);
+    }
+  };
 
   static void team(void* ctx, int tid, int nt) {
     const FwdShared<S>& sh = *static_cast<const FwdShared<S>*>(ctx);
