@@ -114,12 +114,21 @@ void team_matmul(int tid, int nt, Op oa, Op ob, std::int64_t m, std::int64_t n, 
 template <class S, int NG>
 void pack_forward(S* panel, const S* w_hh, std::int64_t H, int g0, std::int64_t j0, int n) {
   constexpr int L = gemm::lanes<S>;
-  for (std::int64_t k = 0; k < H; ++k) {
-    S* dst = panel + k * NG * L;
+  // A transpose: W_hh's rows are read contiguously a slice of KB columns at a time, while
+  // the KB panel rows being written (KB·NG·L scalars) stay in L1.
+  constexpr std::int64_t KB = 64;
+  for (std::int64_t k0 = 0; k0 < H; k0 += KB) {
+    const std::int64_t k1 = H - k0 < KB ? H : k0 + KB;
     for (int g = 0; g < NG; ++g) {
-      const S* src = w_hh + ((g0 + g) * H + j0) * H + k;
-      for (int u = 0; u < n; ++u) dst[g * L + u] = src[u * H];
-      for (int u = n; u < L; ++u) dst[g * L + u] = S(0);
+      for (int u = 0; u < L; ++u) {
+        S* dst = panel + g * L + u;
+        if (u < n) {
+          const S* src = w_hh + ((g0 + g) * H + j0 + u) * H;
+          for (std::int64_t k = k0; k < k1; ++k) dst[k * NG * L] = src[k];
+        } else {
+          for (std::int64_t k = k0; k < k1; ++k) dst[k * NG * L] = S(0);
+        }
+      }
     }
   }
 }
