@@ -17,6 +17,7 @@ import fastseq
 from . import cases as cases_mod
 from ..config import config_text
 from . import report, timing
+from .overhead import layer_call_overhead_us
 
 
 def parse(argv):
@@ -78,8 +79,11 @@ def main(argv=None) -> int:
 
     print()
     print(report.summary(rows))
+    overhead = layer_call_overhead_us(backend)
+    print(f"per-call overhead, LSTM layer in eval mode at T=1, B=1, I=H=32 ({backend}): "
+          f"{overhead:.1f} us")
     if args.json:
-        report.write_json(args.json, config, sgemm, rows)
+        report.write_json(args.json, config, sgemm, rows, overhead_us=overhead)
         print(f"wrote {args.json}")
     if args.plot:
         report.plot(args.plot, rows)

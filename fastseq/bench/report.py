@@ -42,9 +42,10 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def write_json(path: str, config: dict, sgemm: dict, rows: list[dict]) -> None:
+def write_json(path: str, config: dict, sgemm: dict, rows: list[dict], overhead_us: float) -> None:
     with open(path, "w") as f:
-        json.dump({"config": config, "sgemm_gflops": sgemm, "cases": rows}, f, indent=2)
+        json.dump({"config": config, "sgemm_gflops": sgemm, "overhead_us": overhead_us,
+                   "cases": rows}, f, indent=2)
 
 
 def plot(path: str, rows: list[dict]) -> None:
