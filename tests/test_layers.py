@@ -6,7 +6,6 @@ import pickle
 import numpy as np
 import pytest
 
-from fastseq.backends import available_backends, backend_module, use_backend
 from fastseq.checking import max_error
 from fastseq.recurrent import GRU, LSTM, RNN
 
@@ -17,17 +16,6 @@ LENGTHS = np.array([2, 5, 1])  # unsorted, one of length T, one of length 1
 TOL = {np.float64: 1e-9, np.float32: 2e-4}
 OURS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 THEIRS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-
-
-@pytest.fixture(params=available_backends())
-def active_backend(request):
-    name = request.param
-    try:
-        backend_module(name)
-    except ValueError as exc:
-        pytest.skip(f"backend {name!r} is listed but does not load: {exc}")
-    with use_backend(name):
-        yield name
 
 
 def make_pair(cell, dtype, seed=0, **options):

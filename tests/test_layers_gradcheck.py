@@ -1,24 +1,11 @@
 """Central-difference gradient checks of whole layers (float64), dropout included:
 the layer's generator is reseeded before every forward so each sees the same masks."""
 import numpy as np
-import pytest
 
-from fastseq.backends import available_backends, backend_module, use_backend
 from fastseq.checking import gradcheck
 from fastseq.recurrent import GRU, LSTM, RNN
 
 T, B, I, H = 4, 2, 3, 2
-
-
-@pytest.fixture(params=available_backends())
-def active_backend(request):
-    name = request.param
-    try:
-        backend_module(name)
-    except ValueError as exc:
-        pytest.skip(f"backend {name!r} is listed but does not load: {exc}")
-    with use_backend(name):
-        yield name
 
 
 def check_layer(layer, batched=True, lengths=None, with_state=True, seed=0):

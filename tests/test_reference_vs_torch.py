@@ -1,7 +1,6 @@
 """The reference against torch.nn (float64, error <= 1e-10): every output and gradient."""
 import itertools
 
-import numpy as np
 import pytest
 
 from problems import assert_matches, make_problem, run
