@@ -169,3 +169,19 @@ def test_import_of_the_backend_module_does_not_compile():
                                                         nb._gru_forward, nb._gemm)]))
     """)
     assert run_python(code) == [0, 0, 0, 0]
+
+
+def test_products_run_on_fastseq_thread_count():
+    """libfastseq pins the shared OpenBLAS to one thread; numba's products get fastseq's count."""
+    from fastseq.backends import _blas_cffi
+
+    p = make_problem("lstm", dtype=np.float32)
+    previous = fastseq.get_num_threads()
+    try:
+        cpus = len(os.sched_getaffinity(0))  # OpenBLAS grants at most its CPUs
+        for n in sorted({min(2, cpus), 1}, reverse=True):
+            fastseq.set_num_threads(n)
+            run(p, "numba", training=False)
+            assert _blas_cffi.get_num_threads() == n
+    finally:
+        fastseq.set_num_threads(previous)

@@ -12,7 +12,7 @@ import os
 import cffi
 import scipy_openblas32
 
-__all__ = ["ffi", "sgemm", "dgemm", "library_path"]
+__all__ = ["ffi", "sgemm", "dgemm", "library_path", "set_num_threads", "get_num_threads"]
 
 # CBLAS enums as OpenBLAS defines them.
 ROW_MAJOR = 101
@@ -29,6 +29,8 @@ ffi.cdef(
     void scipy_cblas_dgemm(int order, int transa, int transb, int m, int n, int k,
                            double alpha, const double *a, int lda, const double *b, int ldb,
                            double beta, double *c, int ldc);
+    void scipy_openblas_set_num_threads(int num_threads);
+    int scipy_openblas_get_num_threads(void);
     """
 )
 
@@ -47,3 +49,10 @@ def library_path() -> str:
 _lib = ffi.dlopen(library_path())
 sgemm = _lib.scipy_cblas_sgemm
 dgemm = _lib.scipy_cblas_dgemm
+get_num_threads = _lib.scipy_openblas_get_num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """OpenBLAS's thread count for the library's next products (process-wide)."""
+    if _lib.scipy_openblas_get_num_threads() != n:
+        _lib.scipy_openblas_set_num_threads(n)

@@ -28,10 +28,13 @@ import warnings
 import numpy as np
 from numba import njit
 
+from ..threads import get_num_threads
+
 try:
-    from ._blas_cffi import ffi, sgemm, dgemm
+    from ._blas_cffi import dgemm, ffi, set_num_threads as _set_blas_threads, sgemm
 except Exception as _exc:  # ImportError (cffi, scipy_openblas32) or OSError (dlopen)
     ffi = None
+    _set_blas_threads = None
     BLAS_ERROR: str | None = f"{type(_exc).__name__}: {_exc}"
     _GEMM = {np.dtype(np.float32): None, np.dtype(np.float64): None}
     warnings.warn(
@@ -738,6 +741,14 @@ def _gru_backward(blas, xp, w_ih, w_hh, gates, aux, hprev, order, ls, nact, offs
 
 
 def _blas(dtype):
+    """The GEMM for ``dtype``, with OpenBLAS set to fastseq's thread count.
+
+    This backend's parallelism is OpenBLAS's own. The library is shared with libfastseq,
+    which pins it to one thread for its kernels (they run their own pool), so every call
+    here sets it back to ``fastseq.get_num_threads()``.
+    """
+    if _set_blas_threads is not None:
+        _set_blas_threads(get_num_threads())
     return _GEMM[np.dtype(dtype)]
 
 
