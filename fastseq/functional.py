@@ -155,10 +155,23 @@ def _check_flag(name: str, value) -> bool:
     return bool(value)
 
 
-def _make_context(cell, backend, dtype, shape, options, reserve, training):
-    if not training:
-        return None
-    return Context(cell, backend, dtype, shape, options, reserve)
+def _forward(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, reverse, training,
+             **cell_options):
+    """The one path of every forward: check, run on the active backend, wrap the reserve.
+
+    Returns the backend's outputs, its reserve replaced by a Context (None in inference).
+    """
+    reverse, training = _check_flag("reverse", reverse), _check_flag("training", training)
+    a, shape, dtype = _prepare(cell, x, w_ih, w_hh, b_ih, b_hh, states, lengths)
+    name = backends.get_backend()
+    *outputs, reserve = getattr(backends.backend_module(name), f"{cell}_forward")(
+        reverse=reverse, training=training, **cell_options, **a)
+    ctx = None
+    if training:
+        options = dict(cell_options, reverse=reverse, lengths=lengths is not None,
+                       bias=b_ih is not None)
+        ctx = Context(cell, name, dtype, shape, options, reserve)
+    return (*outputs, ctx)
 
 
 def _take_reserve(ctx, cell: str):
@@ -233,14 +246,8 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
     """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
-    reverse, training = _check_flag("reverse", reverse), _check_flag("training", training)
-    a, shape, dtype = _prepare("rnn", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0}, lengths)
-    name = backends.get_backend()
-    y, h_n, reserve = backends.backend_module(name).rnn_forward(
-        reverse=reverse, training=training, nonlinearity=nonlinearity, **a)
-    options = dict(nonlinearity=nonlinearity, reverse=reverse,
-                   lengths=lengths is not None, bias=b_ih is not None)
-    return y, h_n, _make_context("rnn", name, dtype, shape, options, reserve, training)
+    return _forward("rnn", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0}, lengths, reverse, training,
+                    nonlinearity=nonlinearity)
 
 
 def rnn_backward(ctx, dy, dh_n=None):
@@ -285,13 +292,8 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, lengt
     h_n, c_n : arrays (B, H)
     ctx : Context or None
     """
-    reverse, training = _check_flag("reverse", reverse), _check_flag("training", training)
-    a, shape, dtype = _prepare("lstm", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0, "c0": c0}, lengths)
-    name = backends.get_backend()
-    y, h_n, c_n, reserve = backends.backend_module(name).lstm_forward(
-        reverse=reverse, training=training, **a)
-    options = dict(reverse=reverse, lengths=lengths is not None, bias=b_ih is not None)
-    return y, h_n, c_n, _make_context("lstm", name, dtype, shape, options, reserve, training)
+    return _forward("lstm", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0, "c0": c0}, lengths,
+                    reverse, training)
 
 
 def lstm_backward(ctx, dy, dh_n=None, dc_n=None):
@@ -331,15 +333,9 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
     h_n : array (B, H)
     ctx : Context or None
     """
-    reverse, training = _check_flag("reverse", reverse), _check_flag("training", training)
     reset_after = _check_flag("reset_after", reset_after)
-    a, shape, dtype = _prepare("gru", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0}, lengths)
-    name = backends.get_backend()
-    y, h_n, reserve = backends.backend_module(name).gru_forward(
-        reverse=reverse, training=training, reset_after=reset_after, **a)
-    options = dict(reset_after=reset_after, reverse=reverse,
-                   lengths=lengths is not None, bias=b_ih is not None)
-    return y, h_n, _make_context("gru", name, dtype, shape, options, reserve, training)
+    return _forward("gru", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0}, lengths, reverse, training,
+                    reset_after=reset_after)
 
 
 def gru_backward(ctx, dy, dh_n=None):
