@@ -9,6 +9,7 @@ from .backends import available_backends, get_backend, set_backend, use_backend
 from .checking import GradcheckError, gradcheck, max_error
 from .config import show_config
 from .threads import get_num_threads, set_num_threads
+from .memory import cached_bytes, empty_cache
 from .isa import available_isas, get_isa, set_isa
 from . import init, losses, optim
 from .linear import Embedding, Linear
@@ -23,7 +24,7 @@ __all__ = [
     "functional",
     "available_backends", "get_backend", "set_backend", "use_backend",
     "gradcheck", "GradcheckError", "max_error",
-    "show_config", "get_num_threads", "set_num_threads",
+    "show_config", "get_num_threads", "set_num_threads", "empty_cache", "cached_bytes",
     "available_isas", "get_isa", "set_isa",
     "RNN", "LSTM", "GRU", "Linear", "Embedding", "Module", "Parameter",
     "losses", "optim", "init", "clip_grad_norm_", "save", "load",

@@ -16,6 +16,7 @@ __all__ = [
     "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward",
     "set_num_threads", "get_num_threads", "pool_busy",
+    "empty_buffer_pool", "buffer_pool_bytes",
     "available_isas", "selected_isa", "set_isa",
 ]
 
@@ -62,6 +63,12 @@ def get_num_threads() -> int:
 
 def pool_busy() -> bool:
     """Whether a kernel is using the thread pool right now (a second caller runs alone)."""
+
+def empty_buffer_pool() -> int:
+    """Frees the scratch and reserve buffers kept for reuse; returns the bytes freed."""
+
+def buffer_pool_bytes() -> int:
+    """Bytes of scratch and reserve buffers kept for reuse right now."""
 
 def available_isas() -> list[str]:
     """Kernel variants (instruction sets) this CPU can run, best first."""

@@ -12,7 +12,7 @@
 #include "bindings/arrays.hpp"
 #include "bindings/bind.hpp"
 #include "fastseq/kernels.hpp"
-#include "runtime/aligned_buffer.hpp"
+#include "runtime/buffer_pool.hpp"
 
 namespace fastseq::bindings {
 namespace {
@@ -24,7 +24,8 @@ namespace {
 struct Reserve {
   SeqConfig cfg;
   bool is_double = false;
-  AlignedBuffer buffer;
+  runtime::PooledBuffer buffer;  // back to the pool as soon as backward has used it
+  std::size_t nbytes = 0;
   py::object x, w_ih, w_hh, lengths;
   bool consumed = false;
 };
@@ -155,13 +156,14 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
     reserve = std::make_unique<Reserve>();
     reserve->cfg = cfg;
     reserve->is_double = sizeof(S) == 8;
-    reserve->buffer = AlignedBuffer(reserve_bytes(cfg, sizeof(S)));
+    reserve->nbytes = reserve_bytes(cfg, sizeof(S));
+    reserve->buffer = runtime::PooledBuffer(reserve->nbytes);
     reserve->x = x;
     reserve->w_ih = w_ih;
     reserve->w_hh = w_hh;
     reserve->lengths = lengths;
   }
-  AlignedBuffer scratch(forward_scratch_bytes(cfg, sizeof(S), training));
+  runtime::PooledBuffer scratch(forward_scratch_bytes(cfg, sizeof(S), training));
 
   ForwardArgs<S> a;
   a.y = y.mutable_data();
@@ -241,7 +243,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
     db_ih = new_array<S>({G * H});
     db_hh = new_array<S>({G * H});
   }
-  AlignedBuffer scratch(backward_scratch_bytes(cfg, sizeof(S)));
+  runtime::PooledBuffer scratch(backward_scratch_bytes(cfg, sizeof(S)));
   auto mut = [](const py::object& o) -> S* {
     return o.is_none() ? nullptr : py::reinterpret_borrow<py::array_t<S>>(o).mutable_data();
   };
@@ -272,6 +274,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
     py::gil_scoped_release nogil;
     sequence_backward<S>(cfg, a);
   }
+  r.buffer = runtime::PooledBuffer();
 
   py::dict out;
   out["dx"] = dx;
@@ -327,7 +330,7 @@ void bind_kernels(py::module_& m) {
       .def_property_readonly("has_bias", [](const Reserve& r) { return r.cfg.has_bias; })
       .def_property_readonly("has_lengths", [](const Reserve& r) { return r.cfg.has_lengths; })
       .def_property_readonly("reverse", [](const Reserve& r) { return r.cfg.reverse; })
-      .def_property_readonly("nbytes", [](const Reserve& r) { return r.buffer.size(); })
+      .def_property_readonly("nbytes", [](const Reserve& r) { return r.nbytes; })
       .def_property_readonly("consumed", [](const Reserve& r) { return r.consumed; })
       .def("__repr__", [](const Reserve& r) {
         return std::string("<fastseq._core.Reserve ") + cell_name(r.cfg.cell) +

@@ -7,6 +7,7 @@
 
 #include "bindings/bind.hpp"
 #include "loops/dispatch.hpp"
+#include "runtime/buffer_pool.hpp"
 #include "runtime/cpu_features.hpp"
 #include "runtime/thread_pool.hpp"
 
@@ -57,5 +58,9 @@ PYBIND11_MODULE(_core, m) {
           throw py::value_error("unknown or unsupported ISA '" + name + "'; available: " + names);
         }
       }, py::arg("name"), "Use the named kernel variant from now on.");
+  m.def("empty_buffer_pool", &fastseq::runtime::empty_buffer_pool,
+        "Frees the scratch and reserve buffers kept for reuse; returns the bytes freed.");
+  m.def("buffer_pool_bytes", &fastseq::runtime::buffer_pool_bytes,
+        "Bytes of scratch and reserve buffers kept for reuse right now.");
   fastseq::bindings::bind_kernels(m);
 }

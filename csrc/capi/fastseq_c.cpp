@@ -11,7 +11,7 @@
 #include <stdexcept>
 
 #include "fastseq/kernels.hpp"
-#include "runtime/aligned_buffer.hpp"
+#include "runtime/buffer_pool.hpp"
 
 #ifndef FASTSEQ_VERSION
 #define FASTSEQ_VERSION "unknown"
@@ -172,9 +172,10 @@ void check_reserve(const char* fn, const SeqConfig& cfg, std::size_t scalar, con
          reserve_size, need);
 }
 
-// The caller's scratch, checked; or, with scratch_size == 0, one allocated for this call.
+// The caller's scratch, checked; or, with scratch_size == 0, one for this call from the
+// buffer pool (runtime/buffer_pool.hpp).
 struct Scratch {
-  AlignedBuffer owned;
+  runtime::PooledBuffer owned;
   void* data = nullptr;
   std::size_t size = 0;
 
@@ -182,7 +183,7 @@ struct Scratch {
           const char* query) {
     if (scratch_size == 0) {
       try {
-        owned = AlignedBuffer(need);
+        owned = runtime::PooledBuffer(need);
       } catch (const std::bad_alloc&) {
         fail(FASTSEQ_ERR_OUT_OF_MEMORY, fn,
              "cannot allocate the %zu-byte scratch (pass scratch and scratch_size to avoid the "

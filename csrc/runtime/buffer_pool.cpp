@@ -1,0 +1,88 @@
+// The buffer pool behind PooledBuffer (runtime/buffer_pool.hpp): a short list of free
+// buffers under a mutex. Requests take the smallest kept buffer that fits.
+#include "runtime/buffer_pool.hpp"
+
+#include <mutex>
+#include <vector>
+
+namespace fastseq::runtime {
+namespace {
+
+struct Pool {
+  std::mutex mutex;
+  std::vector<AlignedBuffer> kept;  // never more than kMaxKept
+  std::size_t bytes = 0;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool;  // never destroyed: buffers may come back during exit
+  return *p;
+}
+
+}  // namespace
+
+AlignedBuffer take_buffer(std::size_t bytes) {
+  if (bytes == 0) return AlignedBuffer();
+  {
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mutex);
+    std::size_t best = p.kept.size();
+    for (std::size_t i = 0; i < p.kept.size(); ++i)
+      if (p.kept[i].size() >= bytes && (best == p.kept.size() || p.kept[i].size() < p.kept[best].size()))
+        best = i;
+    if (best < p.kept.size()) {
+      AlignedBuffer out = std::move(p.kept[best]);
+      p.kept.erase(p.kept.begin() + static_cast<std::ptrdiff_t>(best));
+      p.bytes -= out.size();
+      return out;
+    }
+  }
+  return AlignedBuffer(bytes);
+}
+
+void give_buffer(AlignedBuffer&& buffer) noexcept {
+  // A buffer not kept stays with the caller, whose destructor frees it.
+  if (buffer.size() == 0 || buffer.size() > kMaxKeptBytes) return;
+  {
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mutex);
+    // Make room by dropping the smallest kept buffers: the big ones are the expensive ones
+    // to fault in again.
+    while (!p.kept.empty() && (p.kept.size() >= kMaxKept || p.bytes + buffer.size() > kMaxKeptBytes)) {
+      std::size_t smallest = 0;
+      for (std::size_t i = 1; i < p.kept.size(); ++i)
+        if (p.kept[i].size() < p.kept[smallest].size()) smallest = i;
+      if (p.kept[smallest].size() > buffer.size()) return;  // the newcomer is the smallest
+      p.bytes -= p.kept[smallest].size();
+      p.kept.erase(p.kept.begin() + static_cast<std::ptrdiff_t>(smallest));
+    }
+    try {
+      p.kept.reserve(kMaxKept);
+    } catch (...) {
+      return;
+    }
+    p.bytes += buffer.size();
+    p.kept.push_back(std::move(buffer));
+  }
+}
+
+std::size_t empty_buffer_pool() {
+  std::vector<AlignedBuffer> freed;
+  std::size_t bytes;
+  {
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mutex);
+    freed.swap(p.kept);
+    bytes = p.bytes;
+    p.bytes = 0;
+  }
+  return bytes;
+}
+
+std::size_t buffer_pool_bytes() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mutex);
+  return p.bytes;
+}
+
+}  // namespace fastseq::runtime
