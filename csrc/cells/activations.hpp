@@ -36,23 +36,42 @@ FASTSEQ_INLINE To bits_as(From v) {
   return out;
 }
 
+// a·b + c, in one rounding where the instruction set has fused multiply-add. The kernels'
+// translation units are compiled with -ffp-contract=off (so every template instance of an
+// epilogue rounds alike); the fusions that pay are asked for here, explicitly, and GCC
+// vectorises the builtins to vfmadd.
+FASTSEQ_INLINE float fmadd(float a, float b, float c) {
+#if defined(__FMA__)
+  return __builtin_fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+FASTSEQ_INLINE double fmadd(double a, double b, double c) {
+#if defined(__FMA__)
+  return __builtin_fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 // The comparisons are ordered so that NaN passes the clamps unchanged.
 FASTSEQ_INLINE float exp_(float x) {
   x = x < -87.3f ? -87.3f : x;  // 2^n stays a normal number ...
   x = x > 88.3f ? 88.3f : x;    // ... and finite: n in -126..127
   constexpr float kMagic = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
-  const float t = x * 1.44269504088896341f + kMagic;
+  const float t = fmadd(x, 1.44269504088896341f, kMagic);
   const float n = t - kMagic;
-  float r = x - n * 0.693145751953125f;  // ln2 split: n·hi is exact
-  r = r - n * 1.428606765330187045e-06f;
+  float r = fmadd(-n, 0.693145751953125f, x);  // ln2 split: n·hi is exact
+  r = fmadd(-n, 1.428606765330187045e-06f, r);
   float p = 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  p = fmadd(p, r, 1.0f / 720);
+  p = fmadd(p, r, 1.0f / 120);
+  p = fmadd(p, r, 1.0f / 24);
+  p = fmadd(p, r, 1.0f / 6);
+  p = fmadd(p, r, 0.5f);
+  p = fmadd(p, r, 1.0f);
+  p = fmadd(p, r, 1.0f);
   const std::int32_t e = (bits_as<std::int32_t>(t) - bits_as<std::int32_t>(kMagic) + 127) << 23;
   return p * bits_as<float>(e);
 }
@@ -61,24 +80,24 @@ FASTSEQ_INLINE double exp_(double x) {
   x = x < -708.3 ? -708.3 : x;  // n in -1022..1023
   x = x > 709.0 ? 709.0 : x;
   constexpr double kMagic = 6755399441055744.0;  // 1.5·2^52
-  const double t = x * 1.4426950408889634074 + kMagic;
+  const double t = fmadd(x, 1.4426950408889634074, kMagic);
   const double n = t - kMagic;
-  double r = x - n * 6.93147180369123816490e-01;  // fdlibm's ln2 split
-  r = r - n * 1.90821492927058770002e-10;
+  double r = fmadd(-n, 6.93147180369123816490e-01, x);  // fdlibm's ln2 split
+  r = fmadd(-n, 1.90821492927058770002e-10, r);
   double p = 1.0 / 6227020800.0;  // 1/13!
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
+  p = fmadd(p, r, 1.0 / 479001600.0);
+  p = fmadd(p, r, 1.0 / 39916800.0);
+  p = fmadd(p, r, 1.0 / 3628800.0);
+  p = fmadd(p, r, 1.0 / 362880.0);
+  p = fmadd(p, r, 1.0 / 40320.0);
+  p = fmadd(p, r, 1.0 / 5040.0);
+  p = fmadd(p, r, 1.0 / 720.0);
+  p = fmadd(p, r, 1.0 / 120.0);
+  p = fmadd(p, r, 1.0 / 24.0);
+  p = fmadd(p, r, 1.0 / 6.0);
+  p = fmadd(p, r, 0.5);
+  p = fmadd(p, r, 1.0);
+  p = fmadd(p, r, 1.0);
   const std::int64_t e = (bits_as<std::int64_t>(t) - bits_as<std::int64_t>(kMagic) + 1023) << 52;
   return p * bits_as<double>(e);
 }

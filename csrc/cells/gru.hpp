@@ -45,17 +45,15 @@ struct GruAfter {
       nn[u] = tanh_(pre[2][u] + r[u] * hn[u]);
       hnew[u] = (S(1) - z[u]) * nn[u] + z[u] * hp[u];
     }
-    for (int u = 0; u < n; ++u) {
-      if constexpr (Training) {
-        w.gx[u] = r[u];
-        w.gx[H + u] = z[u];
-        w.gx[2 * H + u] = nn[u];
-        w.gx[3 * H + u] = hn[u];
-        w.hprev[u] = hp[u];
-      }
-      w.h_out[u] = hnew[u];
-      w.y[u] = hnew[u];
+    if constexpr (Training) {
+      put(w.gx, r, n);
+      put(w.gx + H, z, n);
+      put(w.gx + 2 * H, nn, n);
+      put(w.gx + 3 * H, hn, n);
+      put(w.hprev, hp, n);
     }
+    put(w.h_out, hnew, n);
+    put(w.y, hnew, n);
   }
 
   // gates: [r z n hn] in, [dr dz dn dn⊙r] out; dgs <- [dr dz dn⊙r]; dhd <- dh' ⊙ z.
@@ -79,16 +77,14 @@ struct GruAfter {
       dnr[u] = dn[u] * r;
       dd[u] = dht[u] * z;
     }
-    for (int u = 0; u < n; ++u) {
-      w.gates[u] = dr[u];
-      w.gates[H + u] = dz[u];
-      w.gates[2 * H + u] = dn[u];
-      w.gates[3 * H + u] = dnr[u];
-      w.dgs[u] = dr[u];
-      w.dgs[H + u] = dz[u];
-      w.dgs[2 * H + u] = dnr[u];
-      w.dhd[u] = dd[u];
-    }
+    put(w.gates, dr, n);
+    put(w.gates + H, dz, n);
+    put(w.gates + 2 * H, dn, n);
+    put(w.gates + 3 * H, dnr, n);
+    put(w.dgs, dr, n);
+    put(w.dgs + H, dz, n);
+    put(w.dgs + 2 * H, dnr, n);
+    put(w.dhd, dd, n);
   }
 };
 
@@ -116,15 +112,13 @@ struct GruBefore {
       z[u] = sigmoid(pre[1][u] + w.acc[L + u]);
       v[u] = r[u] * hp[u];
     }
-    for (int u = 0; u < n; ++u) {
-      w.rh[u] = v[u];
-      w.z[u] = z[u];
-      if constexpr (Training) {
-        w.gx[u] = r[u];
-        w.gx[H + u] = z[u];
-        w.hprev[u] = hp[u];
-        w.rh_keep[u] = v[u];
-      }
+    put(w.rh, v, n);
+    put(w.z, z, n);
+    if constexpr (Training) {
+      put(w.gx, r, n);
+      put(w.gx + H, z, n);
+      put(w.hprev, hp, n);
+      put(w.rh_keep, v, n);
     }
   }
 
@@ -145,11 +139,9 @@ struct GruBefore {
       nn[u] = tanh_(pre[u] + w.acc[u]);
       hnew[u] = (S(1) - z[u]) * nn[u] + z[u] * hp[u];
     }
-    for (int u = 0; u < n; ++u) {
-      if constexpr (Training) w.gx[2 * H + u] = nn[u];
-      w.h_out[u] = hnew[u];
-      w.y[u] = hnew[u];
-    }
+    if constexpr (Training) put(w.gx + 2 * H, nn, n);
+    put(w.h_out, hnew, n);
+    put(w.y, hnew, n);
   }
 
   // Phase A of backward, acc = dG_rz,next · W_hr,hz: dz, dn into gates; dn <- dn (dense,
@@ -171,12 +163,10 @@ struct GruBefore {
       dz[u] = dht[u] * (hp[u] - nn[u]) * z[u] * (S(1) - z[u]);
       dd[u] = dht[u] * z[u];
     }
-    for (int u = 0; u < n; ++u) {
-      w.gates[H + u] = dz[u];
-      w.gates[2 * H + u] = dn[u];
-      w.dn[u] = dn[u];
-      w.dhd[u] = dd[u];
-    }
+    put(w.gates + H, dz, n);
+    put(w.gates + 2 * H, dn, n);
+    put(w.dn, dn, n);
+    put(w.dhd, dd, n);
   }
 
   // Phase B, acc = dn · W_hn (the gradient at r ⊙ h): dr; dgs <- [dr dz]; dhd += acc ⊙ r.
@@ -196,12 +186,10 @@ struct GruBefore {
       dr[u] = w.acc[u] * hp[u] * r[u] * (S(1) - r[u]);
       dh[u] = dd[u] + w.acc[u] * r[u];
     }
-    for (int u = 0; u < n; ++u) {
-      w.gates[u] = dr[u];
-      w.dgs[u] = dr[u];
-      w.dgs[H + u] = dz[u];
-      w.dhd[u] = dh[u];
-    }
+    put(w.gates, dr, n);
+    put(w.dgs, dr, n);
+    put(w.dgs + H, dz, n);
+    put(w.dhd, dh, n);
   }
 };
 

@@ -42,20 +42,18 @@ struct Lstm {
       tc[u] = tanh_(cn[u]);
       hn[u] = og[u] * tc[u];
     }
-    for (int u = 0; u < n; ++u) {
-      if constexpr (Training) {
-        w.gx[u] = ig[u];
-        w.gx[H + u] = fg[u];
-        w.gx[2 * H + u] = gg[u];
-        w.gx[3 * H + u] = og[u];
-        w.hprev[u] = hp[u];
-        w.cprev[u] = cp[u];
-        w.tanhc[u] = tc[u];
-      }
-      w.c[u] = cn[u];
-      w.h_out[u] = hn[u];
-      w.y[u] = hn[u];
+    if constexpr (Training) {
+      put(w.gx, ig, n);
+      put(w.gx + H, fg, n);
+      put(w.gx + 2 * H, gg, n);
+      put(w.gx + 3 * H, og, n);
+      put(w.hprev, hp, n);
+      put(w.cprev, cp, n);
+      put(w.tanhc, tc, n);
     }
+    put(w.c, cn, n);
+    put(w.h_out, hn, n);
+    put(w.y, hn, n);
   }
 
   // gates: [i f g o] in, dG out; dgs <- dG; dc carried; dhd <- 0.
@@ -82,18 +80,13 @@ struct Lstm {
       d_o[u] = dht[u] * tc[u] * o * (S(1) - o);
       dcn[u] = dct * f;
     }
-    for (int u = 0; u < n; ++u) {
-      w.gates[u] = di[u];
-      w.gates[H + u] = df[u];
-      w.gates[2 * H + u] = dg[u];
-      w.gates[3 * H + u] = d_o[u];
-      w.dgs[u] = di[u];
-      w.dgs[H + u] = df[u];
-      w.dgs[2 * H + u] = dg[u];
-      w.dgs[3 * H + u] = d_o[u];
-      w.dc[u] = dcn[u];
-      w.dhd[u] = S(0);
+    const S* d[4] = {di, df, dg, d_o};
+    for (int g = 0; g < 4; ++g) {
+      put(w.gates + g * H, d[g], n);
+      put(w.dgs + g * H, d[g], n);
     }
+    put(w.dc, dcn, n);
+    put_zeros(w.dhd, n);
   }
 };
 

@@ -1,7 +1,8 @@
 // Elman RNN cell, h' = act(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh) with act = tanh or relu: the
 // forward epilogue and the backward pointwise step for one batch row and one block of L
 // units (cells/rows.hpp). Loads go to local arrays first, the maths runs on them (so it
-// vectorises with no aliasing question), then stores: n < L only shortens loads and stores.
+// vectorises with no aliasing question), then stores, one destination per loop (put, in
+// cells/rows.hpp): n < L only shortens loads and stores.
 // The time loop (loops/sequence.hpp) owns the products and the indexing.
 #pragma once
 
@@ -34,14 +35,12 @@ struct Rnn {
       const S p = pre[u] + w.acc[u];
       hn[u] = Relu ? relu(p) : tanh_(p);
     }
-    for (int u = 0; u < n; ++u) {
-      if constexpr (Training) {
-        w.hprev[u] = hp[u];
-        w.gx[u] = hn[u];
-      }
-      w.h_out[u] = hn[u];
-      w.y[u] = hn[u];
+    if constexpr (Training) {
+      put(w.hprev, hp, n);
+      put(w.gx, hn, n);
     }
+    put(w.h_out, hn, n);
+    put(w.y, hn, n);
   }
 
   // gates: h' in, dG out; dgs <- dG; dhd <- 0 (all of dh_{t-1} goes through W_hh).
@@ -55,11 +54,9 @@ struct Rnn {
     }
     for (int u = 0; u < L; ++u)
       dp[u] = Relu ? (hn[u] > S(0) ? d[u] : S(0)) : d[u] * (S(1) - hn[u] * hn[u]);
-    for (int u = 0; u < n; ++u) {
-      w.gates[u] = dp[u];
-      w.dgs[u] = dp[u];
-      w.dhd[u] = S(0);
-    }
+    put(w.gates, dp, n);
+    put(w.dgs, dp, n);
+    put_zeros(w.dhd, n);
   }
 };
 
