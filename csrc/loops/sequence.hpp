@@ -248,6 +248,39 @@ struct Forward {
     return sh.sc.panels + sh.nb * H * NG1 * L + jb * H * L;
   }
 
+  // The lines of the big planes (Gx, y, the reserve) that block j0's epilogues will touch at
+  // step s. The input projection wrote all T steps of Gx before the loop began, tens of MB
+  // ago, so without this each line is a cache miss at the end of the block's products (about
+  // a sixth of an LSTM step at B = 64); asked for first, they arrive behind the block's FMAs.
+  template <int Phase>
+  void prefetch_block(std::int64_t s, std::int64_t j0) const {
+    constexpr bool last_phase = !Cell::two_products || Phase == 1;
+    const std::int64_t gate0 = Cell::two_products && Phase == 1 ? 2 : 0;
+    const std::int64_t gates = Cell::two_products ? (Phase == 0 ? 2 : 1) : sh.ldg / H;
+    for (std::int64_t b = 0; b < B; ++b) {
+      const std::int64_t t = time_of<HasLengths>(s, b, T, reverse, lengths);
+      if (HasLengths && t < 0) continue;
+      const std::int64_t row = t * B + b;
+      const S* gx = sh.gates + row * sh.ldg + gate0 * H + j0;
+      for (std::int64_t g = 0; g < gates; ++g) {
+        if constexpr (Training)
+          __builtin_prefetch(gx + g * H, 1);  // activations are written back in place
+        else
+          __builtin_prefetch(gx + g * H, 0);
+      }
+      if constexpr (last_phase) __builtin_prefetch(sh.a->y + row * H + j0, 1);
+      if constexpr (Training && Phase == 0) {
+        __builtin_prefetch(sh.rv.hprev + row * H + j0, 1);
+        if constexpr (Cell::has_c) {
+          __builtin_prefetch(sh.rv.cprev + row * H + j0, 1);
+          __builtin_prefetch(sh.rv.tanhc + row * H + j0, 1);
+        }
+        if constexpr (kind == CellKind::gru_reset_before)
+          __builtin_prefetch(sh.rv.rh + row * H + j0, 1);
+      }
+    }
+  }
+
   template <int Phase>
   void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, S* h_in,
             S* h_out) const {
@@ -255,6 +288,7 @@ struct Forward {
     for (std::int64_t jb = jb0; jb < jb1; ++jb) {
       const std::int64_t j0 = jb * L;
       const int n = int(H - j0 < L ? H - j0 : L);
+      prefetch_block<Phase>(s, j0);
       Step<Phase> st{*this, s, jb, j0, n, a, Phase == 0 ? panel1(jb) : panel2(jb), h_in, h_out};
       if (B >= kb_min_rows && H > KC) {
         // k-blocked: a KC-row slice of the panel stays in L1 while every row tile of a
