@@ -32,8 +32,11 @@ def threads(request):
     fastseq.set_num_threads(before)
 
 
+# H = 100 and 257 give the single-gate cells' forward several groups of blocks per thread
+# (the last narrower, its last block partial, down to one unit); B = 17 with H > 128 takes
+# the k-blocked forward product.
 SHAPES = [(1, 1, 1, 1), (6, 1, 5, 17), (4, 3, 40, 33), (3, 7, 9, 70), (5, 19, 8, 64),
-          (3, 5, 12, 130)]
+          (3, 5, 12, 130), (5, 8, 6, 100), (3, 17, 4, 257)]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -47,11 +50,12 @@ def test_variant_matches_reference(isa, threads, cell, dtype, T, B, I, H):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_same_bits_for_any_thread_count(isa, cell):
+@pytest.mark.parametrize("B,H", [(9, 75), (17, 257)])
+def test_same_bits_for_any_thread_count(isa, cell, B, H):
     """A unit's product and epilogue do not depend on which thread owns it, and the large
     products are split into the same blocks for a given count: repeated calls give the same
     bits, and 1 and 2 threads agree on every step-loop output."""
-    p = make_problem(cell, T=4, B=9, I=20, H=75, dtype=np.float32, lengths="vary", seed=3)
+    p = make_problem(cell, T=4, B=B, I=20, H=H, dtype=np.float32, lengths="vary", seed=3)
     before = fastseq.get_num_threads()
     try:
         fastseq.set_num_threads(2)

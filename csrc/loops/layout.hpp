@@ -68,6 +68,8 @@ template <class S>
 struct ForwardScratch {
   S* gates = nullptr;   // (N, G*H): the input projection when not training (else reserve's)
   S* panels = nullptr;  // (G, H, Hp): W_hhᵀ packed per block of units, gates interleaved
+                        // (single-gate cells: per group of up to four blocks side by side;
+                        // either way the blocks' panels fill G·H·ceil(H/L)·L <= this)
   S* h = nullptr;       // (2, B, ldh): running state, double-buffered across a step
   S* c = nullptr;       // (B, H): LSTM running cell state
   S* rh = nullptr;      // (B, ldh): GRU reset-before r ⊙ h, input of the n-block product

@@ -6,9 +6,10 @@
 // Where the speed comes from:
 // - W_hh is packed once per call into k-major panels of L units × the gates (forward), so
 //   one register tile of h·W_hhᵀ holds every gate of the same units and the cell epilogue
-//   runs on it straight away (no dense gate buffer, no second pass). Backward needs no
-//   packing: W_hh's own rows are k-major for dh = dG·W_hh (only a partial last block of
-//   units is copied, zero-padded).
+//   runs on it straight away (no dense gate buffer, no second pass). The single-gate RNN
+//   puts up to four blocks of L units side by side in one panel instead, so that its tile
+//   is as wide as the LSTM's. Backward needs no packing: W_hh's own rows are k-major for
+//   dh = dG·W_hh (only a partial last block of units is copied, zero-padded).
 // - A team of threads (runtime/thread_pool) splits the blocks of units: each thread packs
 //   and then re-reads only its own panels, which stay in its core's cache for all T steps.
 //   The next step needs all of h, so h (and dG in backward) is double-buffered and the team
@@ -109,13 +110,15 @@ void team_matmul(int tid, int nt, Op oa, Op ob, std::int64_t m, std::int64_t n, 
   }
 }
 
-// Forward panel of one block of units: panel[(k·NG + g)·L + u] = W_hh[(g0+g)·H + j0+u, k],
+// Forward panel of one block of units, k-major with row stride ldp (>= NG·L: the panel of a
+// group of blocks holds them side by side): panel[k·ldp + g·L + u] = W_hh[(g0+g)·H + j0+u, k],
 // zero for u >= n.
 template <class S, int NG>
-void pack_forward(S* panel, const S* w_hh, std::int64_t H, int g0, std::int64_t j0, int n) {
+void pack_forward(S* panel, std::int64_t ldp, const S* w_hh, std::int64_t H, int g0,
+                  std::int64_t j0, int n) {
   constexpr int L = gemm::lanes<S>;
   // A transpose: W_hh's rows are read contiguously a slice of KB columns at a time, while
-  // the KB panel rows being written (KB·NG·L scalars) stay in L1.
+  // the KB panel rows being written (KB·ldp scalars) stay in L1.
   constexpr std::int64_t KB = 64;
   for (std::int64_t k0 = 0; k0 < H; k0 += KB) {
     const std::int64_t k1 = H - k0 < KB ? H : k0 + KB;
@@ -124,9 +127,9 @@ void pack_forward(S* panel, const S* w_hh, std::int64_t H, int g0, std::int64_t 
         S* dst = panel + g * L + u;
         if (u < n) {
           const S* src = w_hh + ((g0 + g) * H + j0 + u) * H;
-          for (std::int64_t k = k0; k < k1; ++k) dst[k * NG * L] = src[k];
+          for (std::int64_t k = k0; k < k1; ++k) dst[k * ldp] = src[k];
         } else {
-          for (std::int64_t k = k0; k < k1; ++k) dst[k * NG * L] = S(0);
+          for (std::int64_t k = k0; k < k1; ++k) dst[k * ldp] = S(0);
         }
       }
     }
@@ -164,6 +167,13 @@ struct Forward {
   static constexpr CellKind kind = Cell::kind;
   // Gates in the (first) product's panel, and in the second one (reset-before GRU's n).
   static constexpr int NG1 = Cell::two_products ? 2 : G;
+  // Blocks of L units per panel. A single-gate cell's panel of one block gives (AVX-512)
+  // tiles of 16 rows × 1 vector: 17 loads per 16 FMAs, load-bound. Four blocks side by side
+  // give the LSTM's 4 rows × 4 vectors: 8 loads per 16 FMAs. The groups are fixed by position (group
+  // q: blocks [q·W, q·W + W), the last one narrower), and threads own whole groups, so a
+  // unit's tile shape, and with it the order of its sum over k, never depends on the thread
+  // count.
+  static constexpr int W = G == 1 ? 4 : 1;
 
   const FwdShared<S>& sh;
   std::int64_t T, B, H;
@@ -171,27 +181,36 @@ struct Forward {
   bool reverse;
   std::int64_t ldh;  // row stride of h, r ⊙ h, z
 
-  // Epilogue of one product tile (MR rows from b0) of block jb at step s.
+  // Product tiles and epilogues of the group of NB blocks from unit j0 at step s.
   // phase 0: the only product, or GRU reset-before phase 1; phase 1: its phase 2.
-  template <int Phase>
+  template <int Phase, int NB>
   struct Step {
+    static constexpr int NG = Phase == 0 ? NG1 : 1;
+    static constexpr int NV = NB * NG;  // vectors per tile row: block v's gate g at v·NG + g
+
     const Forward& f;
-    std::int64_t s, jb, j0;
-    int n;
+    std::int64_t s, j0;
     const S* a;      // product input (h or r ⊙ h), (B, H)
-    const S* panel;  // this block's panel
+    const S* panel;  // this group's panel, row stride NV·L
     S* h_in;
     S* h_out;
 
     template <int MR>
     void rows(std::int64_t b0) {
-      constexpr int NG = Phase == 0 ? NG1 : 1;
-      alignas(64) S acc[MR * NG * L];
-      gemm::tile<S, MR, NG>(a + b0 * f.ldh, f.ldh, panel, NG * L, f.H, acc);
-      for (int r = 0; r < MR; ++r) epilogue(b0 + r, acc + r * NG * L);
+      alignas(64) S acc[MR * NV * L];
+      gemm::tile<S, MR, NV>(a + b0 * f.ldh, f.ldh, panel, NV * L, f.H, acc);
+      for (int r = 0; r < MR; ++r) epilogues(b0 + r, acc + r * NV * L);
     }
 
-    void epilogue(std::int64_t b, const S* acc) {
+    // The cell epilogue of row b once per block of the group (the last may be partial).
+    void epilogues(std::int64_t b, const S* acc) const {
+      for (int v = 0; v < NB; ++v) {
+        const std::int64_t jv = j0 + v * L;
+        epilogue(b, acc + v * NG * L, jv, int(f.H - jv < L ? f.H - jv : L));
+      }
+    }
+
+    void epilogue(std::int64_t b, const S* acc, std::int64_t j0, int n) const {
       const FwdShared<S>& sh = f.sh;
       const std::int64_t H = f.H;
       const std::int64_t t = time_of<HasLengths>(s, b, f.T, f.reverse, f.lengths);
@@ -243,6 +262,8 @@ struct Forward {
     }
   };
 
+  // Panels of the group from block jb: every group before it is W blocks wide, so it starts
+  // at jb·L·H·NG whatever the widths (the panels of all blocks fill H · nb·L · NG).
   const S* panel1(std::int64_t jb) const { return sh.sc.panels + jb * H * NG1 * L; }
   const S* panel2(std::int64_t jb) const {
     return sh.sc.panels + sh.nb * H * NG1 * L + jb * H * L;
@@ -281,35 +302,50 @@ struct Forward {
     }
   }
 
+  // Groups of blocks, and this thread's share of them as blocks [jb0, jb1).
+  std::int64_t groups() const { return (sh.nb + W - 1) / W; }
+  void own_blocks(int tid, int nt, std::int64_t& jb0, std::int64_t& jb1) const {
+    share(groups(), tid, nt, jb0, jb1);
+    jb0 *= W;
+    jb1 = jb1 * W < sh.nb ? jb1 * W : sh.nb;
+  }
+
   template <int Phase>
   void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, S* h_in,
             S* h_out) const {
-    constexpr int NG = Phase == 0 ? NG1 : 1;
-    for (std::int64_t jb = jb0; jb < jb1; ++jb) {
-      const std::int64_t j0 = jb * L;
-      const int n = int(H - j0 < L ? H - j0 : L);
-      prefetch_block<Phase>(s, j0);
-      Step<Phase> st{*this, s, jb, j0, n, a, Phase == 0 ? panel1(jb) : panel2(jb), h_in, h_out};
-      if (B >= kb_min_rows && H > KC) {
-        // k-blocked: a KC-row slice of the panel stays in L1 while every row tile of a
-        // chunk of rows passes over it; partial sums wait in part, the epilogue follows
-        // the last slice.
-        for (std::int64_t c0 = 0; c0 < B; c0 += KB_ROWS) {
-          const std::int64_t rows = B - c0 < KB_ROWS ? B - c0 : KB_ROWS;
-          alignas(64) S part[KB_ROWS * NG * L];
-          for (std::int64_t k0 = 0; k0 < H; k0 += KC) {
-            KSlice<NG> ks{a + c0 * ldh + k0, ldh, st.panel + k0 * NG * L, H - k0 < KC ? H - k0 : KC,
-                          part, k0 > 0};
-            std::int64_t b0 = 0;
-            gemm::for_row_blocks<gemm::max_rows<NG>>(rows, b0, ks);
-          }
-          for (std::int64_t r = 0; r < rows; ++r) st.epilogue(c0 + r, part + r * NG * L);
-        }
-        continue;
-      }
-      std::int64_t b0 = 0;
-      gemm::for_row_blocks<gemm::max_rows<NG>>(B, b0, st);
+    for (std::int64_t jb = jb0; jb < jb1; jb += W)
+      group<Phase>(s, jb, jb1 - jb < W ? int(jb1 - jb) : W, a, h_in, h_out);
+  }
+
+  // One group's step with its width nb as the compile-time NB.
+  template <int Phase, int NB = W>
+  void group(std::int64_t s, std::int64_t jb, int nb, const S* a, S* h_in, S* h_out) const {
+    if constexpr (NB > 1) {
+      if (nb < NB) return group<Phase, NB - 1>(s, jb, nb, a, h_in, h_out);
     }
+    using St = Step<Phase, NB>;
+    constexpr int NV = St::NV;
+    for (int v = 0; v < NB; ++v) prefetch_block<Phase>(s, (jb + v) * L);
+    St st{*this, s, jb * L, a, Phase == 0 ? panel1(jb) : panel2(jb), h_in, h_out};
+    if (B >= kb_min_rows && H > KC) {
+      // k-blocked: a KC-row slice of the panel stays in L1 while every row tile of a
+      // chunk of rows passes over it; partial sums wait in part, the epilogue follows
+      // the last slice.
+      for (std::int64_t c0 = 0; c0 < B; c0 += KB_ROWS) {
+        const std::int64_t rows = B - c0 < KB_ROWS ? B - c0 : KB_ROWS;
+        alignas(64) S part[KB_ROWS * NV * L];
+        for (std::int64_t k0 = 0; k0 < H; k0 += KC) {
+          KSlice<NV> ks{a + c0 * ldh + k0, ldh, st.panel + k0 * NV * L, H - k0 < KC ? H - k0 : KC,
+                        part, k0 > 0};
+          std::int64_t b0 = 0;
+          gemm::for_row_blocks<gemm::max_rows<NV>>(rows, b0, ks);
+        }
+        for (std::int64_t r = 0; r < rows; ++r) st.epilogues(c0 + r, part + r * NV * L);
+      }
+      return;
+    }
+    std::int64_t b0 = 0;
+    gemm::for_row_blocks<gemm::max_rows<NV>>(B, b0, st);
   }
 
   // k-blocking of the forward product: KC panel rows per slice, KB_ROWS batch rows per chunk
@@ -318,7 +354,7 @@ struct Forward {
   static constexpr std::int64_t KB_ROWS = 64;
   static constexpr std::int64_t kb_min_rows = 16;
 
-  template <int NG>
+  template <int NV>
   struct KSlice {
     const S* a;
     std::int64_t lda;
@@ -329,9 +365,9 @@ struct Forward {
     template <int MR>
     void rows(std::int64_t b0) {
       if (accumulate)
-        gemm::tile<S, MR, NG, true>(a + b0 * lda, lda, p, NG * L, K, part + b0 * NG * L);
+        gemm::tile<S, MR, NV, true>(a + b0 * lda, lda, p, NV * L, K, part + b0 * NV * L);
       else
-        gemm::tile<S, MR, NG, false>(a + b0 * lda, lda, p, NG * L, K, part + b0 * NG * L);
+        gemm::tile<S, MR, NV, false>(a + b0 * lda, lda, p, NV * L, K, part + b0 * NV * L);
     }
   };
 
@@ -367,13 +403,16 @@ struct Forward {
     }
     if constexpr (Cell::has_c) copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
     std::int64_t jb0, jb1;
-    share(sh.nb, tid, nt, jb0, jb1);
+    f.own_blocks(tid, nt, jb0, jb1);
     for (std::int64_t jb = jb0; jb < jb1; ++jb) {
       const std::int64_t j0 = jb * L;
       const int n = int(H - j0 < L ? H - j0 : L);
-      pack_forward<S, NG1>(const_cast<S*>(f.panel1(jb)), a.w_hh, H, 0, j0, n);
+      // Block jb is block v of the group from block jg, side by side with the others.
+      const std::int64_t jg = jb / W * W, v = jb - jg;
+      const std::int64_t ldp = (sh.nb - jg < W ? sh.nb - jg : W) * NG1 * L;
+      pack_forward<S, NG1>(const_cast<S*>(f.panel1(jg)) + v * NG1 * L, ldp, a.w_hh, H, 0, j0, n);
       if constexpr (Cell::two_products)
-        pack_forward<S, 1>(const_cast<S*>(f.panel2(jb)), a.w_hh, H, 2, j0, n);
+        pack_forward<S, 1>(const_cast<S*>(f.panel2(jb)), L, a.w_hh, H, 2, j0, n);
     }
 
     // 1. Input projection for all T steps at once: Gx = X · W_ihᵀ, written straight into
@@ -686,13 +725,13 @@ struct Backward {
   }
 };
 
-// Threads for one call: no more than blocks of units, and one when a step is too small for
-// a barrier to pay.
+// Threads for one call: no more than the parts (blocks or groups of blocks) the units are
+// shared out in, and one when a step is too small for a barrier to pay.
 template <class S>
-inline int team_size(const SeqConfig& cfg, std::int64_t nb) {
+inline int team_size(const SeqConfig& cfg, std::int64_t parts) {
   const double step_flops = 2.0 * double(cfg.B) * gate_count(cfg.cell) * double(cfg.H) * double(cfg.H);
   int nt = runtime::num_threads();
-  if (nt > nb) nt = int(nb);
+  if (nt > parts) nt = int(parts);
   if (step_flops < 1.5e5) nt = 1;
   return nt < 1 ? 1 : nt;
 }
@@ -712,8 +751,8 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
   sh.gates = Training ? sh.rv.gates : sh.sc.gates;
   sh.ldg = Training ? sh.rv.ldg : Cell::G * cfg.H;
   sh.nb = (cfg.H + L - 1) / L;
-  runtime::parallel_run(team_size<S>(cfg, sh.nb), &Forward<S, Cell, Training, HasLengths>::team,
-                        &sh);
+  using F = Forward<S, Cell, Training, HasLengths>;
+  runtime::parallel_run(team_size<S>(cfg, (sh.nb + F::W - 1) / F::W), &F::team, &sh);
 }
 
 template <class S, class Cell, bool HasLengths>
