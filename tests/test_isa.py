@@ -50,7 +50,7 @@ def test_variant_matches_reference(isa, threads, cell, dtype, T, B, I, H):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("B,H", [(9, 75), (17, 257)])
+@pytest.mark.parametrize("B,H", [(9, 75), (17, 257), (12, 48), (44, 48)])
 def test_same_bits_for_any_thread_count(isa, cell, B, H):
     """A unit's product and epilogue do not depend on which thread owns it, and the large
     products are split into the same blocks for a given count: repeated calls give the same

@@ -488,9 +488,17 @@ struct Backward {
     return {sh.sc.panels + j0 * G * H + r0 * w, w};
   }
 
-  // Groups of blocks of this thread's [jb0, jb1): two full blocks where they fit, else one.
-  static int group_width(std::int64_t jb, std::int64_t jb1, std::int64_t H) {
-    return (jb + 1 < jb1 && (jb + 2) * L <= H) ? 2 : 1;
+  // Groups of blocks: pairs from an even block where both are full, else single blocks. Fixed
+  // by position, not by the thread's share, so every unit goes through the same tile (and
+  // the same order of sums) whatever the thread count; threads own whole pairs.
+  static int group_width(std::int64_t jb, std::int64_t H) {
+    return (jb % 2 == 0 && (jb + 2) * L <= H) ? 2 : 1;
+  }
+  static std::int64_t pairs(std::int64_t nb) { return (nb + 1) / 2; }
+  static void own_blocks(std::int64_t nb, int tid, int nt, std::int64_t& jb0, std::int64_t& jb1) {
+    share(pairs(nb), tid, nt, jb0, jb1);
+    jb0 *= 2;
+    jb1 = 2 * jb1 < nb ? 2 * jb1 : nb;
   }
 
   // Phase 0: the only product (or GRU reset-before phase A); 1: GRU reset-before phase B;
@@ -578,7 +586,7 @@ struct Backward {
     for (std::int64_t jb = jb0; jb < jb1;) {
       const std::int64_t j0 = jb * L;
       std::int64_t b0 = 0;
-      if (group_width(jb, jb1, H) == 2) {
+      if (group_width(jb, H) == 2) {
         Step<Phase, 2> st{*this, s, j0, L, a, lda, K, slice(jb, 2, r0), dgs_out, ldo};
         gemm::for_row_blocks<gemm::max_rows<2>>(B, b0, st);
         jb += 2;
@@ -608,9 +616,9 @@ struct Backward {
     if constexpr (Cell::has_c)
       copy_or_zero(sc.dc + lo * H, a.dc_n ? a.dc_n + lo * H : nullptr, (hi - lo) * H);
     std::int64_t jb0, jb1;
-    share(sh.nb, tid, nt, jb0, jb1);
+    own_blocks(sh.nb, tid, nt, jb0, jb1);
     for (std::int64_t jb = jb0; jb < jb1;) {
-      const int nv = group_width(jb, jb1, H);
+      const int nv = group_width(jb, H);
       const std::int64_t j0 = jb * L, w = nv * L;
       const std::int64_t n = H - j0 < w ? H - j0 : w;
       S* dst = sc.panels + j0 * GH;
@@ -766,7 +774,8 @@ void backward_loop(const SeqConfig& cfg, const BackwardArgs<S>& a) {
   Carver scv(a.scratch);
   sh.sc = BackwardScratch<S>::carve(scv, cfg);
   sh.nb = (cfg.H + L - 1) / L;
-  runtime::parallel_run(team_size<S>(cfg, sh.nb), &Backward<S, Cell, HasLengths>::team, &sh);
+  using Bw = Backward<S, Cell, HasLengths>;
+  runtime::parallel_run(team_size<S>(cfg, Bw::pairs(sh.nb)), &Bw::team, &sh);
 }
 
 }  // namespace FASTSEQ_ISA_NS
