@@ -67,6 +67,15 @@ inline void share(std::int64_t n, int tid, int nt, std::int64_t& lo, std::int64_
   hi = n * (tid + 1) / nt;
 }
 
+// The q-th of n groups of blocks to visit at step s: odd steps go backwards. The panels a
+// step used last are then the first the next step needs, so whatever part of them is still
+// in L2 is hit before it is evicted; a sweep in the same order every step through more
+// panel than L2 holds (LSTM H = 512 in float32: 4 MiB against 2 MiB) misses on every line.
+// The order of the blocks changes no value.
+inline std::int64_t zigzag(std::int64_t s, std::int64_t q, std::int64_t n) {
+  return s % 2 == 0 ? q : n - 1 - q;
+}
+
 // Zero rows (t, b), t >= lengths[b], of a (T*B, width) plane (row stride ld), b in [b0, b1).
 template <class S>
 void zero_padding(S* plane, std::int64_t ld, std::int64_t width, const SeqConfig& cfg,
@@ -313,8 +322,11 @@ struct Forward {
   template <int Phase>
   void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, S* h_in,
             S* h_out) const {
-    for (std::int64_t jb = jb0; jb < jb1; jb += W)
+    const std::int64_t n = (jb1 - jb0 + W - 1) / W;
+    for (std::int64_t q = 0; q < n; ++q) {
+      const std::int64_t jb = jb0 + W * zigzag(s, q, n);
       group<Phase>(s, jb, jb1 - jb < W ? int(jb1 - jb) : W, a, h_in, h_out);
+    }
   }
 
   // One group's step with its width nb as the compile-time NB.
@@ -580,21 +592,26 @@ struct Backward {
     }
   };
 
+  // Pairs of blocks [2q, 2q + 2) of this thread's [jb0, jb1) (jb0 is even), in zig-zag order:
+  // one group of two, or single blocks.
   template <int Phase>
   void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, std::int64_t lda,
             std::int64_t r0, std::int64_t K, S* dgs_out, std::int64_t ldo) const {
-    for (std::int64_t jb = jb0; jb < jb1;) {
-      const std::int64_t j0 = jb * L;
+    const std::int64_t n = (jb1 - jb0 + 1) / 2;
+    for (std::int64_t q = 0; q < n; ++q) {
+      const std::int64_t jb = jb0 + 2 * zigzag(s, q, n);
       std::int64_t b0 = 0;
       if (group_width(jb, H) == 2) {
-        Step<Phase, 2> st{*this, s, j0, L, a, lda, K, slice(jb, 2, r0), dgs_out, ldo};
+        Step<Phase, 2> st{*this, s, jb * L, L, a, lda, K, slice(jb, 2, r0), dgs_out, ldo};
         gemm::for_row_blocks<gemm::max_rows<2>>(B, b0, st);
-        jb += 2;
-      } else {
-        const int n = int(H - j0 < L ? H - j0 : L);
-        Step<Phase, 1> st{*this, s, j0, n, a, lda, K, slice(jb, 1, r0), dgs_out, ldo};
+        continue;
+      }
+      for (std::int64_t j = jb; j < jb + 2 && j < jb1; ++j) {
+        const std::int64_t j0 = j * L;
+        const int nu = int(H - j0 < L ? H - j0 : L);
+        Step<Phase, 1> st{*this, s, j0, nu, a, lda, K, slice(j, 1, r0), dgs_out, ldo};
+        b0 = 0;
         gemm::for_row_blocks<gemm::max_rows<1>>(B, b0, st);
-        jb += 1;
       }
     }
   }
