@@ -31,6 +31,7 @@ def parse(argv):
     p.add_argument("--no-torch", action="store_true", help="skip torch even when installed")
     p.add_argument("--budget", type=float, default=None, help="seconds of repeats per measurement")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     p.add_argument("--plot", metavar="FILE.png", help="also plot speedups (needs matplotlib)")
     return p.parse_args(argv)
 
@@ -85,6 +86,10 @@ def main(argv=None) -> int:
     if args.json:
         report.write_json(args.json, config, sgemm, rows, overhead_us=overhead)
         print(f"wrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report.markdown(rows) + "\n")
+        print(f"wrote {args.markdown}")
     if args.plot:
         report.plot(args.plot, rows)
         print(f"wrote {args.plot}")

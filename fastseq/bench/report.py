@@ -27,6 +27,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[dict]) -> str:
+    """The same rows as a Markdown table (what the README's speed table is)."""
+    def ms(seconds):
+        return f"{1e3 * seconds:.3g}"
+
+    lines = ["| cell | T,B,I,H | mode | threads | ms | GFLOP/s | % SGEMM | vs numba | vs torch |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['cell']} | {r['T']},{r['B']},{r['I']},{r['H']} | {r['mode']} | {r['threads']} "
+            f"| {ms(r['fastseq_s'])} | {r['gflops']:.0f} | {r['pct_sgemm']:.0f}% "
+            f"| {_ratio(r.get('numba_s'), r['fastseq_s']).replace('x', '×')} "
+            f"| {_ratio(r.get('torch_s'), r['fastseq_s']).replace('x', '×')} |")
+    return "\n".join(lines)
+
+
 def summary(rows: list[dict]) -> str:
     """Geometric-mean speedups and the slowest case against each comparison."""
     import math
