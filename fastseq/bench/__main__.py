@@ -1,7 +1,8 @@
 """``python -m fastseq.bench``: fastseq against its other backends and PyTorch.
 
 Prints the machine, ISA, threads and BLAS, then one line per (cell, config, mode,
-threads): median milliseconds, GFLOP/s, the percentage of a 2048³ SGEMM rate measured
+threads): median milliseconds (fastseq, Numba and torch timed in interleaved rounds, so
+that their ratios see the same machine load), GFLOP/s, the percentage of a 2048³ SGEMM rate measured
 in this same run at the same thread count, and fastseq's speedup over the reference,
 Numba and torch backends (when installed). Ratios taken in one run on one machine are
 the figures to compare; absolute times move with the machine's load.
@@ -14,8 +15,8 @@ import sys
 
 import fastseq
 
-from . import cases as cases_mod
 from ..config import config_text
+from . import cases as cases_mod
 from . import report, timing
 from .overhead import layer_call_overhead_us
 
@@ -64,17 +65,23 @@ def main(argv=None) -> int:
     rows = []
     for case in cases_mod.grid(args.quick, threads, args.cells):
         with timing.pinned_threads(case.threads):
-            ours = timing.time_fastseq(case, backend, budget)
+            calls = {"fastseq": timing.fastseq_call(case, backend)}
+            for other in others:
+                if other != "reference":
+                    calls[other] = timing.fastseq_call(case, other)
+            if use_torch:
+                calls["torch"] = timing.torch_call(case)
+            medians = timing.interleaved_medians(calls, budget)
+            ours = medians.pop("fastseq")
             row = dict(cell=case.cell, T=case.T, B=case.B, I=case.I, H=case.H, mode=case.mode,
                        threads=case.threads, backend=backend, fastseq_s=ours,
                        gflops=case.flops / ours / 1e9,
                        pct_sgemm=100.0 * case.flops / ours / 1e9 / sgemm[case.threads])
-            for other in others:
-                # the reference is slow: one repeat is enough for a ratio
-                row[f"{other}_s"] = timing.time_fastseq(
-                    case, other, budget if other != "reference" else 0.0)
-            if use_torch:
-                row["torch_s"] = timing.time_torch(case, budget)
+            row.update({f"{name}_s": seconds for name, seconds in medians.items()})
+            if "reference" in others:
+                # the reference is slow: a few calls are enough for a ratio
+                row["reference_s"] = timing.median_seconds(
+                    timing.fastseq_call(case, "reference"), 0.0)
         rows.append(row)
         print(report.table([row]).splitlines()[-1] if len(rows) > 1 else report.table([row]), flush=True)
 

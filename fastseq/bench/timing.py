@@ -1,5 +1,5 @@
-"""Timers: one function per implementation, each returning the median seconds of one
-call of a case (inference: a forward in eval mode; training: forward + backward).
+"""Timers: one call of a case per implementation (inference: a forward in eval mode;
+training: forward + backward), timed in interleaved rounds; the SGEMM reference rate.
 Thread counts are pinned for fastseq, NumPy's BLAS and torch alike."""
 from __future__ import annotations
 
@@ -71,24 +71,31 @@ def _inputs(case: Case, dtype=np.float32):
     return x, dy
 
 
-def time_fastseq(case: Case, backend: str, budget: float) -> float:
-    """The layer API (fastseq.RNN/LSTM/GRU) on ``backend``."""
+def fastseq_call(case: Case, backend: str) -> Callable[[], object]:
+    """One call of ``case`` through the layer API (fastseq.RNN/LSTM/GRU) on ``backend``:
+    a forward in eval mode, or a forward and backward."""
     layer_class = {"rnn": fastseq.RNN, "lstm": fastseq.LSTM, "gru": fastseq.GRU}[case.cell]
     layer = layer_class(case.I, case.H, dtype=np.float32, seed=0)
     x, dy = _inputs(case)
-    with fastseq.use_backend(backend):
-        if case.mode == "inference":
-            layer.eval()
-            return median_seconds(lambda: layer(x), budget)
+    if case.mode == "inference":
+        layer.eval()
 
-        def train_step():
+        def infer():
+            with fastseq.use_backend(backend):
+                layer(x)
+
+        return infer
+
+    def train_step():
+        with fastseq.use_backend(backend):
             layer(x)
             layer.backward(dy)
 
-        return median_seconds(train_step, budget)
+    return train_step
 
 
-def time_torch(case: Case, budget: float) -> float | None:
+def torch_call(case: Case) -> Callable[[], object] | None:
+    """The same call through torch.nn, or None without torch."""
     torch = _torch()
     if torch is None:
         return None
@@ -103,14 +110,36 @@ def time_torch(case: Case, budget: float) -> float | None:
             with torch.inference_mode():
                 layer(x)
 
-        return median_seconds(infer, budget)
+        return infer
     x.requires_grad_()
 
     def train_step():
         y, _ = layer(x)
         y.backward(dy)
 
-    return median_seconds(train_step, budget)
+    return train_step
+
+
+def interleaved_medians(calls: dict[str, Callable[[], object]], budget: float,
+                        min_rounds: int = 5, max_rounds: int = 50) -> dict[str, float]:
+    """Median wall time of each call, measured in rounds that time every call once.
+
+    On a shared machine the load drifts over seconds; interleaving puts each
+    implementation under the same drift, so the ratios between them hold even when the
+    absolute times move. ``budget`` is in seconds per call.
+    """
+    for fn in calls.values():
+        fn()  # warm-up: compilation, first-touch of buffers
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    deadline = time.perf_counter() + budget * len(calls)
+    rounds = 0
+    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+        rounds += 1
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def sgemm_rate(threads: int, n: int = 2048, budget: float = 1.0) -> float:
