@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import fastseq
-from tests.problems import (CELLS, assert_matches, backward, forward, make_problem, reference_of,
-                            run, tolerance)
+from problems import (CELLS, assert_matches, backward, forward, make_problem, reference_of,
+                      run, tolerance)
 
 pytest.importorskip("fastseq._core")
 
