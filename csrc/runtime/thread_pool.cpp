@@ -6,6 +6,7 @@
 #include <sched.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -42,11 +43,17 @@ int default_threads() {
 
 std::atomic<int> g_threads{0};
 
-// Spins on an atomic, then yields: the machines we run on are often shared.
+// Spins on an atomic briefly, then yields between checks. The yield is what lets a team
+// make progress when two of its threads share one CPU (an oversubscribed or shared machine,
+// or a process pinned to fewer CPUs than threads): a thread spinning out its time slice
+// there stalls the one it waits for, which is how a step that takes microseconds took a
+// whole slice. On an idle CPU sched_yield returns at once, so spinning costs no latency.
+constexpr int kSpinsBeforeYield = 128;
+
 template <class Pred>
 void spin_until(Pred done) {
   for (int i = 0; !done(); ++i) {
-    if (i < 4000)
+    if (i < kSpinsBeforeYield)
       FASTSEQ_PAUSE();
     else
       sched_yield();
@@ -115,10 +122,17 @@ class Pool {
   void worker(int tid) {
     std::uint64_t seen = 0;
     for (;;) {
-      // Spin a little (back-to-back kernel calls, forward then backward), then sleep.
+      // Wait a little for the next job (back-to-back kernel calls, forward then backward),
+      // yielding as in spin_until, then sleep.
       std::uint64_t g = gen_.load(std::memory_order_acquire);
-      for (int i = 0; g == seen && i < 20000; ++i) {
-        FASTSEQ_PAUSE();
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+      for (int i = 0; g == seen; ++i) {
+        if (i < kSpinsBeforeYield) {
+          FASTSEQ_PAUSE();
+        } else {
+          if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) break;
+          sched_yield();
+        }
         g = gen_.load(std::memory_order_acquire);
       }
       if (g == seen) {
