@@ -17,6 +17,9 @@
 //   never changes what is computed for it: results do not depend on the thread count.
 // - The large products (input projection, dx, weight gradients) are OpenBLAS calls on one
 //   thread each, split over the team by independent row or column blocks.
+// - Odd steps visit the blocks backwards (zigzag), so the panels still in L2 from the end of
+//   one step are the first the next step reads; and each block first prefetches the lines of
+//   Gx, y and the reserve its epilogues will touch, which were written long before.
 //
 // Lengths and reverse without copies or gathers: at step s, row b works on time
 // t = reverse ? L_b-1-s : s while s < L_b. The products always run on all B rows of the
