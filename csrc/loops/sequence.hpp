@@ -70,6 +70,17 @@ inline void share(std::int64_t n, int tid, int nt, std::int64_t& lo, std::int64_
   hi = n * (tid + 1) / nt;
 }
 
+// Groups of w adjacent blocks (the last one narrower) out of nb, fixed by position; and this
+// thread's share of whole groups, as blocks [jb0, jb1). Threads own whole groups so that a
+// unit's tile, and with it the order of its sums, never depends on the thread count.
+inline std::int64_t group_count(std::int64_t nb, std::int64_t w) { return (nb + w - 1) / w; }
+inline void share_groups(std::int64_t nb, std::int64_t w, int tid, int nt, std::int64_t& jb0,
+                         std::int64_t& jb1) {
+  share(group_count(nb, w), tid, nt, jb0, jb1);
+  jb0 *= w;
+  jb1 = jb1 * w < nb ? jb1 * w : nb;
+}
+
 // The q-th of n groups of blocks to visit at step s: odd steps go backwards. The panels a
 // step used last are then the first the next step needs, so whatever part of them is still
 // in L2 is hit before it is evicted; a sweep in the same order every step through more
@@ -314,18 +325,10 @@ struct Forward {
     }
   }
 
-  // Groups of blocks, and this thread's share of them as blocks [jb0, jb1).
-  std::int64_t groups() const { return (sh.nb + W - 1) / W; }
-  void own_blocks(int tid, int nt, std::int64_t& jb0, std::int64_t& jb1) const {
-    share(groups(), tid, nt, jb0, jb1);
-    jb0 *= W;
-    jb1 = jb1 * W < sh.nb ? jb1 * W : sh.nb;
-  }
-
   template <int Phase>
   void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, S* h_in,
             S* h_out) const {
-    const std::int64_t n = (jb1 - jb0 + W - 1) / W;
+    const std::int64_t n = group_count(jb1 - jb0, W);
     for (std::int64_t q = 0; q < n; ++q) {
       const std::int64_t jb = jb0 + W * zigzag(s, q, n);
       group<Phase>(s, jb, jb1 - jb < W ? int(jb1 - jb) : W, a, h_in, h_out);
@@ -418,7 +421,7 @@ struct Forward {
     }
     if constexpr (Cell::has_c) copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
     std::int64_t jb0, jb1;
-    f.own_blocks(tid, nt, jb0, jb1);
+    share_groups(sh.nb, W, tid, nt, jb0, jb1);
     for (std::int64_t jb = jb0; jb < jb1; ++jb) {
       const std::int64_t j0 = jb * L;
       const int n = int(H - j0 < L ? H - j0 : L);
@@ -503,17 +506,10 @@ struct Backward {
     return {sh.sc.panels + j0 * G * H + r0 * w, w};
   }
 
-  // Groups of blocks: pairs from an even block where both are full, else single blocks. Fixed
-  // by position, not by the thread's share, so every unit goes through the same tile (and
-  // the same order of sums) whatever the thread count; threads own whole pairs.
+  // Threads own whole pairs of blocks (share_groups); a pair from an even block is one
+  // group of two where both blocks are full, else single blocks.
   static int group_width(std::int64_t jb, std::int64_t H) {
     return (jb % 2 == 0 && (jb + 2) * L <= H) ? 2 : 1;
-  }
-  static std::int64_t pairs(std::int64_t nb) { return (nb + 1) / 2; }
-  static void own_blocks(std::int64_t nb, int tid, int nt, std::int64_t& jb0, std::int64_t& jb1) {
-    share(pairs(nb), tid, nt, jb0, jb1);
-    jb0 *= 2;
-    jb1 = 2 * jb1 < nb ? 2 * jb1 : nb;
   }
 
   // Phase 0: the only product (or GRU reset-before phase A); 1: GRU reset-before phase B;
@@ -600,7 +596,7 @@ struct Backward {
   template <int Phase>
   void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, std::int64_t lda,
             std::int64_t r0, std::int64_t K, S* dgs_out, std::int64_t ldo) const {
-    const std::int64_t n = (jb1 - jb0 + 1) / 2;
+    const std::int64_t n = group_count(jb1 - jb0, 2);
     for (std::int64_t q = 0; q < n; ++q) {
       const std::int64_t jb = jb0 + 2 * zigzag(s, q, n);
       std::int64_t b0 = 0;
@@ -636,7 +632,7 @@ struct Backward {
     if constexpr (Cell::has_c)
       copy_or_zero(sc.dc + lo * H, a.dc_n ? a.dc_n + lo * H : nullptr, (hi - lo) * H);
     std::int64_t jb0, jb1;
-    own_blocks(sh.nb, tid, nt, jb0, jb1);
+    share_groups(sh.nb, 2, tid, nt, jb0, jb1);
     for (std::int64_t jb = jb0; jb < jb1;) {
       const int nv = group_width(jb, H);
       const std::int64_t j0 = jb * L, w = nv * L;
@@ -780,7 +776,7 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
   sh.ldg = Training ? sh.rv.ldg : Cell::G * cfg.H;
   sh.nb = (cfg.H + L - 1) / L;
   using F = Forward<S, Cell, Training, HasLengths>;
-  runtime::parallel_run(team_size<S>(cfg, (sh.nb + F::W - 1) / F::W), &F::team, &sh);
+  runtime::parallel_run(team_size<S>(cfg, group_count(sh.nb, F::W)), &F::team, &sh);
 }
 
 template <class S, class Cell, bool HasLengths>
@@ -795,7 +791,7 @@ void backward_loop(const SeqConfig& cfg, const BackwardArgs<S>& a) {
   sh.sc = BackwardScratch<S>::carve(scv, cfg);
   sh.nb = (cfg.H + L - 1) / L;
   using Bw = Backward<S, Cell, HasLengths>;
-  runtime::parallel_run(team_size<S>(cfg, Bw::pairs(sh.nb)), &Bw::team, &sh);
+  runtime::parallel_run(team_size<S>(cfg, group_count(sh.nb, 2)), &Bw::team, &sh);
 }
 
 }  // namespace FASTSEQ_ISA_NS
