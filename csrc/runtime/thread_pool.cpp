@@ -48,16 +48,24 @@ std::atomic<int> g_threads{0};
 // or a process pinned to fewer CPUs than threads): a thread spinning out its time slice
 // there stalls the one it waits for, which is how a step that takes microseconds took a
 // whole slice. On an idle CPU sched_yield returns at once, so spinning costs no latency.
+// With a deadline it gives up once the deadline has passed (checked every 64 yields) and
+// returns false.
 constexpr int kSpinsBeforeYield = 128;
 
+using Clock = std::chrono::steady_clock;
+
 template <class Pred>
-void spin_until(Pred done) {
+bool spin_until(Pred done, Clock::time_point deadline = Clock::time_point::max()) {
+  const bool bounded = deadline != Clock::time_point::max();
   for (int i = 0; !done(); ++i) {
-    if (i < kSpinsBeforeYield)
+    if (i < kSpinsBeforeYield) {
       FASTSEQ_PAUSE();
-    else
+    } else {
+      if (bounded && (i & 63) == 0 && Clock::now() > deadline) return false;
       sched_yield();
+    }
   }
+  return true;
 }
 
 class Pool {
@@ -123,22 +131,11 @@ class Pool {
     std::uint64_t seen = 0;
     for (;;) {
       // Wait a little for the next job (back-to-back kernel calls, forward then backward),
-      // yielding as in spin_until, then sleep.
-      std::uint64_t g = gen_.load(std::memory_order_acquire);
-      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
-      for (int i = 0; g == seen; ++i) {
-        if (i < kSpinsBeforeYield) {
-          FASTSEQ_PAUSE();
-        } else {
-          if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) break;
-          sched_yield();
-        }
-        g = gen_.load(std::memory_order_acquire);
-      }
-      if (g == seen) {
+      // then sleep.
+      const auto new_job = [&] { return gen_.load(std::memory_order_acquire) != seen; };
+      if (!spin_until(new_job, Clock::now() + std::chrono::milliseconds(2))) {
         std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return gen_.load(std::memory_order_acquire) != seen; });
-        g = gen_.load(std::memory_order_acquire);
+        cv_.wait(lk, new_job);
       }
       TeamFn fn;
       void* ctx;
