@@ -17,14 +17,8 @@ from .cases import Case
 def median_seconds(fn: Callable[[], object], budget: float, min_repeats: int = 3,
                    max_repeats: int = 50) -> float:
     """Median wall time of ``fn`` after one warm-up call, repeating within ``budget`` s."""
-    fn()
-    times: list[float] = []
-    deadline = time.perf_counter() + budget
-    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() < deadline):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return interleaved_medians({"fn": fn}, budget, min_rounds=min_repeats,
+                               max_rounds=max_repeats)["fn"]
 
 
 @contextlib.contextmanager
