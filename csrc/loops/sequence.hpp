@@ -36,6 +36,7 @@
 #include "cells/rnn.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/microkernel.hpp"
+#include "gemm/transpose.hpp"
 #include "loops/layout.hpp"
 #include "runtime/isa.hpp"
 #include "runtime/thread_pool.hpp"
@@ -139,23 +140,22 @@ void team_matmul(int tid, int nt, Op oa, Op ob, std::int64_t m, std::int64_t n, 
 template <class S, int NG>
 void pack_forward(S* panel, std::int64_t ldp, const S* w_hh, std::int64_t H, int g0,
                   std::int64_t j0, int n) {
+  using V = typename gemm::Vec<S>::type;
   constexpr int L = gemm::lanes<S>;
-  // A transpose: W_hh's rows are read contiguously a slice of KB columns at a time, while
-  // the KB panel rows being written (KB·ldp scalars) stay in L1.
-  constexpr std::int64_t KB = 64;
-  for (std::int64_t k0 = 0; k0 < H; k0 += KB) {
-    const std::int64_t k1 = H - k0 < KB ? H : k0 + KB;
-    for (int g = 0; g < NG; ++g) {
-      for (int u = 0; u < L; ++u) {
-        S* dst = panel + g * L + u;
-        if (u < n) {
-          const S* src = w_hh + ((g0 + g) * H + j0 + u) * H;
-          for (std::int64_t k = k0; k < k1; ++k) dst[k * ldp] = src[k];
-        } else {
-          for (std::int64_t k = k0; k < k1; ++k) dst[k * ldp] = S(0);
-        }
-      }
+  // L x L blocks transposed in registers (gemm/transpose.hpp): L rows of W_hh read a vector
+  // at a time, L panel lines written whole; the last H mod L columns one element at a time.
+  const std::int64_t K = H / L * L;
+  for (int g = 0; g < NG; ++g) {
+    const S* src = w_hh + ((g0 + g) * H + j0) * H;
+    S* dst = panel + g * L;
+    for (std::int64_t k0 = 0; k0 < K; k0 += L) {
+      V v[L];
+      for (int u = 0; u < L; ++u) v[u] = u < n ? gemm::vload(src + u * H + k0) : V{};
+      gemm::transpose<S>(v);
+      for (int i = 0; i < L; ++i) gemm::vstore(dst + (k0 + i) * ldp, v[i]);
     }
+    for (std::int64_t k = K; k < H; ++k)
+      for (int u = 0; u < L; ++u) dst[k * ldp + u] = u < n ? src[u * H + k] : S(0);
   }
 }
 
