@@ -34,9 +34,9 @@ def threads(request):
 
 # H = 100 and 257 give the single-gate cells' forward several groups of blocks per thread
 # (the last narrower, its last block partial, down to one unit); B = 17 with H > 128 takes
-# the k-blocked forward product.
+# the k-blocked forward product; B = 1 with several blocks per thread, H mod 16 = 4 and 1.
 SHAPES = [(1, 1, 1, 1), (6, 1, 5, 17), (4, 3, 40, 33), (3, 7, 9, 70), (5, 19, 8, 64),
-          (3, 5, 12, 130), (5, 8, 6, 100), (3, 17, 4, 257)]
+          (3, 5, 12, 130), (5, 8, 6, 100), (3, 17, 4, 257), (4, 1, 7, 100), (3, 1, 6, 257)]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -50,7 +50,7 @@ def test_variant_matches_reference(isa, threads, cell, dtype, T, B, I, H):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("B,H", [(9, 75), (17, 257), (12, 48), (44, 48)])
+@pytest.mark.parametrize("B,H", [(9, 75), (17, 257), (12, 48), (44, 48), (1, 257)])
 def test_same_bits_for_any_thread_count(isa, cell, B, H):
     """A unit's product and epilogue do not depend on which thread owns it, and the large
     products are split into the same blocks for a given count: repeated calls give the same
