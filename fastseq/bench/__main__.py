@@ -1,8 +1,8 @@
 """``python -m fastseq.bench``: fastseq against its other backends and PyTorch.
 
 Prints the machine, ISA, threads and BLAS, then one line per (cell, config, mode,
-threads): median milliseconds (fastseq, Numba and torch timed in interleaved rounds, so
-that their ratios see the same machine load), GFLOP/s, the percentage of a 2048³ SGEMM rate measured
+threads): median milliseconds (fastseq, Numba and torch timed in alternating blocks of calls,
+with a pause before each block for the previous library's idle threads to stop spinning), GFLOP/s, the percentage of a 2048³ SGEMM rate measured
 in this same run at the same thread count, and fastseq's speedup over the reference,
 Numba and torch backends (when installed). Ratios taken in one run on one machine are
 the figures to compare; absolute times move with the machine's load.
@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = args.threads or sorted({1, min(cpus, 2)})
     budget = args.budget if args.budget is not None else (0.15 if args.quick else 0.5)
+    # pause before each block (timing.blocked_medians); none in a --budget 0 smoke run
+    settle = 0.0 if args.budget == 0 else (0.1 if args.quick else 0.3)
     backend = args.backend or fastseq.available_backends()[0]
     others = [b for b in ("numba", "reference") if b != backend and b in fastseq.available_backends()]
     if args.no_reference and "reference" in others:
@@ -71,17 +73,17 @@ def main(argv=None) -> int:
                     calls[other] = timing.fastseq_call(case, other)
             if use_torch:
                 calls["torch"] = timing.torch_call(case)
-            medians = timing.interleaved_medians(calls, budget)
+            medians = timing.blocked_medians(calls, budget, settle=settle)
             ours = medians.pop("fastseq")
-            row = dict(cell=case.cell, T=case.T, B=case.B, I=case.I, H=case.H, mode=case.mode,
-                       threads=case.threads, backend=backend, fastseq_s=ours,
-                       gflops=case.flops / ours / 1e9,
-                       pct_sgemm=100.0 * case.flops / ours / 1e9 / sgemm[case.threads])
+            row = {"cell": case.cell, "T": case.T, "B": case.B, "I": case.I, "H": case.H,
+                   "mode": case.mode, "threads": case.threads, "backend": backend,
+                   "fastseq_s": ours, "gflops": case.flops / ours / 1e9,
+                   "pct_sgemm": 100.0 * case.flops / ours / 1e9 / sgemm[case.threads]}
             row.update({f"{name}_s": seconds for name, seconds in medians.items()})
             if "reference" in others:
                 # the reference is slow: a few calls are enough for a ratio
                 row["reference_s"] = timing.median_seconds(
-                    timing.fastseq_call(case, "reference"), 0.0)
+                    timing.fastseq_call(case, "reference"), 0.0, settle=settle)
         rows.append(row)
         print(report.table([row]).splitlines()[-1] if len(rows) > 1 else report.table([row]), flush=True)
 

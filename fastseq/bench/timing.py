@@ -1,5 +1,5 @@
 """Timers: one call of a case per implementation (inference: a forward in eval mode;
-training: forward + backward), timed in interleaved rounds; the SGEMM reference rate.
+training: forward + backward), timed in blocks (blocked_medians); the SGEMM reference rate.
 Thread counts are pinned for fastseq, NumPy's BLAS and torch alike."""
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from .cases import Case
 
 
 def median_seconds(fn: Callable[[], object], budget: float, min_repeats: int = 3,
-                   max_repeats: int = 50) -> float:
-    """Median wall time of ``fn`` after one warm-up call, repeating within ``budget`` s."""
-    return interleaved_medians({"fn": fn}, budget, min_rounds=min_repeats,
-                               max_rounds=max_repeats)["fn"]
+                   max_repeats: int = 50, settle: float = 0.3) -> float:
+    """Median wall time of ``fn`` after one untimed call, repeating within ``budget`` s."""
+    return blocked_medians({"fn": fn}, budget, rounds=1, settle=settle, min_calls=min_repeats,
+                           max_calls=max_repeats)["fn"]
 
 
 @contextlib.contextmanager
@@ -114,25 +114,37 @@ def torch_call(case: Case) -> Callable[[], object] | None:
     return train_step
 
 
-def interleaved_medians(calls: dict[str, Callable[[], object]], budget: float,
-                        min_rounds: int = 5, max_rounds: int = 50) -> dict[str, float]:
-    """Median wall time of each call, measured in rounds that time every call once.
+def blocked_medians(calls: dict[str, Callable[[], object]], budget: float, rounds: int = 2,
+                    settle: float = 0.3, min_calls: int = 3,
+                    max_calls: int = 50) -> dict[str, float]:
+    """Median wall time of each call, timed in blocks of consecutive calls.
 
-    On a shared machine the load drifts over seconds; interleaving puts each
-    implementation under the same drift, so the ratios between them hold even when the
-    absolute times move. ``budget`` is in seconds per call.
+    Each round gives every implementation one block; with two rounds (A B C A B C) each
+    one sees the load of the machine early and late, so the ratios hold when a shared host
+    drifts. Before each block the process sleeps ``settle`` seconds and makes one untimed
+    call: a multithreaded library's idle workers keep spinning after its last call (NumPy's
+    OpenBLAS for longer than 0.1 s, torch's OpenMP pool for milliseconds), and timed right
+    after, the next implementation's threads would share their cores with those spinners.
+    Timing call by call in alternation, as this benchmark once did, measured exactly that
+    (an LSTM (25,16,512) on 2 threads 7 ms alone, 13 ms after each torch call). ``budget``
+    is in seconds per implementation, split over the rounds.
     """
-    for fn in calls.values():
-        fn()  # warm-up: compilation, first-touch of buffers
     times: dict[str, list[float]] = {name: [] for name in calls}
-    deadline = time.perf_counter() + budget * len(calls)
-    rounds = 0
-    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
+    per_block = budget / rounds
+    block_calls = max(min_calls, max_calls // rounds)
+    for _ in range(rounds):
         for name, fn in calls.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-        rounds += 1
+            if settle > 0:
+                time.sleep(settle)
+            fn()  # untimed: first call, or the first after another library's block
+            block_start = time.perf_counter()
+            count = 0
+            while count < block_calls and (count < min_calls
+                                           or time.perf_counter() - block_start < per_block):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+                count += 1
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
