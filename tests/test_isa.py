@@ -49,13 +49,32 @@ def test_variant_matches_reference(isa, threads, cell, dtype, T, B, I, H):
                    where=f"cpp/{isa}/{threads}t {cell}")
 
 
+# B >= 64 without lengths: the LSTM's forward folds the input projection into the step
+# product (W_ih's panel above W_hh's, k-slices over x_t then h); I below, at and across one
+# k-slice (128), H with partial blocks and several blocks per thread. Every cell runs them.
+FUSED_SHAPES = [(3, 64, 1, 17), (2, 65, 130, 40), (2, 64, 7, 257), (2, 70, 300, 33)]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("B,H", [(9, 75), (17, 257), (12, 48), (44, 48), (1, 257)])
-def test_same_bits_for_any_thread_count(isa, cell, B, H):
+@pytest.mark.parametrize("T,B,I,H", FUSED_SHAPES)
+def test_variant_matches_reference_projection_in_steps(isa, threads, cell, dtype, T, B, I, H,
+                                                      reverse):
+    p = make_problem(cell, T=T, B=B, I=I, H=H, dtype=dtype, reverse=reverse, seed=B + H)
+    assert_matches(run(p, "cpp"), reference_of(p), tolerance(dtype),
+                   where=f"cpp/{isa}/{threads}t {cell}")
+
+
+@pytest.mark.parametrize("lengths", ["vary", None])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("B,H", [(9, 75), (17, 257), (12, 48), (44, 48), (1, 257), (64, 48)])
+def test_same_bits_for_any_thread_count(isa, cell, B, H, lengths):
     """A unit's product and epilogue do not depend on which thread owns it, and the large
     products are split into the same blocks for a given count: repeated calls give the same
-    bits, and 1 and 2 threads agree on every step-loop output."""
-    p = make_problem(cell, T=4, B=B, I=20, H=H, dtype=np.float32, lengths="vary", seed=3)
+    bits, and 1 and 2 threads agree on every step-loop output (the LSTM without lengths at
+    B = 64: with the projection in the steps)."""
+    p = make_problem(cell, T=4, B=B, I=20, H=H, dtype=np.float32, lengths=lengths, seed=3)
     before = fastseq.get_num_threads()
     try:
         fastseq.set_num_threads(2)

@@ -21,13 +21,15 @@ struct Lstm {
   static constexpr bool has_c = true;
   // Reserve gate row: [i f g o] activated; hprev, cprev, tanhc beside it.
 
-  template <bool Training, int L, bool Full>
+  // GxIn: gx holds the input projection (else it is already in acc, and gx is only written).
+  template <bool Training, int L, bool Full, bool GxIn = true>
   FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S pre[4][L] = {}, cp[L] = {}, hp[L] = {};
     for (int g = 0; g < 4; ++g)
-      for (int u = 0; u < n; ++u) pre[g][u] = w.gx[g * H + u] + w.bias[g * H + u];
+      for (int u = 0; u < n; ++u)
+        pre[g][u] = GxIn ? w.gx[g * H + u] + w.bias[g * H + u] : w.bias[g * H + u];
     for (int u = 0; u < n; ++u) {
       cp[u] = w.c[u];
       hp[u] = w.h_in[u];

@@ -23,8 +23,11 @@ struct Rnn {
   static constexpr bool has_c = false;
   // Reserve gate row: [h'] (the activation; its derivative needs nothing else).
 
-  template <bool Training, int L, bool Full>
+  // GxIn is always true: this cell's input projection stays an OpenBLAS GEMM (layout.hpp,
+  // fuses_projection).
+  template <bool Training, int L, bool Full, bool GxIn = true>
   FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
+    static_assert(GxIn);
     const int n = Full ? L : w.n;
     S pre[L] = {}, hp[L] = {}, hn[L];
     for (int u = 0; u < n; ++u) {

@@ -16,7 +16,9 @@
 //   meets at one barrier per step (two for the reset-before GRU). Which thread owns a unit
 //   never changes what is computed for it: results do not depend on the thread count.
 // - The large products (input projection, dx, weight gradients) are OpenBLAS calls on one
-//   thread each, split over the team by independent row or column blocks.
+//   thread each, split over the team by independent row or column blocks. Except the LSTM's
+//   projection from 64 rows on without lengths: folded into the step product (Fused), its
+//   panel above W_hh's, so that the gate pre-activations never go out to memory.
 // - Odd steps visit the blocks backwards (zigzag), so the panels still in L2 from the end of
 //   one step are the first the next step reads; and each block first prefetches the lines of
 //   Gx, y and the reserve its epilogues will touch, which were written long before.
@@ -134,28 +136,29 @@ void team_matmul(int tid, int nt, Op oa, Op ob, std::int64_t m, std::int64_t n, 
   }
 }
 
-// Forward panel of one block of units, k-major with row stride ldp (>= NG·L: the panel of a
-// group of blocks holds them side by side): panel[k·ldp + g·L + u] = W_hh[(g0+g)·H + j0+u, k],
-// zero for u >= n.
+// Forward panel rows [0, K) of one block of units, k-major with row stride ldp (>= NG·L: the
+// panel of a group of blocks holds them side by side), from w (rows of length K, H rows per
+// gate: W_hh, or W_ih with K = I): panel[k·ldp + g·L + u] = w[((g0+g)·H + j0+u)·K + k], zero
+// for u >= n.
 template <class S, int NG>
-void pack_forward(S* panel, std::int64_t ldp, const S* w_hh, std::int64_t H, int g0,
-                  std::int64_t j0, int n) {
+void pack_forward(S* panel, std::int64_t ldp, const S* w, std::int64_t H, std::int64_t K,
+                  int g0, std::int64_t j0, int n) {
   using V = typename gemm::Vec<S>::type;
   constexpr int L = gemm::lanes<S>;
-  // L x L blocks transposed in registers (gemm/transpose.hpp): L rows of W_hh read a vector
-  // at a time, L panel lines written whole; the last H mod L columns one element at a time.
-  const std::int64_t K = H / L * L;
+  // L x L blocks transposed in registers (gemm/transpose.hpp): L rows of w read a vector at
+  // a time, L panel lines written whole; the last K mod L columns one element at a time.
+  const std::int64_t K0 = K / L * L;
   for (int g = 0; g < NG; ++g) {
-    const S* src = w_hh + ((g0 + g) * H + j0) * H;
+    const S* src = w + ((g0 + g) * H + j0) * K;
     S* dst = panel + g * L;
-    for (std::int64_t k0 = 0; k0 < K; k0 += L) {
+    for (std::int64_t k0 = 0; k0 < K0; k0 += L) {
       V v[L];
-      for (int u = 0; u < L; ++u) v[u] = u < n ? gemm::vload(src + u * H + k0) : V{};
+      for (int u = 0; u < L; ++u) v[u] = u < n ? gemm::vload(src + u * K + k0) : V{};
       gemm::transpose<S>(v);
       for (int i = 0; i < L; ++i) gemm::vstore(dst + (k0 + i) * ldp, v[i]);
     }
-    for (std::int64_t k = K; k < H; ++k)
-      for (int u = 0; u < L; ++u) dst[k * ldp + u] = u < n ? src[u * H + k] : S(0);
+    for (std::int64_t k = K0; k < K; ++k)
+      for (int u = 0; u < L; ++u) dst[k * ldp + u] = u < n ? src[u * K + k] : S(0);
   }
 }
 
@@ -181,9 +184,13 @@ struct FwdShared {
   S* gates;
   std::int64_t ldg;
   std::int64_t nb;  // blocks of L units
+  std::int64_t kp;  // rows of each forward panel (forward_panel_rows)
 };
 
-template <class S, class Cell, bool Training, bool HasLengths>
+// Fused: the input projection is folded into the step product (layout.hpp,
+// fuses_projection): the panels hold W_ihᵀ above W_hhᵀ, the k-slices of each step run over
+// x_t's rows and then h, and the epilogues find no Gx to add.
+template <class S, class Cell, bool Training, bool HasLengths, bool Fused = false>
 struct Forward {
   static constexpr int L = gemm::lanes<S>;
   static constexpr int G = Cell::G;
@@ -278,7 +285,7 @@ struct Forward {
 #undef FASTSEQ_CALL
         }
       } else {
-#define FASTSEQ_CALL(full) Cell::template forward<Training, L, full>(w)
+#define FASTSEQ_CALL(full) Cell::template forward<Training, L, full, !Fused>(w)
         FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
 #undef FASTSEQ_CALL
       }
@@ -287,9 +294,9 @@ struct Forward {
 
   // Panels of the group from block jb: every group before it is W blocks wide, so it starts
   // at jb·L·H·NG whatever the widths (the panels of all blocks fill H · nb·L · NG).
-  const S* panel1(std::int64_t jb) const { return sh.sc.panels + jb * H * NG1 * L; }
+  const S* panel1(std::int64_t jb) const { return sh.sc.panels + jb * sh.kp * NG1 * L; }
   const S* panel2(std::int64_t jb) const {
-    return sh.sc.panels + sh.nb * H * NG1 * L + jb * H * L;
+    return sh.sc.panels + sh.nb * sh.kp * NG1 * L + jb * H * L;
   }
 
   // The lines of the big planes (Gx, y, the reserve) that block j0's epilogues will touch at
@@ -309,7 +316,7 @@ struct Forward {
       for (std::int64_t g = 0; g < gates; ++g) {
         if constexpr (Training)
           __builtin_prefetch(gx + g * H, 1);  // activations are written back in place
-        else
+        else if constexpr (!Fused)
           __builtin_prefetch(gx + g * H, 0);
       }
       if constexpr (last_phase) __builtin_prefetch(sh.a->y + row * H + j0, 1);
@@ -345,25 +352,45 @@ struct Forward {
     constexpr int NV = St::NV;
     for (int v = 0; v < NB; ++v) prefetch_block<Phase>(s, (jb + v) * L);
     St st{*this, s, jb * L, a, Phase == 0 ? panel1(jb) : panel2(jb), h_in, h_out};
-    if (B >= kb_min_rows && H > KC) {
+    if (Fused || (B >= kb_min_rows && H > KC)) {
       // k-blocked: a KC-row slice of the panel stays in L1 while every row tile of a
       // chunk of rows passes over it; partial sums wait in part, the epilogue follows
-      // the last slice.
+      // the last slice. Fused, the slices run over x_t's rows first (panel rows [0, I)).
+      const S* x_t = sh.sc.xs + (s % 2) * B * sh.sc.ldx;  // staged by stage_x
+      const std::int64_t I = sh.cfg->I, ldx = sh.sc.ldx;
       for (std::int64_t c0 = 0; c0 < B; c0 += KB_ROWS) {
         const std::int64_t rows = B - c0 < KB_ROWS ? B - c0 : KB_ROWS;
         alignas(64) S part[KB_ROWS * NV * L];
-        for (std::int64_t k0 = 0; k0 < H; k0 += KC) {
-          KSlice<NV> ks{a + c0 * ldh + k0, ldh, st.panel + k0 * NV * L, H - k0 < KC ? H - k0 : KC,
-                        part, k0 > 0};
-          std::int64_t b0 = 0;
-          gemm::for_row_blocks<gemm::max_rows<NV>>(rows, b0, ks);
-        }
+        bool first = true;
+        const auto slices = [&](const S* in, std::int64_t ld, std::int64_t K, const S* p) {
+          for (std::int64_t k0 = 0; k0 < K; k0 += KC) {
+            KSlice<NV> ks{in + c0 * ld + k0, ld, p + k0 * NV * L, K - k0 < KC ? K - k0 : KC,
+                          part, !first};
+            first = false;
+            std::int64_t b0 = 0;
+            gemm::for_row_blocks<gemm::max_rows<NV>>(rows, b0, ks);
+          }
+        };
+        if constexpr (Fused) slices(x_t, ldx, I, st.panel);
+        slices(a, ldh, H, st.panel + (Fused ? I : 0) * NV * L);
         for (std::int64_t r = 0; r < rows; ++r) st.epilogues(c0 + r, part + r * NV * L);
       }
       return;
     }
     std::int64_t b0 = 0;
     gemm::for_row_blocks<gemm::max_rows<NV>>(B, b0, st);
+  }
+
+  // Fused: rows [b_lo, b_hi) of x at step s into the step's staging buffer (double-buffered:
+  // step s reads buffer s mod 2 while the team fills the other one for step s + 1). x's own
+  // rows are I scalars apart: at I = 512 in float32 the rows of a k-slice fall into a
+  // quarter of the L1's sets and evict one another; the staged rows are padded like h.
+  void stage_x(std::int64_t s, std::int64_t b_lo, std::int64_t b_hi) const {
+    if (s >= T) return;
+    const std::int64_t I = sh.cfg->I;
+    const S* x_t = sh.a->x + (reverse ? T - 1 - s : s) * B * I;  // no lengths when fused
+    S* dst = sh.sc.xs + (s % 2) * B * sh.sc.ldx;
+    for (std::int64_t b = b_lo; b < b_hi; ++b) copy(dst + b * sh.sc.ldx, x_t + b * I, I);
   }
 
   // k-blocking of the forward product: KC panel rows per slice, KB_ROWS batch rows per chunk
@@ -428,14 +455,25 @@ struct Forward {
       // Block jb is block v of the group from block jg, side by side with the others.
       const std::int64_t jg = jb / W * W, v = jb - jg;
       const std::int64_t ldp = (sh.nb - jg < W ? sh.nb - jg : W) * NG1 * L;
-      pack_forward<S, NG1>(const_cast<S*>(f.panel1(jg)) + v * NG1 * L, ldp, a.w_hh, H, 0, j0, n);
+      S* p = const_cast<S*>(f.panel1(jg)) + v * NG1 * L;
+      if constexpr (Fused) {
+        pack_forward<S, NG1>(p, ldp, a.w_ih, H, I, 0, j0, n);
+        p += I * ldp;
+      }
+      pack_forward<S, NG1>(p, ldp, a.w_hh, H, H, 0, j0, n);
       if constexpr (Cell::two_products)
-        pack_forward<S, 1>(const_cast<S*>(f.panel2(jb)), L, a.w_hh, H, 2, j0, n);
+        pack_forward<S, 1>(const_cast<S*>(f.panel2(jb)), L, a.w_hh, H, H, 2, j0, n);
     }
 
     // 1. Input projection for all T steps at once: Gx = X · W_ihᵀ, written straight into
-    //    the gate plane the epilogue then overwrites in place.
-    team_matmul<S>(tid, nt, Op::N, Op::T, N, GH, I, a.x, I, a.w_ih, I, sh.gates, sh.ldg);
+    //    the gate plane the epilogue then overwrites in place. (Fused: in the steps.)
+    std::int64_t xlo = 0, xhi = 0;  // fused: this thread's rows of x to stage
+    if constexpr (Fused) {
+      share(B, tid, nt, xlo, xhi);
+      f.stage_x(0, xlo, xhi);
+    } else {
+      team_matmul<S>(tid, nt, Op::N, Op::T, N, GH, I, a.x, I, a.w_ih, I, sh.gates, sh.ldg);
+    }
     team_barrier(nt);
 
     // 2. The sequential part: per step one product tile per block of units and rows, the
@@ -450,6 +488,7 @@ struct Forward {
         team_barrier(nt);
       } else {
         f.template step<0>(s, jb0, jb1, h_cur, h_cur, h_nxt);
+        if constexpr (Fused) f.stage_x(s + 1, xlo, xhi);
         team_barrier(nt);
         S* tmp = h_cur;
         h_cur = h_nxt;
@@ -775,8 +814,17 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
   sh.gates = Training ? sh.rv.gates : sh.sc.gates;
   sh.ldg = Training ? sh.rv.ldg : Cell::G * cfg.H;
   sh.nb = (cfg.H + L - 1) / L;
+  sh.kp = forward_panel_rows(cfg);
   using F = Forward<S, Cell, Training, HasLengths>;
-  runtime::parallel_run(team_size<S>(cfg, group_count(sh.nb, F::W)), &F::team, &sh);
+  const int nt = team_size<S>(cfg, group_count(sh.nb, F::W));
+  if constexpr (!HasLengths && Cell::kind == CellKind::lstm) {
+    if (fuses_projection(cfg)) {
+      using FF = Forward<S, Cell, Training, false, true>;
+      runtime::parallel_run(nt, &FF::team, &sh);
+      return;
+    }
+  }
+  runtime::parallel_run(nt, &F::team, &sh);
 }
 
 template <class S, class Cell, bool HasLengths>
