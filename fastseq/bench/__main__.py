@@ -43,7 +43,8 @@ def main(argv=None) -> int:
     threads = args.threads or sorted({1, min(cpus, 2)})
     budget = args.budget if args.budget is not None else (0.15 if args.quick else 0.5)
     # pause before each block (timing.blocked_medians); none in a --budget 0 smoke run
-    settle = 0.0 if args.budget == 0 else (0.1 if args.quick else 0.3)
+    settle = 0.0 if args.budget == 0 else (0.1 if args.quick else 0.2)
+    rounds = 2 if args.quick else 4
     backend = args.backend or fastseq.available_backends()[0]
     others = [b for b in ("numba", "reference") if b != backend and b in fastseq.available_backends()]
     if args.no_reference and "reference" in others:
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
                     calls[other] = timing.fastseq_call(case, other)
             if use_torch:
                 calls["torch"] = timing.torch_call(case)
-            medians = timing.blocked_medians(calls, budget, settle=settle)
+            medians = timing.blocked_medians(calls, budget, rounds=rounds, settle=settle)
             ours = medians.pop("fastseq")
             row = {"cell": case.cell, "T": case.T, "B": case.B, "I": case.I, "H": case.H,
                    "mode": case.mode, "threads": case.threads, "backend": backend,

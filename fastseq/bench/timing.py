@@ -15,7 +15,7 @@ from .cases import Case
 
 
 def median_seconds(fn: Callable[[], object], budget: float, min_repeats: int = 3,
-                   max_repeats: int = 50, settle: float = 0.3) -> float:
+                   max_repeats: int = 50, settle: float = 0.2) -> float:
     """Median wall time of ``fn`` after one untimed call, repeating within ``budget`` s."""
     return blocked_medians({"fn": fn}, budget, rounds=1, settle=settle, min_calls=min_repeats,
                            max_calls=max_repeats)["fn"]
@@ -114,17 +114,17 @@ def torch_call(case: Case) -> Callable[[], object] | None:
     return train_step
 
 
-def blocked_medians(calls: dict[str, Callable[[], object]], budget: float, rounds: int = 2,
-                    settle: float = 0.3, min_calls: int = 3,
-                    max_calls: int = 50) -> dict[str, float]:
+def blocked_medians(calls: dict[str, Callable[[], object]], budget: float, rounds: int = 4,
+                    settle: float = 0.2, min_calls: int = 3,
+                    max_calls: int = 60) -> dict[str, float]:
     """Median wall time of each call, timed in blocks of consecutive calls.
 
-    Each round gives every implementation one block; with two rounds (A B C A B C) each
-    one sees the load of the machine early and late, so the ratios hold when a shared host
-    drifts. Before each block the process sleeps ``settle`` seconds and makes one untimed
-    call: a multithreaded library's idle workers keep spinning after its last call (NumPy's
-    OpenBLAS for longer than 0.1 s, torch's OpenMP pool for milliseconds), and timed right
-    after, the next implementation's threads would share their cores with those spinners.
+    Each round gives every implementation one block (A B C A B C ...), so each one sees the
+    load of a shared host as it drifts, and the ratios hold. Before each block the process
+    sleeps ``settle`` seconds and makes one untimed call: a multithreaded library's idle
+    workers keep spinning after its last call (NumPy's OpenBLAS about 85 ms of CPU within
+    150 ms, torch's OpenMP pool 5-10 ms), and timed right after, the next implementation's
+    threads would share their cores with those spinners.
     Timing call by call in alternation, as this benchmark once did, measured exactly that
     (an LSTM (25,16,512) on 2 threads 7 ms alone, 13 ms after each torch call). ``budget``
     is in seconds per implementation, split over the rounds.
