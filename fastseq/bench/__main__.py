@@ -1,10 +1,10 @@
 """``python -m fastseq.bench``: fastseq against its other backends and PyTorch.
 
 Prints the machine, ISA, threads and BLAS, then one line per (cell, config, mode,
-threads): median milliseconds (fastseq, Numba and torch timed in alternating blocks of calls,
-with a pause before each block for the previous library's idle threads to stop spinning), GFLOP/s, the percentage of a 2048³ SGEMM rate measured
-in this same run at the same thread count, and fastseq's speedup over the reference,
-Numba and torch backends (when installed). Ratios taken in one run on one machine are
+threads): median milliseconds (fastseq and torch timed call by call in alternation, the
+Numba and reference backends apart: see timing.alternating_medians), GFLOP/s, the
+percentage of a 2048³ SGEMM rate measured in this same run at the same thread count, and
+fastseq's speedup over the reference, Numba and torch backends (when installed). Ratios taken in one run on one machine are
 the figures to compare; absolute times move with the machine's load.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import fastseq
 
@@ -42,9 +43,8 @@ def main(argv=None) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = args.threads or sorted({1, min(cpus, 2)})
     budget = args.budget if args.budget is not None else (0.15 if args.quick else 0.5)
-    # pause before each block (timing.blocked_medians); none in a --budget 0 smoke run
-    settle = 0.0 if args.budget == 0 else (0.1 if args.quick else 0.2)
-    rounds = 2 if args.quick else 4
+    # --budget 0 is a smoke run: no pauses
+    pause, settle = (0.0, 0.0) if args.budget == 0 else (0.02, 0.2)
     backend = args.backend or fastseq.available_backends()[0]
     others = [b for b in ("numba", "reference") if b != backend and b in fastseq.available_backends()]
     if args.no_reference and "reference" in others:
@@ -68,13 +68,18 @@ def main(argv=None) -> int:
     rows = []
     for case in cases_mod.grid(args.quick, threads, args.cells):
         with timing.pinned_threads(case.threads):
+            # fastseq and torch call by call in alternation (the ratio that matters most);
+            # the Numba and reference backends apart, after them: their BLAS is NumPy's,
+            # whose idle workers spin too long to alternate with (timing.alternating_medians).
             calls = {"fastseq": timing.fastseq_call(case, backend)}
-            for other in others:
-                if other != "reference":
-                    calls[other] = timing.fastseq_call(case, other)
             if use_torch:
                 calls["torch"] = timing.torch_call(case)
-            medians = timing.blocked_medians(calls, budget, rounds=rounds, settle=settle)
+            time.sleep(settle)  # the previous case's Numba or reference calls
+            medians = timing.alternating_medians(calls, budget, pause=pause)
+            for other in others:
+                if other != "reference":
+                    medians[other] = timing.median_seconds(
+                        timing.fastseq_call(case, other), budget, settle=settle)
             ours = medians.pop("fastseq")
             row = {"cell": case.cell, "T": case.T, "B": case.B, "I": case.I, "H": case.H,
                    "mode": case.mode, "threads": case.threads, "backend": backend,

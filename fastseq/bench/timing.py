@@ -1,5 +1,6 @@
 """Timers: one call of a case per implementation (inference: a forward in eval mode;
-training: forward + backward), timed in blocks (blocked_medians); the SGEMM reference rate.
+training: forward + backward), timed in alternation (alternating_medians) or alone
+(median_seconds); the SGEMM reference rate.
 Thread counts are pinned for fastseq, NumPy's BLAS and torch alike."""
 from __future__ import annotations
 
@@ -16,9 +17,15 @@ from .cases import Case
 
 def median_seconds(fn: Callable[[], object], budget: float, min_repeats: int = 3,
                    max_repeats: int = 50, settle: float = 0.2) -> float:
-    """Median wall time of ``fn`` after one untimed call, repeating within ``budget`` s."""
-    return blocked_medians({"fn": fn}, budget, rounds=1, settle=settle, min_calls=min_repeats,
-                           max_calls=max_repeats)["fn"]
+    """Median wall time of ``fn`` after one untimed call, repeating within ``budget`` s.
+
+    It first sleeps ``settle`` seconds, so that the idle workers of whatever ran before
+    (NumPy's OpenBLAS spins for about 85 ms of CPU within 150 ms of a call) have stopped.
+    """
+    if settle > 0:
+        time.sleep(settle)
+    return alternating_medians({"fn": fn}, budget, pause=0.0, min_rounds=min_repeats,
+                               max_rounds=max_repeats)["fn"]
 
 
 @contextlib.contextmanager
@@ -114,37 +121,35 @@ def torch_call(case: Case) -> Callable[[], object] | None:
     return train_step
 
 
-def blocked_medians(calls: dict[str, Callable[[], object]], budget: float, rounds: int = 4,
-                    settle: float = 0.2, min_calls: int = 3,
-                    max_calls: int = 60) -> dict[str, float]:
-    """Median wall time of each call, timed in blocks of consecutive calls.
+def alternating_medians(calls: dict[str, Callable[[], object]], budget: float,
+                        pause: float = 0.02, min_rounds: int = 5,
+                        max_rounds: int = 50) -> dict[str, float]:
+    """Median wall time of each call, measured in rounds that time every call once.
 
-    Each round gives every implementation one block (A B C A B C ...), so each one sees the
-    load of a shared host as it drifts, and the ratios hold. Before each block the process
-    sleeps ``settle`` seconds and makes one untimed call: a multithreaded library's idle
-    workers keep spinning after its last call (NumPy's OpenBLAS about 85 ms of CPU within
-    150 ms, torch's OpenMP pool 5-10 ms), and timed right after, the next implementation's
-    threads would share their cores with those spinners.
-    Timing call by call in alternation, as this benchmark once did, measured exactly that
-    (an LSTM (25,16,512) on 2 threads 7 ms alone, 13 ms after each torch call). ``budget``
-    is in seconds per implementation, split over the rounds.
+    On a shared host the load drifts over seconds; alternating call by call puts every
+    implementation under the same drift, so the ratios between them hold even when the
+    absolute times move. Between two calls the process sleeps ``pause`` seconds: a
+    multithreaded library's idle workers keep spinning for a while after its call (torch's
+    OpenMP pool 5-10 ms of CPU, fastseq's team at most 2 ms), and timed right after, the
+    next implementation's threads would share their cores with those spinners (measured
+    without the pause: an LSTM (25,16,512) on 2 threads, 7 ms alone, 13 ms after each torch
+    call). NumPy's OpenBLAS spins for about 150 ms, too long to wait out between calls:
+    time what calls it (the Numba and reference backends) with median_seconds, apart.
+    ``budget`` is in seconds per call.
     """
+    for fn in calls.values():
+        fn()  # warm-up: compilation, first-touch of buffers
     times: dict[str, list[float]] = {name: [] for name in calls}
-    per_block = budget / rounds
-    block_calls = max(min_calls, max_calls // rounds)
-    for _ in range(rounds):
+    deadline = time.perf_counter() + budget * len(calls)
+    rounds = 0
+    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
         for name, fn in calls.items():
-            if settle > 0:
-                time.sleep(settle)
-            fn()  # untimed: first call, or the first after another library's block
-            block_start = time.perf_counter()
-            count = 0
-            while count < block_calls and (count < min_calls
-                                           or time.perf_counter() - block_start < per_block):
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-                count += 1
+            if pause > 0:
+                time.sleep(pause)
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+        rounds += 1
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
