@@ -25,11 +25,9 @@ struct GruAfter {
   static constexpr bool two_products = false;
   static constexpr bool has_c = false;
 
-  // bias: [b_ir + b_hr, b_iz + b_hz, b_in]; bhn = b_hn. GxIn is always true: the input
-  // projection is never folded into this cell's product (layout.hpp, fuses_projection).
-  template <bool Training, int L, bool Full, bool GxIn = true>
+  // bias: [b_ir + b_hr, b_iz + b_hz, b_in]; bhn = b_hn.
+  template <bool Training, int L, bool Full>
   FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
-    static_assert(GxIn);
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S pre[3][L] = {}, bn[L] = {}, hp[L] = {};

@@ -21,7 +21,8 @@ struct Lstm {
   static constexpr bool has_c = true;
   // Reserve gate row: [i f g o] activated; hprev, cprev, tanhc beside it.
 
-  // GxIn: gx holds the input projection (else it is already in acc, and gx is only written).
+  // GxIn: gx holds the input projection; false where the loop folded it into acc
+  // (loops/layout.hpp, fuses_projection), and gx is only written.
   template <bool Training, int L, bool Full, bool GxIn = true>
   FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
     const int n = Full ? L : w.n;

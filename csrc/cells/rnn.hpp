@@ -23,11 +23,8 @@ struct Rnn {
   static constexpr bool has_c = false;
   // Reserve gate row: [h'] (the activation; its derivative needs nothing else).
 
-  // GxIn is always true: this cell's input projection stays an OpenBLAS GEMM (layout.hpp,
-  // fuses_projection).
-  template <bool Training, int L, bool Full, bool GxIn = true>
+  template <bool Training, int L, bool Full>
   FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
-    static_assert(GxIn);
     const int n = Full ? L : w.n;
     S pre[L] = {}, hp[L] = {}, hn[L];
     for (int u = 0; u < n; ++u) {

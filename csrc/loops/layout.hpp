@@ -45,15 +45,16 @@ inline std::int64_t padded_ld(std::int64_t width) {
 // multiplies [x_t | h]. One product at the micro-kernel's rate instead of an OpenBLAS GEMM
 // whose (T·B, 4H) result goes out to memory and comes back, a cache miss per line, in the
 // epilogues. Measured in alternation with the unfused loop (LSTM (50,64,512) inference):
-// 3-6 % faster on 1 thread, 5-13 % on 2. Where it does not pay, it is not used:
+// 3-8 % faster on 1 thread, 5-13 % on 2. Where it does not pay, it is not used:
 // - fewer rows: the fused panel, twice W_hh's, streams from L3 at every step for fewer FMAs
 //   per byte (LSTM (100,32,1024): 16-27 % slower);
 // - the Elman RNN: its W_hh panel (1 MiB at H = 512) stays in L2, the fused one would not
 //   (no gain at (50,64,512), up to 5 % slower on 2 threads);
 // - the GRU: its n gate keeps x's and h's parts apart, they cannot share one sum.
 inline constexpr std::int64_t kFuseMinRows = 64;
+inline constexpr bool can_fuse_projection(CellKind cell) { return cell == CellKind::lstm; }
 inline bool fuses_projection(const SeqConfig& cfg) {
-  return cfg.cell == CellKind::lstm && cfg.B >= kFuseMinRows;
+  return can_fuse_projection(cfg.cell) && cfg.B >= kFuseMinRows;
 }
 
 // Rows (k) of the forward panels: H, or I + H where the projection may be folded in.

@@ -199,10 +199,10 @@ struct Forward {
   static constexpr int NG1 = Cell::two_products ? 2 : G;
   // Blocks of L units per panel. A single-gate cell's panel of one block gives (AVX-512)
   // tiles of 16 rows × 1 vector: 17 loads per 16 FMAs, load-bound. Four blocks side by side
-  // give the LSTM's 4 rows × 4 vectors: 8 loads per 16 FMAs. The groups are fixed by position (group
-  // q: blocks [q·W, q·W + W), the last one narrower), and threads own whole groups, so a
-  // unit's tile shape, and with it the order of its sum over k, never depends on the thread
-  // count.
+  // give the LSTM's 4 rows × 4 vectors: 8 loads per 16 FMAs. The groups are fixed by
+  // position (group q: blocks [q·W, q·W + W), the last one narrower), and threads own whole
+  // groups, so a unit's tile shape, and with it the order of its sum over k, never depends
+  // on the thread count.
   static constexpr int W = G == 1 ? 4 : 1;
 
   const FwdShared<S>& sh;
@@ -285,15 +285,21 @@ struct Forward {
 #undef FASTSEQ_CALL
         }
       } else {
-#define FASTSEQ_CALL(full) Cell::template forward<Training, L, full, !Fused>(w)
-        FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+        if constexpr (Fused) {
+#define FASTSEQ_CALL(full) Cell::template forward<Training, L, full, false>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
 #undef FASTSEQ_CALL
+        } else {
+#define FASTSEQ_CALL(full) Cell::template forward<Training, L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        }
       }
     }
   };
 
   // Panels of the group from block jb: every group before it is W blocks wide, so it starts
-  // at jb·L·H·NG whatever the widths (the panels of all blocks fill H · nb·L · NG).
+  // at jb·L·kp·NG whatever the widths (the panels of all blocks fill kp · nb·L · NG).
   const S* panel1(std::int64_t jb) const { return sh.sc.panels + jb * sh.kp * NG1 * L; }
   const S* panel2(std::int64_t jb) const {
     return sh.sc.panels + sh.nb * sh.kp * NG1 * L + jb * H * L;
@@ -355,9 +361,8 @@ struct Forward {
     if (Fused || (B >= kb_min_rows && H > KC)) {
       // k-blocked: a KC-row slice of the panel stays in L1 while every row tile of a
       // chunk of rows passes over it; partial sums wait in part, the epilogue follows
-      // the last slice. Fused, the slices run over x_t's rows first (panel rows [0, I)).
-      const S* x_t = sh.sc.xs + (s % 2) * B * sh.sc.ldx;  // staged by stage_x
-      const std::int64_t I = sh.cfg->I, ldx = sh.sc.ldx;
+      // the last slice. Fused, the slices run over x_t's rows (staged by stage_x) first,
+      // panel rows [0, I).
       for (std::int64_t c0 = 0; c0 < B; c0 += KB_ROWS) {
         const std::int64_t rows = B - c0 < KB_ROWS ? B - c0 : KB_ROWS;
         alignas(64) S part[KB_ROWS * NV * L];
@@ -371,8 +376,12 @@ struct Forward {
             gemm::for_row_blocks<gemm::max_rows<NV>>(rows, b0, ks);
           }
         };
-        if constexpr (Fused) slices(x_t, ldx, I, st.panel);
-        slices(a, ldh, H, st.panel + (Fused ? I : 0) * NV * L);
+        std::int64_t kh = 0;  // the panel row h's slices start at
+        if constexpr (Fused) {
+          kh = sh.cfg->I;
+          slices(sh.sc.xs + (s % 2) * B * sh.sc.ldx, sh.sc.ldx, kh, st.panel);
+        }
+        slices(a, ldh, H, st.panel + kh * NV * L);
         for (std::int64_t r = 0; r < rows; ++r) st.epilogues(c0 + r, part + r * NV * L);
       }
       return;
@@ -817,7 +826,7 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
   sh.kp = forward_panel_rows(cfg);
   using F = Forward<S, Cell, Training, HasLengths>;
   const int nt = team_size<S>(cfg, group_count(sh.nb, F::W));
-  if constexpr (!HasLengths && Cell::kind == CellKind::lstm) {
+  if constexpr (!HasLengths && can_fuse_projection(Cell::kind)) {
     if (fuses_projection(cfg)) {
       using FF = Forward<S, Cell, Training, false, true>;
       runtime::parallel_run(nt, &FF::team, &sh);

@@ -4,8 +4,9 @@ Prints the machine, ISA, threads and BLAS, then one line per (cell, config, mode
 threads): median milliseconds (fastseq and torch timed call by call in alternation, the
 Numba and reference backends apart: see timing.alternating_medians), GFLOP/s, the
 percentage of a 2048³ SGEMM rate measured in this same run at the same thread count, and
-fastseq's speedup over the reference, Numba and torch backends (when installed). Ratios taken in one run on one machine are
-the figures to compare; absolute times move with the machine's load.
+fastseq's speedup over the reference, Numba and torch backends (when installed). Ratios
+taken in one run on one machine are the figures to compare; absolute times move with the
+machine's load.
 """
 from __future__ import annotations
 
