@@ -46,10 +46,7 @@ struct GruAfter {
       hnew[u] = (S(1) - z[u]) * nn[u] + z[u] * hp[u];
     }
     if constexpr (Training) {
-      put(w.gx, r, n);
-      put(w.gx + H, z, n);
-      put(w.gx + 2 * H, nn, n);
-      put(w.gx + 3 * H, hn, n);
+      put_gates(w.gx, H, n, r, z, nn, hn);
       put(w.hprev, hp, n);
     }
     put(w.h_out, hnew, n);
@@ -77,13 +74,8 @@ struct GruAfter {
       dnr[u] = dn[u] * r;
       dd[u] = dht[u] * z;
     }
-    put(w.gates, dr, n);
-    put(w.gates + H, dz, n);
-    put(w.gates + 2 * H, dn, n);
-    put(w.gates + 3 * H, dnr, n);
-    put(w.dgs, dr, n);
-    put(w.dgs + H, dz, n);
-    put(w.dgs + 2 * H, dnr, n);
+    put_gates(w.gates, H, n, dr, dz, dn, dnr);
+    put_gates(w.dgs, H, n, dr, dz, dnr);
     put(w.dhd, dd, n);
   }
 };
@@ -115,8 +107,7 @@ struct GruBefore {
     put(w.rh, v, n);
     put(w.z, z, n);
     if constexpr (Training) {
-      put(w.gx, r, n);
-      put(w.gx + H, z, n);
+      put_gates(w.gx, H, n, r, z);
       put(w.hprev, hp, n);
       put(w.rh_keep, v, n);
     }
@@ -163,8 +154,7 @@ struct GruBefore {
       dz[u] = dht[u] * (hp[u] - nn[u]) * z[u] * (S(1) - z[u]);
       dd[u] = dht[u] * z[u];
     }
-    put(w.gates + H, dz, n);
-    put(w.gates + 2 * H, dn, n);
+    put_gates(w.gates + H, H, n, dz, dn);
     put(w.dn, dn, n);
     put(w.dhd, dd, n);
   }
@@ -187,8 +177,7 @@ struct GruBefore {
       dh[u] = dd[u] + w.acc[u] * r[u];
     }
     put(w.gates, dr, n);
-    put(w.dgs, dr, n);
-    put(w.dgs + H, dz, n);
+    put_gates(w.dgs, H, n, dr, dz);
     put(w.dhd, dh, n);
   }
 };

@@ -46,10 +46,7 @@ struct Lstm {
       hn[u] = og[u] * tc[u];
     }
     if constexpr (Training) {
-      put(w.gx, ig, n);
-      put(w.gx + H, fg, n);
-      put(w.gx + 2 * H, gg, n);
-      put(w.gx + 3 * H, og, n);
+      put_gates(w.gx, H, n, ig, fg, gg, og);
       put(w.hprev, hp, n);
       put(w.cprev, cp, n);
       put(w.tanhc, tc, n);
@@ -83,11 +80,8 @@ struct Lstm {
       d_o[u] = dht[u] * tc[u] * o * (S(1) - o);
       dcn[u] = dct * f;
     }
-    const S* d[4] = {di, df, dg, d_o};
-    for (int g = 0; g < 4; ++g) {
-      put(w.gates + g * H, d[g], n);
-      put(w.dgs + g * H, d[g], n);
-    }
+    put_gates(w.gates, H, n, di, df, dg, d_o);
+    put_gates(w.dgs, H, n, di, df, dg, d_o);
     put(w.dc, dcn, n);
     put_zeros(w.dhd, n);
   }

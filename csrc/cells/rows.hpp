@@ -43,6 +43,14 @@ template <class S>
 FASTSEQ_INLINE void put_zeros(S* dst, int n) {
   for (int u = 0; u < n; ++u) dst[u] = S(0);
 }
+// Consecutive gates into a gate-plane row, where gate g is at +g·H: put(row + g·H, the g-th
+// of gates). One put per gate, as written out by hand (a loop over the gates made GCC split
+// one of the reset-before GRU's stores into pieces).
+template <class S, class... Gates>
+FASTSEQ_INLINE void put_gates(S* row, std::int64_t H, int n, const Gates&... gates) {
+  std::int64_t off = 0;
+  ((put(row + off, gates, n), off += H), ...);
+}
 
 template <class S>
 struct BwdRow {
