@@ -16,7 +16,8 @@ def test_bench_quick_rnn_one_thread(tmp_path, capsys):
     assert len(data["cases"]) == 4  # 2 quick configs x inference/training
     for case in data["cases"]:
         assert case["cell"] == "rnn" and case["threads"] == 1
-        assert case["fastseq_s"] > 0 and case["gflops"] > 0
+        assert case["fastseq_s"] > 0 and case["gflops"] > 0 and case["sgemm_gflops"] > 0
+        assert abs(case["pct_sgemm"] - 100 * case["gflops"] / case["sgemm_gflops"]) < 1e-9
     assert data["overhead_us"] > 0 and data["sgemm_gflops"]["1"] > 0
     table = md.read_text().splitlines()
     assert table[0].startswith("| cell |") and len(table) == 2 + 4

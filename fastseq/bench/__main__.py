@@ -63,20 +63,27 @@ def main(argv=None) -> int:
     print(f"measuring backend {backend!r}; compared with {others + (['torch'] if use_torch else [])}")
     sgemm = {n: timing.sgemm_rate(n) for n in threads}
     for n, rate in sgemm.items():
-        print(f"SGEMM 2048^3 (OpenBLAS via NumPy), {n} thread(s): {rate:.1f} GFLOP/s")
+        print(f"SGEMM 2048^3 (OpenBLAS via NumPy), {n} thread(s): {rate:.1f} GFLOP/s alone; "
+              "each case's % SGEMM uses the SGEMM timed in its own rounds")
     print(flush=True)
+    sgemm_fn, sgemm_flops = timing.sgemm_call()
 
     rows = []
     for case in cases_mod.grid(args.quick, threads, args.cells):
         with timing.pinned_threads(case.threads):
-            # fastseq and torch call by call in alternation (the ratio that matters most);
-            # the Numba and reference backends apart, after them: their BLAS is NumPy's,
-            # whose idle workers spin too long to alternate with (timing.alternating_medians).
-            calls = {"fastseq": timing.fastseq_call(case, backend)}
+            # The SGEMM yardstick, fastseq and torch call by call in alternation: the host's
+            # load drifts over seconds, and these are the ratios that matter (the % SGEMM
+            # column and vs torch). The SGEMM's idle NumPy-BLAS workers spin for ~150 ms
+            # after a threaded call: the round waits them out before fastseq's turn. The
+            # Numba and reference backends also use NumPy's BLAS: timed apart, after them.
+            calls = {"sgemm": sgemm_fn, "fastseq": timing.fastseq_call(case, backend)}
             if use_torch:
                 calls["torch"] = timing.torch_call(case)
             time.sleep(settle)  # the previous case's Numba or reference calls
-            medians = timing.alternating_medians(calls, budget, pause=pause)
+            medians = timing.alternating_medians(
+                calls, budget, pause=pause,
+                settle_after={"sgemm": settle if case.threads > 1 else pause})
+            case_sgemm = sgemm_flops / medians.pop("sgemm") / 1e9
             for other in others:
                 if other != "reference":
                     medians[other] = timing.median_seconds(
@@ -85,7 +92,8 @@ def main(argv=None) -> int:
             row = {"cell": case.cell, "T": case.T, "B": case.B, "I": case.I, "H": case.H,
                    "mode": case.mode, "threads": case.threads, "backend": backend,
                    "fastseq_s": ours, "gflops": case.flops / ours / 1e9,
-                   "pct_sgemm": 100.0 * case.flops / ours / 1e9 / sgemm[case.threads]}
+                   "sgemm_gflops": case_sgemm,
+                   "pct_sgemm": 100.0 * case.flops / ours / 1e9 / case_sgemm}
             row.update({f"{name}_s": seconds for name, seconds in medians.items()})
             if "reference" in others:
                 # the reference is slow: a few calls are enough for a ratio

@@ -122,8 +122,8 @@ def torch_call(case: Case) -> Callable[[], object] | None:
 
 
 def alternating_medians(calls: dict[str, Callable[[], object]], budget: float,
-                        pause: float = 0.02, min_rounds: int = 5,
-                        max_rounds: int = 50) -> dict[str, float]:
+                        pause: float = 0.02, min_rounds: int = 5, max_rounds: int = 50,
+                        settle_after: dict[str, float] | None = None) -> dict[str, float]:
     """Median wall time of each call, measured in rounds that time every call once.
 
     On a shared host the load drifts over seconds; alternating call by call puts every
@@ -134,9 +134,11 @@ def alternating_medians(calls: dict[str, Callable[[], object]], budget: float,
     next implementation's threads would share their cores with those spinners (measured
     without the pause: an LSTM (25,16,512) on 2 threads, 7 ms alone, 13 ms after each torch
     call). NumPy's OpenBLAS spins for about 150 ms, too long to wait out between calls:
-    time what calls it (the Numba and reference backends) with median_seconds, apart.
-    ``budget`` is in seconds per call.
+    time what calls it (the Numba and reference backends) with median_seconds, apart, or
+    give its name a longer sleep in ``settle_after`` (seconds after that call instead of
+    ``pause``). ``budget`` is in seconds per call.
     """
+    settle_after = settle_after or {}
     for fn in calls.values():
         fn()  # warm-up: compilation, first-touch of buffers
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -149,16 +151,25 @@ def alternating_medians(calls: dict[str, Callable[[], object]], budget: float,
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
+            if settle_after.get(name, 0) > pause:
+                time.sleep(settle_after[name] - pause)
         rounds += 1
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def sgemm_rate(threads: int, n: int = 2048, budget: float = 1.0) -> float:
-    """GFLOP/s of an n³ float32 matrix product through NumPy's OpenBLAS at ``threads``."""
+def sgemm_call(n: int = 2048) -> tuple[Callable[[], object], float]:
+    """An n³ float32 matrix product through NumPy's OpenBLAS, and its FLOP count: the
+    yardstick of the "% SGEMM" column, at whatever thread count is pinned around it."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(np.float32)
     b = rng.standard_normal((n, n)).astype(np.float32)
     out = np.empty((n, n), np.float32)
+    return (lambda: np.matmul(a, b, out=out)), 2.0 * n**3
+
+
+def sgemm_rate(threads: int, n: int = 2048, budget: float = 1.0) -> float:
+    """GFLOP/s of sgemm_call(n) alone at ``threads``."""
+    fn, flops = sgemm_call(n)
     with pinned_threads(threads):
-        seconds = median_seconds(lambda: np.matmul(a, b, out=out), budget, min_repeats=5)
-    return 2.0 * n**3 / seconds / 1e9
+        seconds = median_seconds(fn, budget, min_repeats=5)
+    return flops / seconds / 1e9
