@@ -122,16 +122,22 @@ def gru_forward(
     """GRU over a whole sequence -> (y, h_n, reserve). See fastseq.backends."""
 
 def rnn_backward(
-    reserve: Reserve, dy: _Float, dh_n: _Float | None = None
+    reserve: Reserve, dy: _Float, dh_n: _Float | None = None, *,
+    accumulate: dict[str, _Float] | None = None,
 ) -> dict[str, _Float | None]:
-    """Backward of rnn_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    """Backward of rnn_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with
+    accumulate, the parameter gradients are added into its arrays (see fastseq.backends)."""
 
 def lstm_backward(
-    reserve: Reserve, dy: _Float, dh_n: _Float | None = None, dc_n: _Float | None = None
+    reserve: Reserve, dy: _Float, dh_n: _Float | None = None, dc_n: _Float | None = None, *,
+    accumulate: dict[str, _Float] | None = None,
 ) -> dict[str, _Float | None]:
-    """Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
+    """Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); with
+    accumulate, the parameter gradients are added into its arrays (see fastseq.backends)."""
 
 def gru_backward(
-    reserve: Reserve, dy: _Float, dh_n: _Float | None = None
+    reserve: Reserve, dy: _Float, dh_n: _Float | None = None, *,
+    accumulate: dict[str, _Float] | None = None,
 ) -> dict[str, _Float | None]:
-    """Backward of gru_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    """Backward of gru_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with
+    accumulate, the parameter gradients are added into its arrays (see fastseq.backends)."""

@@ -211,6 +211,55 @@ def _consume(ctx: Context):
     return reserve
 
 
+_PARAM_GRADS = ("dw_ih", "dw_hh", "db_ih", "db_hh")
+
+
+def _check_accumulate(ctx: Context, accumulate):
+    """``accumulate`` checked against the forward: None, or a dict of the parameter
+    gradients' arrays (writeable, the forward's dtype, exact shapes, any strides)."""
+    if accumulate is None:
+        return None
+    if not isinstance(accumulate, dict):
+        raise TypeError(f"accumulate must be None or a dict of arrays; got {type(accumulate).__name__}")
+    _, _, I, H = ctx.shape
+    G = _GATES[ctx.cell]
+    shapes = {"dw_ih": (G * H, I), "dw_hh": (G * H, H)}
+    if ctx.options["bias"]:
+        shapes.update(db_ih=(G * H,), db_hh=(G * H,))
+    if set(accumulate) != set(shapes):
+        raise ValueError(f"accumulate must have exactly the keys {sorted(shapes)} (the forward "
+                         f"{'had' if ctx.options['bias'] else 'had no'} biases); got {sorted(accumulate)}")
+    for key, shape in shapes.items():
+        a = accumulate[key]
+        name = f"accumulate[{key!r}]"
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray (it is added into); got {type(a).__name__}")
+        if a.dtype != ctx.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype}; the forward's is {ctx.dtype}")
+        if a.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}; got {a.shape}")
+        if not a.flags.writeable:
+            raise ValueError(f"{name} is read-only; it is added into in place")
+    return accumulate
+
+
+def _backward(cell: str, ctx: Context, dy, dstates: dict, accumulate):
+    """The one path of every backward: check, run on the context's backend, accumulate."""
+    _take_reserve(ctx, cell)
+    dy, d = _prepare_grads(ctx, dy, dstates)
+    accumulate = _check_accumulate(ctx, accumulate)
+    module = backends.backend_module(ctx.backend)
+    run = getattr(module, f"{cell}_backward")
+    if accumulate is not None and getattr(module, "ACCUMULATES", False):
+        return run(_consume(ctx), dy, *d.values(), accumulate=accumulate)
+    grads = run(_consume(ctx), dy, *d.values())
+    if accumulate is not None:
+        for key, target in accumulate.items():
+            target += grads[key]
+            grads[key] = target
+    return grads
+
+
 # --------------------------------------------------------------------------- RNN
 
 
@@ -250,7 +299,7 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
                     nonlinearity=nonlinearity)
 
 
-def rnn_backward(ctx, dy, dh_n=None):
+def rnn_backward(ctx, dy, dh_n=None, *, accumulate=None):
     """Gradients of an :func:`rnn_forward` (backprop through time).
 
     Parameters
@@ -261,16 +310,20 @@ def rnn_backward(ctx, dy, dh_n=None):
         Gradient of the loss with respect to ``y`` (ignored past each length).
     dh_n : array (B, H) or None
         Gradient with respect to ``h_n`` (zeros when None).
+    accumulate : dict or None
+        Arrays to add the parameter gradients into, as a layer's ``grad``: keys ``dw_ih``,
+        ``dw_hh`` and, iff the forward had biases, ``db_ih``, ``db_hh``; each writeable,
+        of the forward's dtype and the parameter's shape (any strides). The cpp backend
+        adds straight into them (no temporary, no second pass over the weights).
 
     Returns
     -------
     dict
         ``dx (T, B, I)``, ``dh0 (B, H)``, ``dw_ih``, ``dw_hh``, ``db_ih``, ``db_hh``
-        (the biases' are None when the forward had none). Returned, not accumulated.
+        (the biases' are None when the forward had none). New arrays; with
+        ``accumulate``, its own arrays for the parameter gradients, added into.
     """
-    _take_reserve(ctx, "rnn")
-    dy, d = _prepare_grads(ctx, dy, {"dh_n": dh_n})
-    return backends.backend_module(ctx.backend).rnn_backward(_consume(ctx), dy, d["dh_n"])
+    return _backward("rnn", ctx, dy, {"dh_n": dh_n}, accumulate)
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -296,8 +349,9 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, lengt
                     reverse, training)
 
 
-def lstm_backward(ctx, dy, dh_n=None, dc_n=None):
-    """Gradients of an :func:`lstm_forward`.
+def lstm_backward(ctx, dy, dh_n=None, dc_n=None, *, accumulate=None):
+    """Gradients of an :func:`lstm_forward` (``dc_n``: gradient with respect to ``c_n``;
+    ``accumulate``: see :func:`rnn_backward`).
 
     Returns
     -------
@@ -305,10 +359,7 @@ def lstm_backward(ctx, dy, dh_n=None, dc_n=None):
         ``dx``, ``dh0``, ``dc0``, ``dw_ih``, ``dw_hh``, ``db_ih``, ``db_hh`` (see
         :func:`rnn_backward`).
     """
-    _take_reserve(ctx, "lstm")
-    dy, d = _prepare_grads(ctx, dy, {"dh_n": dh_n, "dc_n": dc_n})
-    return backends.backend_module(ctx.backend).lstm_backward(
-        _consume(ctx), dy, d["dh_n"], d["dc_n"])
+    return _backward("lstm", ctx, dy, {"dh_n": dh_n, "dc_n": dc_n}, accumulate)
 
 
 # --------------------------------------------------------------------------- GRU
@@ -338,8 +389,6 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
                     reset_after=reset_after)
 
 
-def gru_backward(ctx, dy, dh_n=None):
+def gru_backward(ctx, dy, dh_n=None, *, accumulate=None):
     """Gradients of a :func:`gru_forward` (see :func:`rnn_backward`)."""
-    _take_reserve(ctx, "gru")
-    dy, d = _prepare_grads(ctx, dy, {"dh_n": dh_n})
-    return backends.backend_module(ctx.backend).gru_backward(_consume(ctx), dy, d["dh_n"])
+    return _backward("gru", ctx, dy, {"dh_n": dh_n}, accumulate)

@@ -114,11 +114,25 @@ class RNNBase(Module):
             names.update(db_ih="bias_ih", db_hh="bias_hh")
         return {key: self._parameters[f"{name}_l{layer}{suffix}"] for key, name in names.items()}
 
+    def _grads_to_add_into(self, targets: dict[str, Parameter]) -> dict[str, np.ndarray] | None:
+        """The parameters' ``grad`` arrays for backward's ``accumulate`` (added into where
+        they are: on the cpp backend no temporary and no second pass over the weights), or
+        None when one is missing or not of the parameter's dtype and shape (then
+        Parameter.accumulate, which creates or casts)."""
+        into = {}
+        for key, param in targets.items():
+            g = param.grad
+            if (type(g) is not np.ndarray or g.dtype != param.data.dtype
+                    or g.shape != param.data.shape or not g.flags.writeable):
+                return None
+            into[key] = g
+        return into
+
     # --- one layer, one direction: the subclass's functional call -----------------
     def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):  # pragma: no cover
         raise NotImplementedError
 
-    def _cell_backward(self, ctx, dy, dh_n, dc_n):  # pragma: no cover
+    def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):  # pragma: no cover
         raise NotImplementedError
 
     # --- argument checks and layouts ------------------------------------------------
@@ -329,13 +343,17 @@ class RNNBase(Module):
             for direction in range(D):
                 k = layer * D + direction
                 dy_k = np.ascontiguousarray(d_output[:, :, direction * H:(direction + 1) * H])
+                targets = self._grad_targets(layer, direction)
+                into = self._grads_to_add_into(targets)
                 grads = self._cell_backward(
                     ctxs[k], dy_k,
                     None if dh_n is None else dh_n[k], None if dc_n is None else dc_n[k],
+                    into,
                 )
                 ctxs[k] = None
-                for key, param in self._grad_targets(layer, direction).items():
-                    param.accumulate(grads[key])
+                if into is None:
+                    for key, param in targets.items():
+                        param.accumulate(grads[key])
                 dh0[k] = grads["dh0"]
                 if dc0 is not None:
                     dc0[k] = grads["dc0"]
@@ -451,8 +469,8 @@ class RNN(RNNBase):
                                   training=training, nonlinearity=self.nonlinearity)
         return y, h, None, ctx
 
-    def _cell_backward(self, ctx, dy, dh_n, dc_n):
-        return F.rnn_backward(ctx, dy, dh_n)
+    def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):
+        return F.rnn_backward(ctx, dy, dh_n, accumulate=accumulate)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
@@ -505,8 +523,8 @@ class LSTM(RNNBase):
         return F.lstm_forward(x, *weights, h0, c0, lengths=lengths, reverse=reverse,
                               training=training)
 
-    def _cell_backward(self, ctx, dy, dh_n, dc_n):
-        return F.lstm_backward(ctx, dy, dh_n, dc_n)
+    def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):
+        return F.lstm_backward(ctx, dy, dh_n, dc_n, accumulate=accumulate)
 
 
 class GRU(RNNBase):
@@ -571,8 +589,8 @@ class GRU(RNNBase):
                                   training=training, reset_after=self.reset_after)
         return y, h, None, ctx
 
-    def _cell_backward(self, ctx, dy, dh_n, dc_n):
-        return F.gru_backward(ctx, dy, dh_n)
+    def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):
+        return F.gru_backward(ctx, dy, dh_n, accumulate=accumulate)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

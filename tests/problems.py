@@ -83,12 +83,12 @@ def forward(p: Problem, training=True):
     return {"y": y, "h_n": h_n}, ctx
 
 
-def backward(p: Problem, ctx):
+def backward(p: Problem, ctx, accumulate=None):
     if p.cell == "lstm":
-        return F.lstm_backward(ctx, p.dy, p.dh_n, p.dc_n)
+        return F.lstm_backward(ctx, p.dy, p.dh_n, p.dc_n, accumulate=accumulate)
     if p.cell.startswith("gru"):
-        return F.gru_backward(ctx, p.dy, p.dh_n)
-    return F.rnn_backward(ctx, p.dy, p.dh_n)
+        return F.gru_backward(ctx, p.dy, p.dh_n, accumulate=accumulate)
+    return F.rnn_backward(ctx, p.dy, p.dh_n, accumulate=accumulate)
 
 
 def run(p: Problem, backend: str, training=True) -> dict:

@@ -71,6 +71,23 @@ inline void require_shape(const py::array& a, std::initializer_list<std::int64_t
                           letters + " = " + shape_str(want));
 }
 
+// Whether the bytes of a's and b's elements can overlap (any strides; numpy's byte bounds).
+inline bool may_overlap(const py::array& a, const py::array& b) {
+  const auto extent = [](const py::array& x, std::intptr_t& lo, std::intptr_t& hi) {
+    lo = hi = reinterpret_cast<std::intptr_t>(x.data());
+    if (x.size() == 0) return false;
+    for (py::ssize_t i = 0; i < x.ndim(); ++i) {
+      const std::intptr_t span = std::intptr_t(x.shape(i) - 1) * std::intptr_t(x.strides(i));
+      (span < 0 ? lo : hi) += span;
+    }
+    hi += x.itemsize();
+    return true;
+  };
+  std::intptr_t alo, ahi, blo, bhi;
+  if (!extent(a, alo, ahi) || !extent(b, blo, bhi)) return false;
+  return alo < bhi && blo < ahi;
+}
+
 // A C-contiguous, aligned array of a's data (a already has dtype S): a itself when it is
 // one, else a fresh copy (any strides, order or misalignment is accepted).
 template <class S>

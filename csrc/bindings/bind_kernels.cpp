@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -207,9 +208,84 @@ py::tuple forward(const std::string& fn, CellKind cell, const py::object& x_o,
                        ", expected float32 or float64");
 }
 
+// accumulate: None, or {"dw_ih", "dw_hh"} (and "db_ih", "db_hh" iff the forward had
+// biases) -> arrays the parameter gradients are added into. Each must be a writeable array
+// of dtype S and the parameter's shape; any strides. The kernel adds straight into those
+// that are C-contiguous, aligned and share no memory with an input or another target; the
+// others get a fresh array that is added into them afterwards, as grad += g would.
+template <class S>
+struct GradTargets {
+  static constexpr const char* kKeys[4] = {"dw_ih", "dw_hh", "db_ih", "db_hh"};
+  py::array target[4];  // the caller's arrays (unset without accumulate)
+  py::array kernel[4];  // what the kernel writes: the target or a fresh array
+  bool on = false;
+
+  GradTargets(const py::object& acc, const std::string& fn, const SeqConfig& cfg,
+              std::int64_t G, std::initializer_list<py::object> inputs) {
+    if (acc.is_none()) return;
+    if (!py::isinstance<py::dict>(acc))
+      throw py::type_error(fn + ": accumulate must be None or a dict of the parameter "
+                                "gradients to add into, got " + type_name(acc));
+    const py::dict d = py::reinterpret_borrow<py::dict>(acc);
+    const int count = cfg.has_bias ? 4 : 2;
+    for (auto item : d) {
+      const std::string key = py::str(item.first).cast<std::string>();
+      bool known = false;
+      for (int i = 0; i < count; ++i) known = known || key == kKeys[i];
+      if (!known)
+        throw py::value_error(fn + ": accumulate has key '" + key + "', expected " +
+                              (cfg.has_bias ? "dw_ih, dw_hh, db_ih and db_hh"
+                                            : "dw_ih and dw_hh (the forward had no biases)"));
+    }
+    const std::int64_t GH = G * cfg.H;
+    for (int i = 0; i < count; ++i) {
+      const std::string name = std::string("accumulate['") + kKeys[i] + "']";
+      if (!d.contains(kKeys[i]))
+        throw py::value_error(fn + ": accumulate has no '" + kKeys[i] + "'; it needs " +
+                              (cfg.has_bias ? "dw_ih, dw_hh, db_ih and db_hh" : "dw_ih and dw_hh"));
+      py::array a = require_ndarray(d[kKeys[i]], fn, name.c_str());
+      require_dtype(a, py::dtype::of<S>(), fn, name.c_str(), " (the dtype of the forward)");
+      if (i == 0) require_shape(a, {GH, cfg.I}, fn, name.c_str(), "(G*H, I)");
+      if (i == 1) require_shape(a, {GH, cfg.H}, fn, name.c_str(), "(G*H, H)");
+      if (i >= 2) require_shape(a, {GH}, fn, name.c_str(), "(G*H,)");
+      if (!a.writeable())
+        throw py::value_error(fn + ": " + name + " is read-only; it is added into in place");
+      target[i] = a;
+    }
+    constexpr int kDirect = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                            py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    for (int i = 0; i < count; ++i) {
+      bool direct = (target[i].flags() & kDirect) == kDirect;
+      for (const py::object& in : inputs)
+        direct = direct && (in.is_none() || !may_overlap(target[i], py::reinterpret_borrow<py::array>(in)));
+      for (int j = 0; j < count; ++j)
+        direct = direct && (j == i || !may_overlap(target[i], target[j]));
+      if (direct) {
+        kernel[i] = target[i];
+      } else {  // zeros: the kernel adds into it
+        auto fresh = new_array<S>({target[i].size()});
+        std::fill_n(fresh.mutable_data(), fresh.size(), S(0));
+        kernel[i] = fresh;
+      }
+    }
+    on = true;
+  }
+
+  S* data(int i) { return static_cast<S*>(kernel[i].mutable_data()); }
+
+  // Targets that got a fresh array: target += it (with the GIL).
+  void add_back() const {
+    if (!on) return;
+    for (int i = 0; i < 4; ++i)
+      if (target[i] && !target[i].is(kernel[i]))
+        target[i].attr("__iadd__")(kernel[i].attr("reshape")(target[i].attr("shape")));
+  }
+};
+
 template <class S>
 py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_o,
-                        const py::object& dh_n_o, const py::object& dc_n_o) {
+                        const py::object& dh_n_o, const py::object& dc_n_o,
+                        const py::object& accumulate_o) {
   const SeqConfig& cfg = r.cfg;
   const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, G = gate_count(cfg.cell);
   const py::dtype dt = dtype_of<S>();
@@ -231,17 +307,28 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
     dc_n = contiguous<S>(a);
   }
   auto dy = contiguous<S>(dy_a);
+  GradTargets<S> acc(accumulate_o, fn, cfg, G,
+                           {r.x, r.w_ih, r.w_hh, r.lengths, dy, dh_n, dc_n});
 
   auto dx = new_array<S>({T, B, I});
   auto dh0 = new_array<S>({B, H});
   py::object dc0 = py::none();
   if (cfg.cell == CellKind::lstm) dc0 = new_array<S>({B, H});
-  auto dw_ih = new_array<S>({G * H, I});
-  auto dw_hh = new_array<S>({G * H, H});
-  py::object db_ih = py::none(), db_hh = py::none();
-  if (cfg.has_bias) {
-    db_ih = new_array<S>({G * H});
-    db_hh = new_array<S>({G * H});
+  py::object dw_ih, dw_hh, db_ih = py::none(), db_hh = py::none();
+  if (acc.on) {
+    dw_ih = acc.target[0];
+    dw_hh = acc.target[1];
+    if (cfg.has_bias) {
+      db_ih = acc.target[2];
+      db_hh = acc.target[3];
+    }
+  } else {
+    dw_ih = new_array<S>({G * H, I});
+    dw_hh = new_array<S>({G * H, H});
+    if (cfg.has_bias) {
+      db_ih = new_array<S>({G * H});
+      db_hh = new_array<S>({G * H});
+    }
   }
   runtime::PooledBuffer scratch(backward_scratch_bytes(cfg, sizeof(S)));
   auto mut = [](const py::object& o) -> S* {
@@ -252,10 +339,11 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   a.dx = dx.mutable_data();
   a.dh0 = dh0.mutable_data();
   a.dc0 = mut(dc0);
-  a.dw_ih = dw_ih.mutable_data();
-  a.dw_hh = dw_hh.mutable_data();
-  a.db_ih = mut(db_ih);
-  a.db_hh = mut(db_hh);
+  a.accumulate = acc.on;
+  a.dw_ih = acc.on ? acc.data(0) : mut(dw_ih);
+  a.dw_hh = acc.on ? acc.data(1) : mut(dw_hh);
+  a.db_ih = acc.on && cfg.has_bias ? acc.data(2) : mut(db_ih);
+  a.db_hh = acc.on && cfg.has_bias ? acc.data(3) : mut(db_hh);
   a.reserve = r.buffer.data();
   a.reserve_size = r.buffer.size();
   a.x = data_or_null<S>(r.x);
@@ -275,6 +363,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
     sequence_backward<S>(cfg, a);
   }
   r.buffer = runtime::PooledBuffer();
+  acc.add_back();
 
   py::dict out;
   out["dx"] = dx;
@@ -288,7 +377,8 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
 }
 
 py::dict backward(const std::string& fn, const char* fam, const py::object& reserve_o,
-                  const py::object& dy, const py::object& dh_n, const py::object& dc_n) {
+                  const py::object& dy, const py::object& dh_n, const py::object& dc_n,
+                  const py::object& accumulate) {
   if (!py::isinstance<Reserve>(reserve_o))
     throw py::type_error(fn + ": reserve must be the Reserve that " + fam +
                          "_forward(..., training=True) returned, got " + type_name(reserve_o));
@@ -299,8 +389,8 @@ py::dict backward(const std::string& fn, const char* fam, const py::object& rese
   if (r.consumed)
     throw py::value_error(fn + ": this reserve was already used by a backward call (backward "
                                "consumes it); run the forward again");
-  if (r.is_double) return backward_typed<double>(fn, r, dy, dh_n, dc_n);
-  return backward_typed<float>(fn, r, dy, dh_n, dc_n);
+  if (r.is_double) return backward_typed<double>(fn, r, dy, dh_n, dc_n, accumulate);
+  return backward_typed<float>(fn, r, dy, dh_n, dc_n, accumulate);
 }
 
 CellKind rnn_kind(const std::string& nonlinearity) {
@@ -379,26 +469,34 @@ void bind_kernels(py::module_& m) {
       "GRU over a whole sequence -> (y, h_n, reserve). See fastseq.backends.");
   m.def(
       "rnn_backward",
-      [](const py::object& reserve, const py::object& dy, const py::object& dh_n) {
-        return backward("rnn_backward", "rnn", reserve, dy, dh_n, py::none());
+      [](const py::object& reserve, const py::object& dy, const py::object& dh_n,
+         const py::object& accumulate) {
+        return backward("rnn_backward", "rnn", reserve, dy, dh_n, py::none(), accumulate);
       },
-      py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none,
-      "Backward of rnn_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh).");
+      py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::kw_only(),
+      py::arg("accumulate") = none,
+      "Backward of rnn_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with "
+      "accumulate, the parameter gradients are added into its arrays (see fastseq.backends).");
   m.def(
       "lstm_backward",
       [](const py::object& reserve, const py::object& dy, const py::object& dh_n,
-         const py::object& dc_n) {
-        return backward("lstm_backward", "lstm", reserve, dy, dh_n, dc_n);
+         const py::object& dc_n, const py::object& accumulate) {
+        return backward("lstm_backward", "lstm", reserve, dy, dh_n, dc_n, accumulate);
       },
       py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::arg("dc_n") = none,
-      "Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh).");
+      py::kw_only(), py::arg("accumulate") = none,
+      "Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); with "
+      "accumulate, the parameter gradients are added into its arrays (see fastseq.backends).");
   m.def(
       "gru_backward",
-      [](const py::object& reserve, const py::object& dy, const py::object& dh_n) {
-        return backward("gru_backward", "gru", reserve, dy, dh_n, py::none());
+      [](const py::object& reserve, const py::object& dy, const py::object& dh_n,
+         const py::object& accumulate) {
+        return backward("gru_backward", "gru", reserve, dy, dh_n, py::none(), accumulate);
       },
-      py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none,
-      "Backward of gru_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh).");
+      py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::kw_only(),
+      py::arg("accumulate") = none,
+      "Backward of gru_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with "
+      "accumulate, the parameter gradients are added into its arrays (see fastseq.backends).");
 }
 
 }  // namespace fastseq::bindings

@@ -49,7 +49,10 @@ What a backend must do:
   t >= L is ignored.
 - GRU, ``reset_after=True`` (PyTorch): ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``;
   ``reset_after=False`` (Cho et al.): ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``.
-- Gradients are returned, never accumulated. ``dh0`` (and ``dc0``) are always
+- Gradients are returned as new arrays. A backend whose module sets ``ACCUMULATES = True``
+  (cpp) also takes ``accumulate=`` on backward: a dict of the writeable parameter-gradient
+  arrays (checked by ``functional``) to add ``dw_ih``, ``dw_hh`` (``db_ih``, ``db_hh``)
+  into and return; for the others ``functional`` adds. ``dh0`` (and ``dc0``) are always
   returned, even when the initial state was None (the gradient at the zero state);
   ``db_ih``/``db_hh`` are None when there is no bias.
 """

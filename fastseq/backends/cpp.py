@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 NAME = "cpp"
+#: The backward functions take ``accumulate=`` (see fastseq.functional.rnn_backward): the
+#: weight gradients' GEMMs add into the caller's arrays.
+ACCUMULATES = True
 
 rnn_forward = _core.rnn_forward
 rnn_backward = _core.rnn_backward

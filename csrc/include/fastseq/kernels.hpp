@@ -79,7 +79,10 @@ struct ForwardArgs {
 
 template <class S>
 struct BackwardArgs {
-  // outputs (every one overwritten, never accumulated)
+  // outputs: overwritten, except the parameter gradients dw_ih, dw_hh, db_ih and db_hh with
+  // accumulate, which are added into (a layer's .grad: no temporary, no second pass; the
+  // weight gradients' GEMMs run with beta = 1)
+  bool accumulate = false;
   S* dx = nullptr;     // (T, B, I)
   S* dh0 = nullptr;    // (B, H)
   S* dc0 = nullptr;    // (B, H), LSTM only
