@@ -369,8 +369,10 @@ struct Forward {
         bool first = true;
         const auto slices = [&](const S* in, std::int64_t ld, std::int64_t K, const S* p) {
           for (std::int64_t k0 = 0; k0 < K; k0 += KC) {
-            KSlice<NV> ks{in + c0 * ld + k0, ld, p + k0 * NV * L, K - k0 < KC ? K - k0 : KC,
-                          part, !first};
+            const std::int64_t kc = K - k0 < KC ? K - k0 : KC;
+            const std::int64_t kn = K - k0 - kc < KC ? K - k0 - kc : KC;  // next slice's rows
+            KSlice<NV> ks{in + c0 * ld + k0, ld, p + k0 * NV * L, kc, part, !first,
+                          p + (k0 + kc) * NV * L, kn * NV * L, rows};
             first = false;
             std::int64_t b0 = 0;
             gemm::for_row_blocks<gemm::max_rows<NV>>(rows, b0, ks);
@@ -416,8 +418,20 @@ struct Forward {
     std::int64_t K;
     S* part;
     bool accumulate;
+    // The next slice of the panel (n scalars from next), asked into L2 a share per row
+    // tile: a panel larger than L2 (LSTM H = 1024: 16 MiB) comes from L3 at every step,
+    // and the first row tile over a slice would wait on it at about a third of the rate its
+    // FMAs consume it.
+    const S* next;
+    std::int64_t n;
+    std::int64_t rows_total;
     template <int MR>
     void rows(std::int64_t b0) {
+      constexpr std::int64_t line = 64 / sizeof(S);
+      const std::int64_t lines = (n + line - 1) / line;
+      const std::int64_t l1 = lines * (b0 + MR) / rows_total;
+      for (std::int64_t l = lines * b0 / rows_total; l < l1; ++l)
+        __builtin_prefetch(next + l * line, 0, 2);
       if (accumulate)
         gemm::tile<S, MR, NV, true>(a + b0 * lda, lda, p, NV * L, K, part + b0 * NV * L);
       else
