@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bindings/arrays.hpp"
 #include "bindings/bind.hpp"
@@ -216,8 +217,8 @@ py::tuple forward(const std::string& fn, CellKind cell, const py::object& x_o,
 template <class S>
 struct GradTargets {
   static constexpr const char* kKeys[4] = {"dw_ih", "dw_hh", "db_ih", "db_hh"};
-  py::array target[4];  // the caller's arrays (unset without accumulate)
-  py::array kernel[4];  // what the kernel writes: the target or a fresh array
+  std::vector<py::array> target;  // the caller's arrays, in kKeys order (none without)
+  std::vector<py::array> kernel;  // what the kernel writes: the target or a fresh array
   bool on = false;
 
   GradTargets(const py::object& acc, const std::string& fn, const SeqConfig& cfg,
@@ -250,22 +251,23 @@ struct GradTargets {
       if (i >= 2) require_shape(a, {GH}, fn, name.c_str(), "(G*H,)");
       if (!a.writeable())
         throw py::value_error(fn + ": " + name + " is read-only; it is added into in place");
-      target[i] = a;
+      target.push_back(a);
     }
     constexpr int kDirect = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
                             py::detail::npy_api::NPY_ARRAY_ALIGNED_;
     for (int i = 0; i < count; ++i) {
       bool direct = (target[i].flags() & kDirect) == kDirect;
       for (const py::object& in : inputs)
-        direct = direct && (in.is_none() || !may_overlap(target[i], py::reinterpret_borrow<py::array>(in)));
+        direct = direct &&
+                 (in.is_none() || !may_overlap(target[i], py::reinterpret_borrow<py::array>(in)));
       for (int j = 0; j < count; ++j)
         direct = direct && (j == i || !may_overlap(target[i], target[j]));
       if (direct) {
-        kernel[i] = target[i];
+        kernel.push_back(target[i]);
       } else {  // zeros: the kernel adds into it
         auto fresh = new_array<S>({target[i].size()});
         std::fill_n(fresh.mutable_data(), fresh.size(), S(0));
-        kernel[i] = fresh;
+        kernel.push_back(fresh);
       }
     }
     on = true;
@@ -275,9 +277,8 @@ struct GradTargets {
 
   // Targets that got a fresh array: target += it (with the GIL).
   void add_back() const {
-    if (!on) return;
-    for (int i = 0; i < 4; ++i)
-      if (target[i] && !target[i].is(kernel[i]))
+    for (std::size_t i = 0; i < target.size(); ++i)
+      if (!target[i].is(kernel[i]))
         target[i].attr("__iadd__")(kernel[i].attr("reshape")(target[i].attr("shape")));
   }
 };
