@@ -211,9 +211,6 @@ def _consume(ctx: Context):
     return reserve
 
 
-_PARAM_GRADS = ("dw_ih", "dw_hh", "db_ih", "db_hh")
-
-
 def _check_accumulate(ctx: Context, accumulate):
     """``accumulate`` checked against the forward: None, or a dict of the parameter
     gradients' arrays (writeable, the forward's dtype, exact shapes, any strides)."""
