@@ -209,41 +209,47 @@ py::tuple forward(const std::string& fn, CellKind cell, const py::object& x_o,
                        ", expected float32 or float64");
 }
 
-// accumulate: None, or {"dw_ih", "dw_hh"} (and "db_ih", "db_hh" iff the forward had
-// biases) -> arrays the parameter gradients are added into. Each must be a writeable array
-// of dtype S and the parameter's shape; any strides. The kernel adds straight into those
-// that are C-contiguous, aligned and share no memory with an input or another target; the
-// others get a fresh array that is added into them afterwards, as grad += g would.
+// Where the kernel writes the parameter gradients dw_ih, dw_hh (and db_ih, db_hh iff the
+// forward had biases), and what backward returns for them. Without accumulate: fresh
+// arrays. With accumulate, {"dw_ih": ..., ...}: the caller's arrays, added into; each must
+// be a writeable array of dtype S and the parameter's shape, any strides. The kernel adds
+// straight into those that are C-contiguous, aligned and share no memory with an input or
+// another target; the others get a zeroed array that is added into them afterwards, as
+// grad += g would.
 template <class S>
-struct GradTargets {
+struct ParamGrads {
   static constexpr const char* kKeys[4] = {"dw_ih", "dw_hh", "db_ih", "db_hh"};
-  std::vector<py::array> target;  // the caller's arrays, in kKeys order (none without)
-  std::vector<py::array> kernel;  // what the kernel writes: the target or a fresh array
-  bool on = false;
+  std::vector<py::array> out;     // what backward returns, in kKeys order
+  std::vector<py::array> kernel;  // what the kernel writes: out[i] or a zeroed array
+  bool accumulate = false;
 
-  GradTargets(const py::object& acc, const std::string& fn, const SeqConfig& cfg,
-              std::int64_t G, std::initializer_list<py::object> inputs) {
-    if (acc.is_none()) return;
+  ParamGrads(const py::object& acc, const std::string& fn, const SeqConfig& cfg,
+             std::int64_t G, std::initializer_list<py::object> inputs) {
+    const int count = cfg.has_bias ? 4 : 2;
+    const std::int64_t GH = G * cfg.H;
+    if (acc.is_none()) {
+      out = {new_array<S>({GH, cfg.I}), new_array<S>({GH, cfg.H})};
+      if (cfg.has_bias) out.insert(out.end(), {new_array<S>({GH}), new_array<S>({GH})});
+      kernel = out;
+      return;
+    }
     if (!py::isinstance<py::dict>(acc))
       throw py::type_error(fn + ": accumulate must be None or a dict of the parameter "
                                 "gradients to add into, got " + type_name(acc));
     const py::dict d = py::reinterpret_borrow<py::dict>(acc);
-    const int count = cfg.has_bias ? 4 : 2;
+    const char* wanted = cfg.has_bias ? "dw_ih, dw_hh, db_ih and db_hh"
+                                      : "dw_ih and dw_hh (the forward had no biases)";
     for (auto item : d) {
       const std::string key = py::str(item.first).cast<std::string>();
       bool known = false;
       for (int i = 0; i < count; ++i) known = known || key == kKeys[i];
       if (!known)
-        throw py::value_error(fn + ": accumulate has key '" + key + "', expected " +
-                              (cfg.has_bias ? "dw_ih, dw_hh, db_ih and db_hh"
-                                            : "dw_ih and dw_hh (the forward had no biases)"));
+        throw py::value_error(fn + ": accumulate has key '" + key + "', expected " + wanted);
     }
-    const std::int64_t GH = G * cfg.H;
     for (int i = 0; i < count; ++i) {
       const std::string name = std::string("accumulate['") + kKeys[i] + "']";
       if (!d.contains(kKeys[i]))
-        throw py::value_error(fn + ": accumulate has no '" + kKeys[i] + "'; it needs " +
-                              (cfg.has_bias ? "dw_ih, dw_hh, db_ih and db_hh" : "dw_ih and dw_hh"));
+        throw py::value_error(fn + ": accumulate has no '" + kKeys[i] + "'; it needs " + wanted);
       py::array a = require_ndarray(d[kKeys[i]], fn, name.c_str());
       require_dtype(a, py::dtype::of<S>(), fn, name.c_str(), " (the dtype of the forward)");
       if (i == 0) require_shape(a, {GH, cfg.I}, fn, name.c_str(), "(G*H, I)");
@@ -251,35 +257,40 @@ struct GradTargets {
       if (i >= 2) require_shape(a, {GH}, fn, name.c_str(), "(G*H,)");
       if (!a.writeable())
         throw py::value_error(fn + ": " + name + " is read-only; it is added into in place");
-      target.push_back(a);
+      out.push_back(a);
     }
     constexpr int kDirect = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
                             py::detail::npy_api::NPY_ARRAY_ALIGNED_;
     for (int i = 0; i < count; ++i) {
-      bool direct = (target[i].flags() & kDirect) == kDirect;
+      bool direct = (out[i].flags() & kDirect) == kDirect;
       for (const py::object& in : inputs)
         direct = direct &&
-                 (in.is_none() || !may_overlap(target[i], py::reinterpret_borrow<py::array>(in)));
+                 (in.is_none() || !may_overlap(out[i], py::reinterpret_borrow<py::array>(in)));
       for (int j = 0; j < count; ++j)
-        direct = direct && (j == i || !may_overlap(target[i], target[j]));
+        direct = direct && (j == i || !may_overlap(out[i], out[j]));
       if (direct) {
-        kernel.push_back(target[i]);
+        kernel.push_back(out[i]);
       } else {  // zeros: the kernel adds into it
-        auto fresh = new_array<S>({target[i].size()});
+        auto fresh = new_array<S>({out[i].size()});
         std::fill_n(fresh.mutable_data(), fresh.size(), S(0));
         kernel.push_back(fresh);
       }
     }
-    on = true;
+    accumulate = true;
   }
 
-  S* data(int i) { return static_cast<S*>(kernel[i].mutable_data()); }
+  // The kernel's pointer for gradient i, or null past the biases it does not have.
+  S* data(std::size_t i) {
+    return i < kernel.size() ? static_cast<S*>(kernel[i].mutable_data()) : nullptr;
+  }
+  // What backward returns for gradient i (None past the biases).
+  py::object result(std::size_t i) const { return i < out.size() ? py::object(out[i]) : py::none(); }
 
-  // Targets that got a fresh array: target += it (with the GIL).
+  // Targets that got a zeroed array: out += it (with the GIL).
   void add_back() const {
-    for (std::size_t i = 0; i < target.size(); ++i)
-      if (!target[i].is(kernel[i]))
-        target[i].attr("__iadd__")(kernel[i].attr("reshape")(target[i].attr("shape")));
+    for (std::size_t i = 0; i < out.size(); ++i)
+      if (!out[i].is(kernel[i]))
+        out[i].attr("__iadd__")(kernel[i].attr("reshape")(out[i].attr("shape")));
   }
 };
 
@@ -308,29 +319,13 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
     dc_n = contiguous<S>(a);
   }
   auto dy = contiguous<S>(dy_a);
-  GradTargets<S> acc(accumulate_o, fn, cfg, G,
-                           {r.x, r.w_ih, r.w_hh, r.lengths, dy, dh_n, dc_n});
+  ParamGrads<S> grads(accumulate_o, fn, cfg, G,
+                      {r.x, r.w_ih, r.w_hh, r.lengths, dy, dh_n, dc_n});
 
   auto dx = new_array<S>({T, B, I});
   auto dh0 = new_array<S>({B, H});
   py::object dc0 = py::none();
   if (cfg.cell == CellKind::lstm) dc0 = new_array<S>({B, H});
-  py::object dw_ih, dw_hh, db_ih = py::none(), db_hh = py::none();
-  if (acc.on) {
-    dw_ih = acc.target[0];
-    dw_hh = acc.target[1];
-    if (cfg.has_bias) {
-      db_ih = acc.target[2];
-      db_hh = acc.target[3];
-    }
-  } else {
-    dw_ih = new_array<S>({G * H, I});
-    dw_hh = new_array<S>({G * H, H});
-    if (cfg.has_bias) {
-      db_ih = new_array<S>({G * H});
-      db_hh = new_array<S>({G * H});
-    }
-  }
   runtime::PooledBuffer scratch(backward_scratch_bytes(cfg, sizeof(S)));
   auto mut = [](const py::object& o) -> S* {
     return o.is_none() ? nullptr : py::reinterpret_borrow<py::array_t<S>>(o).mutable_data();
@@ -340,11 +335,11 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   a.dx = dx.mutable_data();
   a.dh0 = dh0.mutable_data();
   a.dc0 = mut(dc0);
-  a.accumulate = acc.on;
-  a.dw_ih = acc.on ? acc.data(0) : mut(dw_ih);
-  a.dw_hh = acc.on ? acc.data(1) : mut(dw_hh);
-  a.db_ih = acc.on && cfg.has_bias ? acc.data(2) : mut(db_ih);
-  a.db_hh = acc.on && cfg.has_bias ? acc.data(3) : mut(db_hh);
+  a.accumulate = grads.accumulate;
+  a.dw_ih = grads.data(0);
+  a.dw_hh = grads.data(1);
+  a.db_ih = grads.data(2);
+  a.db_hh = grads.data(3);
   a.reserve = r.buffer.data();
   a.reserve_size = r.buffer.size();
   a.x = data_or_null<S>(r.x);
@@ -364,16 +359,13 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
     sequence_backward<S>(cfg, a);
   }
   r.buffer = runtime::PooledBuffer();
-  acc.add_back();
+  grads.add_back();
 
   py::dict out;
   out["dx"] = dx;
   out["dh0"] = dh0;
   if (cfg.cell == CellKind::lstm) out["dc0"] = dc0;
-  out["dw_ih"] = dw_ih;
-  out["dw_hh"] = dw_hh;
-  out["db_ih"] = db_ih;
-  out["db_hh"] = db_hh;
+  for (std::size_t i = 0; i < 4; ++i) out[ParamGrads<S>::kKeys[i]] = grads.result(i);
   return out;
 }
 
@@ -468,16 +460,22 @@ void bind_kernels(py::module_& m) {
       py::arg("b_hh") = none, py::arg("h0") = none, py::arg("lengths") = none,
       py::arg("reverse") = false, py::arg("training") = false, py::arg("reset_after") = true,
       "GRU over a whole sequence -> (y, h_n, reserve). See fastseq.backends.");
-  m.def(
-      "rnn_backward",
-      [](const py::object& reserve, const py::object& dy, const py::object& dh_n,
-         const py::object& accumulate) {
-        return backward("rnn_backward", "rnn", reserve, dy, dh_n, py::none(), accumulate);
-      },
-      py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::kw_only(),
-      py::arg("accumulate") = none,
-      "Backward of rnn_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with "
-      "accumulate, the parameter gradients are added into its arrays (see fastseq.backends).");
+  // rnn_backward and gru_backward: the same arguments (no cell state), another family.
+  for (const char* fam : {"rnn", "gru"}) {
+    const std::string name = std::string(fam) + "_backward";
+    const std::string doc = "Backward of " + std::string(fam) +
+                            "_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with "
+                            "accumulate, the parameter gradients are added into its arrays "
+                            "(see fastseq.backends).";
+    m.def(
+        name.c_str(),
+        [name, fam](const py::object& reserve, const py::object& dy, const py::object& dh_n,
+                    const py::object& accumulate) {
+          return backward(name, fam, reserve, dy, dh_n, py::none(), accumulate);
+        },
+        py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::kw_only(),
+        py::arg("accumulate") = none, doc.c_str());
+  }
   m.def(
       "lstm_backward",
       [](const py::object& reserve, const py::object& dy, const py::object& dh_n,
@@ -487,16 +485,6 @@ void bind_kernels(py::module_& m) {
       py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::arg("dc_n") = none,
       py::kw_only(), py::arg("accumulate") = none,
       "Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); with "
-      "accumulate, the parameter gradients are added into its arrays (see fastseq.backends).");
-  m.def(
-      "gru_backward",
-      [](const py::object& reserve, const py::object& dy, const py::object& dh_n,
-         const py::object& accumulate) {
-        return backward("gru_backward", "gru", reserve, dy, dh_n, py::none(), accumulate);
-      },
-      py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::kw_only(),
-      py::arg("accumulate") = none,
-      "Backward of gru_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with "
       "accumulate, the parameter gradients are added into its arrays (see fastseq.backends).");
 }
 

@@ -3,7 +3,7 @@
 Prints the machine, ISA, threads and BLAS, then one line per (cell, config, mode,
 threads): median milliseconds (fastseq and torch timed call by call in alternation, the
 Numba and reference backends apart: see timing.alternating_medians), GFLOP/s, the
-percentage of a 2048³ SGEMM rate measured in this same run at the same thread count, and
+percentage of a 2048³ SGEMM rate timed in the same rounds at the same thread count, and
 fastseq's speedup over the reference, Numba and torch backends (when installed). Ratios
 taken in one run on one machine are the figures to compare; absolute times move with the
 machine's load.
