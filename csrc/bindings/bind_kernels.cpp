@@ -6,9 +6,11 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bindings/arrays.hpp"
@@ -39,6 +41,29 @@ const char* family(CellKind cell) {
     case CellKind::lstm: return "lstm";
     default: return "gru";
   }
+}
+
+// Runs fn with the GIL released. Not py::gil_scoped_release: its destructor takes the GIL
+// back, and a daemon thread that does so while the interpreter finalizes is ended by
+// pthread_exit, whose unwinding through a destructor (noexcept) aborts the whole process
+// ("terminate called without an active exception"). A thread that finds the interpreter
+// finalizing waits here for the process to end instead, as Python 3.14 itself does; the
+// GIL is taken back in the ordinary flow, so even the race past that check unwinds cleanly.
+template <class Fn>
+void without_gil(Fn&& fn) {
+  PyThreadState* state = PyEval_SaveThread();
+  try {
+    fn();
+  } catch (...) {
+    PyEval_RestoreThread(state);
+    throw;
+  }
+#if PY_VERSION_HEX >= 0x030D0000
+  while (Py_IsFinalizing()) std::this_thread::sleep_for(std::chrono::hours(1));
+#else
+  while (_Py_IsFinalizing()) std::this_thread::sleep_for(std::chrono::hours(1));
+#endif
+  PyEval_RestoreThread(state);
 }
 
 template <class S>
@@ -184,10 +209,7 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
   a.lengths = data_or_null<std::int64_t>(lengths);
   a.scratch = scratch.data();
   a.scratch_size = scratch.size();
-  {
-    py::gil_scoped_release nogil;
-    sequence_forward<S>(cfg, training, a);
-  }
+  without_gil([&] { sequence_forward<S>(cfg, training, a); });
 
   py::object res = reserve ? py::cast(std::move(reserve)) : py::object(py::none());
   if (cell == CellKind::lstm) return py::make_tuple(y, h_n, c_n, res);
@@ -354,10 +376,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   // Backward overwrites the reserve with dG: mark it used while the GIL is still held, so a
   // second backward (or a concurrent one from another thread) is refused, not wrong.
   r.consumed = true;
-  {
-    py::gil_scoped_release nogil;
-    sequence_backward<S>(cfg, a);
-  }
+  without_gil([&] { sequence_backward<S>(cfg, a); });
   r.buffer = runtime::PooledBuffer();
   grads.add_back();
 

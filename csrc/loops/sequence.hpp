@@ -16,7 +16,7 @@
 //   meets at one barrier per step (two for the reset-before GRU). Which thread owns a unit
 //   never changes what is computed for it: results do not depend on the thread count.
 // - The large products (input projection, dx, weight gradients) are OpenBLAS calls on one
-//   thread each, split over the team by independent row or column blocks. Except the LSTM's
+//   thread each, cut into parts fixed by their shape (team_matmul) and shared out over the team. Except the LSTM's
 //   projection from 64 rows on without lengths: folded into the step product (Fused), its
 //   panel above W_hh's, so that the gate pre-activations never go out to memory.
 // - Odd steps visit the blocks backwards (zigzag), so the panels still in L2 from the end of
@@ -116,21 +116,40 @@ inline std::int64_t time_of(std::int64_t s, std::int64_t b, std::int64_t T, bool
   }
 }
 
-// This thread's share of C (m x n) = op(A)·op(B): rows of C if m >= n, else columns. Each
-// block is one single-threaded OpenBLAS call; blocks are fixed by (m, n, nt) alone.
+// The parts team_matmul splits a product into along its longer side: a power of two, at
+// least kMinPartExtent rows (or columns) each, at most kMaxParts — fixed by the product's
+// shape alone, never by the thread count. Each part is one OpenBLAS call, and OpenBLAS's
+// bits for a row depend on the call it is in (its AVX2 kernels give a block of rows other
+// bits than the whole product: edge tiles and small-matrix kernels sum in other orders), so
+// the same parts on 1 or 64 threads are what makes every output the same bits on both.
+// Each part re-packs the other operand: at 256 rows that costs about 1-2 % of the part's
+// FMAs; a power of two shares out evenly over 2, 4, 8... threads.
+inline constexpr std::int64_t kMinPartExtent = 256;
+inline constexpr std::int64_t kMaxParts = 64;
+inline std::int64_t matmul_parts(std::int64_t extent) {
+  std::int64_t p = 1;
+  while (p < kMaxParts && extent / (2 * p) >= kMinPartExtent) p *= 2;
+  return p;
+}
+
+// This thread's parts of C (m x n) = op(A)·op(B) (+ beta·C): rows of C if m >= n, else
+// columns, cut by matmul_parts; the team shares out whole parts.
 template <class S>
 void team_matmul(int tid, int nt, Op oa, Op ob, std::int64_t m, std::int64_t n, std::int64_t k,
                  const S* a, std::int64_t lda, const S* b, std::int64_t ldb, S* c,
                  std::int64_t ldc, S beta = S(0)) {
-  std::int64_t lo, hi;
-  if (m >= n) {
-    share(m, tid, nt, lo, hi);
-    if (hi > lo)
+  const bool by_rows = m >= n;
+  const std::int64_t extent = by_rows ? m : n;
+  const std::int64_t parts = matmul_parts(extent);
+  std::int64_t p0, p1, lo, hi;
+  share(parts, tid, nt, p0, p1);
+  for (std::int64_t p = p0; p < p1; ++p) {
+    share(extent, int(p), int(parts), lo, hi);
+    if (hi <= lo) continue;
+    if (by_rows)
       gemm::matmul<S>(oa, ob, hi - lo, n, k, oa == Op::N ? a + lo * lda : a + lo, lda, b, ldb,
                       beta, c + lo * ldc, ldc);
-  } else {
-    share(n, tid, nt, lo, hi);
-    if (hi > lo)
+    else
       gemm::matmul<S>(oa, ob, m, hi - lo, k, a, lda, ob == Op::N ? b + lo : b + lo * ldb, ldb,
                       beta, c + lo, ldc);
   }

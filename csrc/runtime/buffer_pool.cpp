@@ -1,6 +1,9 @@
 // The buffer pool behind PooledBuffer (runtime/buffer_pool.hpp): a short list of free
 // buffers under a mutex. Requests take the smallest kept buffer that fits.
 #include "runtime/buffer_pool.hpp"
+#include "runtime/per_process.hpp"
+
+#include <pthread.h>
 
 #include <mutex>
 #include <vector>
@@ -14,10 +17,14 @@ struct Pool {
   std::size_t bytes = 0;
 };
 
-Pool& pool() {
-  static Pool* p = new Pool;  // never destroyed: buffers may come back during exit
-  return *p;
-}
+// Never destroyed: buffers may come back during exit. A forked child drops the parent's
+// pool (its mutex may have been held by a thread that does not exist there; the kept
+// buffers stay mapped, copy-on-write, unused) and starts an empty one.
+PerProcess<Pool> g_pool;
+[[maybe_unused]] const int kForkHandler =
+    pthread_atfork(nullptr, nullptr, [] { g_pool.drop_in_child(); });
+
+Pool& pool() { return g_pool.get(); }
 
 }  // namespace
 

@@ -2,7 +2,9 @@
 // kernel's time loop: parallel_run starts them before the team begins), wait for a job by
 // spinning briefly then sleeping on a condition variable, and stay alive for the process.
 #include "runtime/thread_pool.hpp"
+#include "runtime/per_process.hpp"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <atomic>
@@ -174,11 +176,15 @@ class Pool {
 };
 
 // Never destroyed: worker threads must not be joined from a static destructor at exit
-// (the interpreter may already have torn down state the kernels use).
-Pool& pool() {
-  static Pool* p = new Pool();
-  return *p;
-}
+// (the interpreter may already have torn down state the kernels use). A forked child has
+// none of the parent's workers, and the parent's busy_ or m_ may have been held by a thread
+// that does not exist there: the child drops that pool (leaked: destroying a std::thread
+// that was running in the parent would abort) and makes a fresh one on its next team.
+PerProcess<Pool> g_pool;
+[[maybe_unused]] const int kForkHandler =
+    pthread_atfork(nullptr, nullptr, [] { g_pool.drop_in_child(); });
+
+Pool& pool() { return g_pool.get(); }
 
 }  // namespace
 
