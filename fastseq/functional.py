@@ -67,20 +67,19 @@ _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _as_array(name: str, value) -> np.ndarray:
-    """Any array-like to an ndarray, refusing dtypes that are not real numbers."""
+    """Any array-like to an ndarray (no copy of an ndarray), refusing dtypes that are not
+    real numbers."""
     try:
         a = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be an array of real numbers; got {type(value).__name__} ({exc})") from None
     if a.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {a.dtype}")
-    if not a.dtype.isnative:  # big-endian data is still float32/float64: swap to native order
-        a = a.astype(a.dtype.newbyteorder("="))
     return a
 
 
-def _float_array(name: str, value, dtype, shape=None, meaning=None, against="x") -> np.ndarray:
-    """``value`` as a C-contiguous float32/float64 array, checked; copies only when needed.
+def _checked(name: str, value, dtype, shape=None, meaning=None, against="x") -> np.ndarray:
+    """``value`` as a float32/float64 ndarray, checked, not yet copied (see _contiguous).
 
     ``dtype``: the dtype it must share (None: either float dtype). ``shape``: the exact
     shape it must have, described by ``meaning`` (a callable, so that the message is only
@@ -90,56 +89,106 @@ def _float_array(name: str, value, dtype, shape=None, meaning=None, against="x")
     # Fast path: an ndarray already of a native float dtype (the common case) skips asarray.
     if type(a) is not np.ndarray or (a.dtype is not _FLOAT32 and a.dtype is not _FLOAT64):
         a = _as_array(name, a)
-        if a.dtype != _FLOAT32 and a.dtype != _FLOAT64:
+        if _native(a.dtype) != _FLOAT32 and _native(a.dtype) != _FLOAT64:
             raise TypeError(f"{name} must be float32 or float64; got dtype {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
+    if dtype is not None and _native(a.dtype) != dtype:
         raise TypeError(
             f"{name} has dtype {a.dtype} but {against} has dtype {dtype}; every array must "
             f"share one dtype (float32 or float64): cast with .astype(np.{dtype})"
         )
     if shape is not None and a.shape != shape:
         raise ValueError(f"{name} must have shape {meaning()} = {shape}; got {a.shape}")
+    return a
+
+
+def _native(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """A checked array as C-contiguous and in native byte order; copies only when needed
+    (big-endian data is still float32/float64: it is swapped to native order)."""
+    if not a.dtype.isnative:
+        return np.ascontiguousarray(a, dtype=_native(a.dtype))
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+def _float_array(name: str, value, dtype, shape=None, meaning=None, against="x") -> np.ndarray:
+    """``value`` checked by :func:`_checked`, then C-contiguous (copies only when needed)."""
+    return _contiguous(_checked(name, value, dtype, shape, meaning, against))
+
+
+# The kernels hand every matrix dimension and leading dimension to OpenBLAS's 32-bit int,
+# and every byte count must fit a size_t: the rules of validate_config (csrc/loops/
+# sequence.cpp), checked here from the shapes before any array is copied.
+_INT_MAX = 2**31 - 1
+
+
+def _check_sizes(T: int, B: int, I: int, H: int) -> None:
+    if T * B > _INT_MAX or I > _INT_MAX or H > _INT_MAX // 4:
+        raise ValueError(
+            "sizes too large for the 32-bit BLAS interface: T*B, I and 4*H must be < 2^31; "
+            f"got T={T}, B={B} (T*B = {T * B}), I={I}, H={H} (4*H = {4 * H})"
+        )
+    if T * B > (1 << 58) // max(I, 4 * H):
+        raise ValueError(
+            f"sizes too large: the buffers for T={T}, B={B}, I={I}, H={H} would not fit in memory "
+            "((T*B) x max(I, 4*H) scalars must stay below 2^58)"
+        )
+
+
 def _prepare(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths):
-    """Validate a forward call; return contiguous arrays and the sizes."""
+    """Validate a forward call; return contiguous arrays and the sizes.
+
+    Everything is checked from shapes and dtypes first; only then are arrays copied (when
+    not C-contiguous), so that a huge broadcast view fails with a clear error, not a
+    MemoryError. The caller's arrays are never modified.
+    """
     G = _GATES[cell]
-    x = _float_array("x", x, None)
+    x = _checked("x", x, None)
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (T, B, I), time-major; got shape {x.shape}")
-    dtype = x.dtype
+    dtype = _native(x.dtype)
     T, B, I = x.shape
     if T == 0 or B == 0 or I == 0:
         raise ValueError(f"x must have T, B, I >= 1; got shape (T, B, I) = {x.shape}")
 
-    w_hh = _float_array("w_hh", w_hh, dtype)
+    w_hh = _checked("w_hh", w_hh, dtype)
     if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] != G * w_hh.shape[1]:
         raise ValueError(
             f"w_hh must have shape (G*H, H) with G = {G} gates for {cell}; got {w_hh.shape}"
         )
     H = w_hh.shape[1]
-    w_ih = _float_array("w_ih", w_ih, dtype, (G * H, I), lambda: f"(G*H, I) with G={G}, H={H}, I={I}")
+    _check_sizes(T, B, I, H)
+    w_ih = _checked("w_ih", w_ih, dtype, (G * H, I), lambda: f"(G*H, I) with G={G}, H={H}, I={I}")
 
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None (bias=False)")
     if b_ih is not None:
         meaning = lambda: f"(G*H,) with G={G}, H={H}"  # noqa: E731
-        b_ih = _float_array("b_ih", b_ih, dtype, (G * H,), meaning)
-        b_hh = _float_array("b_hh", b_hh, dtype, (G * H,), meaning)
+        b_ih = _checked("b_ih", b_ih, dtype, (G * H,), meaning)
+        b_hh = _checked("b_hh", b_hh, dtype, (G * H,), meaning)
 
-    arrays = dict(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
-                  lengths=None if lengths is None else _check_lengths(lengths, T, B))
+    arrays = dict(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     for name, state in states.items():
-        arrays[name] = None if state is None else _float_array(
+        arrays[name] = None if state is None else _checked(
             name, state, dtype, (B, H), lambda: f"(B, H) with B={B}, H={H}")
+    lengths = None if lengths is None else _check_lengths(lengths, T, B)
+    arrays = {name: None if a is None else _contiguous(a) for name, a in arrays.items()}
+    arrays["lengths"] = lengths
     return arrays, (T, B, I, H), dtype
 
 
 def _check_lengths(lengths, T: int, B: int) -> np.ndarray:
-    a = _as_array("lengths", lengths)
+    """lengths as a C-contiguous int64 array; any integer dtype, each value in 1..T."""
+    want = f"integers in 1..T = 1..{T}, one per sequence"
+    try:
+        a = np.asarray(lengths)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"lengths must be an array of {want}; got {type(lengths).__name__} ({exc})") from None
     if a.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers; got dtype {a.dtype}")
+        raise TypeError(f"lengths must be integers (any integer dtype), each in 1..T = 1..{T}; "
+                        f"got dtype {a.dtype}")
     if a.shape != (B,):
         raise ValueError(f"lengths must have shape (B,) = ({B},), one per sequence; got {a.shape}")
     if a.min() < 1 or a.max() > T:
