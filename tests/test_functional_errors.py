@@ -198,3 +198,48 @@ def test_checks_come_before_copies(monkeypatch):
     with pytest.raises(ValueError, match="c0"):
         F.lstm_forward(np.asfortranarray(p.x), p.w_ih, p.w_hh, h0=p.h0.T.copy().T, c0=p.c0[:2])
     assert copies == []
+
+
+MUTATIONS = {
+    "x": lambda a: a.__setitem__((1, 2, 3), a[1, 2, 3] + 1),      # one element
+    "w_ih": lambda a: a.__imul__(0.9),                             # an optimizer-like step
+    "w_hh": lambda a: a.__setitem__((0, 0), np.nextafter(a[0, 0], np.inf)),  # one ulp
+    "lengths": lambda a: a.__setitem__(0, 1),
+    "h0": lambda a: a.__setitem__((2, 5), 7.0),
+    "c0": lambda a: a.__setitem__(slice(None), a[::-1].copy()),    # rows reordered
+}
+
+
+@pytest.mark.parametrize("name", list(MUTATIONS))
+def test_input_modified_between_forward_and_backward_is_refused(backend, name):
+    """The backward reads the forward's x, weights, lengths and states again: a change in
+    place in between raises RuntimeError naming the argument (never wrong gradients), and
+    leaves ctx usable once the array is restored."""
+    p = make_problem("lstm", T=4, B=3, I=5, H=6, lengths=[4, 2, 3], seed=5)
+    args = {k: getattr(p, k).copy() for k in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")}
+    lengths = p.lengths.copy()
+    with fastseq.use_backend(backend):
+        *_, ctx = F.lstm_forward(**args, lengths=lengths)
+        target = lengths if name == "lengths" else args[name]
+        saved = target.copy()
+        MUTATIONS[name](target)
+        assert not np.array_equal(target, saved)
+        with pytest.raises(RuntimeError, match=f"^{name} was modified in place between "
+                                               "lstm_forward and lstm_backward"):
+            F.lstm_backward(ctx, p.dy, p.dh_n, p.dc_n)
+        target[...] = saved
+        got = F.lstm_backward(ctx, p.dy, p.dh_n, p.dc_n)
+    expected = run(p, backend)
+    for key, value in got.items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
+
+
+def test_copies_made_by_the_checks_are_not_watched():
+    """A list or a strided x is copied by the forward; changing the caller's object
+    afterwards changes nothing and is not refused."""
+    p = make_problem("rnn_tanh", seed=2)
+    x_list = p.x.tolist()
+    *_, ctx = F.rnn_forward(x_list, p.w_ih, p.w_hh)
+    x_list[0][0][0] = 99.0
+    assert [name for name, *_ in ctx._inputs] == ["w_ih", "w_hh"]
+    F.rnn_backward(ctx, p.dy)
