@@ -8,9 +8,16 @@ these six functions; they never loop over time themselves.
 Shapes (time-major): ``x (T, B, I)``, ``y (T, B, H)``, states ``(B, H)``, ``w_ih (G*H, I)``,
 ``w_hh (G*H, H)``, biases ``(G*H,)``, with G = 1 (RNN), 4 (LSTM, gates i, f, g, o),
 3 (GRU, gates r, z, n). float32 or float64, one dtype for every array.
+
+A training forward's ``ctx`` refers to the forward's ``x``, ``w_ih``, ``w_hh``, ``lengths``,
+``h0`` and ``c0`` (backward reads them again rather than keep copies): leave them unchanged
+until the backward. The backward checks a fingerprint of each (an XOR of all its words and
+a sample's CRC, about 2 % of an LSTM step at (T, B, I, H) = (50, 16, 256, 256)) and raises
+RuntimeError naming the one that changed; a change that only permutes words it may miss.
 """
 from __future__ import annotations
 
+import zlib
 
 import numpy as np
 
@@ -40,13 +47,20 @@ class Context:
         ``(T, B, I, H)``.
     options : dict
         The forward's options (nonlinearity, reset_after, reverse, has lengths, bias).
+
+    Notes
+    -----
+    The backward reads the forward's ``x``, ``w_ih``, ``w_hh``, ``lengths``, ``h0`` and
+    ``c0`` again: modifying one of them in place in between (an optimizer step, a reused
+    input buffer) would change the gradients, so the backward refuses with RuntimeError.
     """
 
-    __slots__ = ("cell", "backend", "dtype", "shape", "options", "_reserve")
+    __slots__ = ("cell", "backend", "dtype", "shape", "options", "_reserve", "_inputs")
 
-    def __init__(self, cell, backend, dtype, shape, options, reserve):
+    def __init__(self, cell, backend, dtype, shape, options, reserve, inputs=()):
         self.cell, self.backend, self.dtype = cell, backend, dtype
         self.shape, self.options, self._reserve = shape, options, reserve
+        self._inputs = inputs  # (name, array, fingerprint) of what backward reads again
 
     @property
     def consumed(self) -> bool:
@@ -67,20 +81,19 @@ _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _as_array(name: str, value) -> np.ndarray:
-    """Any array-like to an ndarray, refusing dtypes that are not real numbers."""
+    """Any array-like to an ndarray (no copy of an ndarray), refusing dtypes that are not
+    real numbers."""
     try:
         a = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be an array of real numbers; got {type(value).__name__} ({exc})") from None
     if a.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {a.dtype}")
-    if not a.dtype.isnative:  # big-endian data is still float32/float64: swap to native order
-        a = a.astype(a.dtype.newbyteorder("="))
     return a
 
 
-def _float_array(name: str, value, dtype, shape=None, meaning=None, against="x") -> np.ndarray:
-    """``value`` as a C-contiguous float32/float64 array, checked; copies only when needed.
+def _checked(name: str, value, dtype, shape=None, meaning=None, against="x") -> np.ndarray:
+    """``value`` as a float32/float64 ndarray, checked, not yet copied (see _contiguous).
 
     ``dtype``: the dtype it must share (None: either float dtype). ``shape``: the exact
     shape it must have, described by ``meaning`` (a callable, so that the message is only
@@ -90,56 +103,106 @@ def _float_array(name: str, value, dtype, shape=None, meaning=None, against="x")
     # Fast path: an ndarray already of a native float dtype (the common case) skips asarray.
     if type(a) is not np.ndarray or (a.dtype is not _FLOAT32 and a.dtype is not _FLOAT64):
         a = _as_array(name, a)
-        if a.dtype != _FLOAT32 and a.dtype != _FLOAT64:
+        if _native(a.dtype) != _FLOAT32 and _native(a.dtype) != _FLOAT64:
             raise TypeError(f"{name} must be float32 or float64; got dtype {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
+    if dtype is not None and _native(a.dtype) != dtype:
         raise TypeError(
             f"{name} has dtype {a.dtype} but {against} has dtype {dtype}; every array must "
             f"share one dtype (float32 or float64): cast with .astype(np.{dtype})"
         )
     if shape is not None and a.shape != shape:
         raise ValueError(f"{name} must have shape {meaning()} = {shape}; got {a.shape}")
+    return a
+
+
+def _native(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """A checked array as C-contiguous and in native byte order; copies only when needed
+    (big-endian data is still float32/float64: it is swapped to native order)."""
+    if not a.dtype.isnative:
+        return np.ascontiguousarray(a, dtype=_native(a.dtype))
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+def _float_array(name: str, value, dtype, shape=None, meaning=None, against="x") -> np.ndarray:
+    """``value`` checked by :func:`_checked`, then C-contiguous (copies only when needed)."""
+    return _contiguous(_checked(name, value, dtype, shape, meaning, against))
+
+
+# The kernels hand every matrix dimension and leading dimension to OpenBLAS's 32-bit int,
+# and every byte count must fit a size_t: the rules of validate_config (csrc/loops/
+# sequence.cpp), checked here from the shapes before any array is copied.
+_INT_MAX = 2**31 - 1
+
+
+def _check_sizes(T: int, B: int, I: int, H: int) -> None:
+    if T * B > _INT_MAX or I > _INT_MAX or H > _INT_MAX // 4:
+        raise ValueError(
+            "sizes too large for the 32-bit BLAS interface: T*B, I and 4*H must be < 2^31; "
+            f"got T={T}, B={B} (T*B = {T * B}), I={I}, H={H} (4*H = {4 * H})"
+        )
+    if T * B > (1 << 58) // max(I, 4 * H):
+        raise ValueError(
+            f"sizes too large: the buffers for T={T}, B={B}, I={I}, H={H} would not fit in memory "
+            "((T*B) x max(I, 4*H) scalars must stay below 2^58)"
+        )
+
+
 def _prepare(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths):
-    """Validate a forward call; return contiguous arrays and the sizes."""
+    """Validate a forward call; return contiguous arrays and the sizes.
+
+    Everything is checked from shapes and dtypes first; only then are arrays copied (when
+    not C-contiguous), so that a huge broadcast view fails with a clear error, not a
+    MemoryError. The caller's arrays are never modified.
+    """
     G = _GATES[cell]
-    x = _float_array("x", x, None)
+    x = _checked("x", x, None)
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (T, B, I), time-major; got shape {x.shape}")
-    dtype = x.dtype
+    dtype = _native(x.dtype)
     T, B, I = x.shape
     if T == 0 or B == 0 or I == 0:
         raise ValueError(f"x must have T, B, I >= 1; got shape (T, B, I) = {x.shape}")
 
-    w_hh = _float_array("w_hh", w_hh, dtype)
+    w_hh = _checked("w_hh", w_hh, dtype)
     if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] != G * w_hh.shape[1]:
         raise ValueError(
             f"w_hh must have shape (G*H, H) with G = {G} gates for {cell}; got {w_hh.shape}"
         )
     H = w_hh.shape[1]
-    w_ih = _float_array("w_ih", w_ih, dtype, (G * H, I), lambda: f"(G*H, I) with G={G}, H={H}, I={I}")
+    _check_sizes(T, B, I, H)
+    w_ih = _checked("w_ih", w_ih, dtype, (G * H, I), lambda: f"(G*H, I) with G={G}, H={H}, I={I}")
 
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None (bias=False)")
     if b_ih is not None:
         meaning = lambda: f"(G*H,) with G={G}, H={H}"  # noqa: E731
-        b_ih = _float_array("b_ih", b_ih, dtype, (G * H,), meaning)
-        b_hh = _float_array("b_hh", b_hh, dtype, (G * H,), meaning)
+        b_ih = _checked("b_ih", b_ih, dtype, (G * H,), meaning)
+        b_hh = _checked("b_hh", b_hh, dtype, (G * H,), meaning)
 
-    arrays = dict(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
-                  lengths=None if lengths is None else _check_lengths(lengths, T, B))
+    arrays = dict(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     for name, state in states.items():
-        arrays[name] = None if state is None else _float_array(
+        arrays[name] = None if state is None else _checked(
             name, state, dtype, (B, H), lambda: f"(B, H) with B={B}, H={H}")
+    lengths = None if lengths is None else _check_lengths(lengths, T, B)
+    arrays = {name: None if a is None else _contiguous(a) for name, a in arrays.items()}
+    arrays["lengths"] = lengths
     return arrays, (T, B, I, H), dtype
 
 
 def _check_lengths(lengths, T: int, B: int) -> np.ndarray:
-    a = _as_array("lengths", lengths)
+    """lengths as a C-contiguous int64 array; any integer dtype, each value in 1..T."""
+    want = f"integers in 1..T = 1..{T}, one per sequence"
+    try:
+        a = np.asarray(lengths)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"lengths must be an array of {want}; got {type(lengths).__name__} ({exc})") from None
     if a.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers; got dtype {a.dtype}")
+        raise TypeError(f"lengths must be integers (any integer dtype), each in 1..T = 1..{T}; "
+                        f"got dtype {a.dtype}")
     if a.shape != (B,):
         raise ValueError(f"lengths must have shape (B,) = ({B},), one per sequence; got {a.shape}")
     if a.min() < 1 or a.max() > T:
@@ -147,6 +210,35 @@ def _check_lengths(lengths, T: int, B: int) -> np.ndarray:
             f"lengths must lie in 1..T = 1..{T}; got values from {a.min()} to {a.max()}"
         )
     return np.ascontiguousarray(a, dtype=np.int64)
+
+
+# The forward's arguments that some backend's backward reads again (cpp: x, w_ih, w_hh,
+# lengths; reference: also h0 and c0; numba: the weights). Biases never are.
+_REREAD = ("x", "w_ih", "w_hh", "lengths", "h0", "c0")
+
+
+def _fingerprint(a: np.ndarray) -> tuple[int, int]:
+    """A cheap fingerprint of a C-contiguous array: the XOR of all its 8-byte (or 4-, or
+    1-byte) words, which changes with any single changed element, and the CRC of ~64
+    evenly spaced elements, which catches most reorderings. ~20 GB/s: an XOR reduction is
+    memory-bound, where zlib.crc32 of everything ran at ~3 GB/s (14 % of an LSTM step)."""
+    flat = a.reshape(-1)
+    n = a.nbytes
+    words = flat.view(np.uint64 if n % 8 == 0 else np.uint32 if n % 4 == 0 else np.uint8)
+    sample = flat[::max(1, flat.size // 64)]
+    return int(np.bitwise_xor.reduce(words)), zlib.crc32(sample.tobytes())
+
+
+def _check_unchanged(ctx: Context) -> None:
+    """RuntimeError if an argument backward reads again was modified since the forward."""
+    for name, array, fingerprint in ctx._inputs:
+        if _fingerprint(array) != fingerprint:
+            raise RuntimeError(
+                f"{name} was modified in place between {ctx.cell}_forward and "
+                f"{ctx.cell}_backward; backward reads it again, so its gradients would be "
+                f"wrong. Leave {name} unchanged until the backward (an optimizer step comes "
+                "after it), or pass a copy to the forward, or run the forward again"
+            )
 
 
 def _check_flag(name: str, value) -> bool:
@@ -170,8 +262,21 @@ def _forward(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, revers
     if training:
         options = dict(cell_options, reverse=reverse, lengths=lengths is not None,
                        bias=b_ih is not None)
-        ctx = Context(cell, name, dtype, shape, options, reserve)
+        given = dict(x=x, w_ih=w_ih, w_hh=w_hh, lengths=lengths, **states)
+        inputs = tuple((key, a[key], _fingerprint(a[key])) for key in _REREAD
+                       if a.get(key) is not None and _may_be_shared(a[key], given[key]))
+        ctx = Context(cell, name, dtype, shape, options, reserve, inputs)
     return (*outputs, ctx)
+
+
+def _may_be_shared(array: np.ndarray, given) -> bool:
+    """Whether the caller may still hold (and so modify) ``array``, the checked form of
+    the argument ``given``; False for a copy made by the checks (lists, casts, strided)."""
+    if array is given:
+        return True
+    if isinstance(given, np.ndarray):
+        return np.may_share_memory(array, given)
+    return not isinstance(given, (list, tuple))  # objects with __array__ may share memory
 
 
 def _take_reserve(ctx, cell: str):
@@ -245,6 +350,7 @@ def _backward(cell: str, ctx: Context, dy, dstates: dict, accumulate):
     _take_reserve(ctx, cell)
     dy, d = _prepare_grads(ctx, dy, dstates)
     accumulate = _check_accumulate(ctx, accumulate)
+    _check_unchanged(ctx)
     module = backends.backend_module(ctx.backend)
     run = getattr(module, f"{cell}_backward")
     if accumulate is not None and getattr(module, "ACCUMULATES", False):
@@ -281,7 +387,9 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
     reverse : bool
         Read each sequence backwards from its own last valid step.
     training : bool
-        Keep what backward needs; with False, ``ctx`` is None.
+        Keep what backward needs; with False, ``ctx`` is None. The ``ctx`` refers to
+        ``x``, ``w_ih``, ``w_hh``, ``lengths``, ``h0`` (and the LSTM's ``c0``): leave them
+        unchanged until the backward, which raises RuntimeError if one was modified.
     nonlinearity : {"tanh", "relu"}
 
     Returns
@@ -319,6 +427,13 @@ def rnn_backward(ctx, dy, dh_n=None, *, accumulate=None):
         ``dx (T, B, I)``, ``dh0 (B, H)``, ``dw_ih``, ``dw_hh``, ``db_ih``, ``db_hh``
         (the biases' are None when the forward had none). New arrays; with
         ``accumulate``, its own arrays for the parameter gradients, added into.
+
+    Raises
+    ------
+    RuntimeError
+        One of the forward's ``x``, ``w_ih``, ``w_hh``, ``lengths``, ``h0``, ``c0`` was
+        modified in place since the forward (the message names it); ``ctx`` is not used
+        up, so the backward can run once the array is restored.
     """
     return _backward("rnn", ctx, dy, {"dh_n": dh_n}, accumulate)
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .init import SeedLike, make_generator, normal_, uniform_
-from .parameter import Module, Parameter, as_real_array, check_dtype
+from .parameter import Module, Parameter, as_real_array, check_dtype, one_trainer
 
 __all__ = ["Linear", "Embedding"]
 
@@ -71,6 +71,7 @@ class Linear(Module):
         else:
             self.bias = None
 
+    @one_trainer
     def forward(self, x: Any) -> np.ndarray:
         """``y = x W^T + b``.
 
@@ -95,6 +96,7 @@ class Linear(Module):
         self._keep_for_backward({"x": x, "y_shape": y.shape})
         return y
 
+    @one_trainer
     def backward(self, dy: Any) -> np.ndarray:
         """Add ``dW = dy^T x`` and ``db = sum(dy)`` into ``.grad``; return ``dx = dy W``.
 
@@ -178,6 +180,7 @@ class Embedding(Module):
             weight[padding_idx] = 0
         self.weight = Parameter(weight)
 
+    @one_trainer
     def forward(self, indices: Any) -> np.ndarray:
         """Look up ``indices``.
 
@@ -203,6 +206,7 @@ class Embedding(Module):
         self._keep_for_backward({"indices": indices, "y_shape": y.shape})
         return y
 
+    @one_trainer
     def backward(self, dy: Any) -> None:
         """Scatter-add ``dy`` into the looked-up rows of ``weight.grad``.
 

@@ -6,12 +6,17 @@ state dicts. The maths of each layer lives in its own file; nothing here compute
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
 from collections import OrderedDict
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, TypeVar
 
 import numpy as np
 
 __all__ = ["Parameter", "Module", "IncompatibleKeys"]
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -96,6 +101,27 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
+def one_trainer(method: _Method) -> _Method:
+    """Decorate a layer's ``forward`` or ``backward``: in training mode (a backward always)
+    only one thread at a time may be inside them, on one layer object.
+
+    A training forward keeps what backward needs on the layer, and backward adds into the
+    parameters' ``grad``: two threads interleaving there would silently get each other's
+    context or lose gradient updates. A second thread gets RuntimeError instead. Eval-mode
+    forwards keep nothing and are not serialized: any number of threads may run them.
+    """
+    is_forward = method.__name__ == "forward"
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if is_forward and not self.training:
+            return method(self, *args, **kwargs)
+        with self._one_trainer(method.__name__):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class IncompatibleKeys(NamedTuple):
     """Keys that ``load_state_dict(strict=False)`` could not match."""
 
@@ -115,6 +141,14 @@ class Module:
     training : bool
         True after ``train()`` (the default), False after ``eval()``. In eval mode a
         forward keeps nothing for backward and dropout is off.
+
+    Notes
+    -----
+    Threads: any number of threads may run eval-mode forwards of one module at once. A
+    training-mode forward keeps what backward needs on the module, so one module object
+    trains in one thread at a time, and a backward runs in the thread of its forward;
+    otherwise RuntimeError (never a gradient of another thread's batch). Give each
+    training thread its own copy (``copy.deepcopy``) and combine the gradients.
     """
 
     training: bool
@@ -125,6 +159,10 @@ class Module:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_cache", None)
         object.__setattr__(self, "_cache_status", "no forward yet")
+        object.__setattr__(self, "_cache_thread", None)
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_trainer", None)
+        object.__setattr__(self, "_replaced", set())  # threads whose forward was replaced
 
     # --- registration -------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -300,17 +338,56 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
+    @contextlib.contextmanager
+    def _one_trainer(self, what: str) -> Iterator[None]:
+        """Hold the module for a training forward or a backward of this thread; a
+        RuntimeError if another thread holds it (see :func:`one_trainer`)."""
+        me = threading.get_ident()
+        with self._lock:
+            holder = self._trainer
+            if holder is not None and holder != me:
+                raise RuntimeError(
+                    f"{type(self).__name__}.{what}(): another thread is inside a training-mode "
+                    "forward or backward of this layer. One layer object trains in one thread "
+                    "at a time (its forward keeps what backward needs, its backward adds into "
+                    "the parameters' grad); eval-mode forwards may run concurrently. Give "
+                    "each training thread its own copy of the layer (copy.deepcopy)"
+                )
+            object.__setattr__(self, "_trainer", me)
+        try:
+            yield
+        finally:
+            with self._lock:
+                object.__setattr__(self, "_trainer", holder)
+
     def _keep_for_backward(self, cache: Any) -> None:
         """Store what backward needs (training mode), or note that nothing was kept."""
-        if self.training:
-            object.__setattr__(self, "_cache", cache)
-            object.__setattr__(self, "_cache_status", "ready")
-        else:
-            object.__setattr__(self, "_cache", None)
-            object.__setattr__(self, "_cache_status", "eval")
+        with self._lock:
+            if self.training:
+                owner = self._cache_thread
+                if self._cache is not None and owner != threading.get_ident():
+                    self._replaced.add(owner)  # that thread's backward must not run ours
+                self._replaced.discard(threading.get_ident())  # this thread's new forward
+                object.__setattr__(self, "_cache", cache)
+                object.__setattr__(self, "_cache_status", "ready")
+                object.__setattr__(self, "_cache_thread", threading.get_ident())
+            else:
+                object.__setattr__(self, "_cache", None)
+                object.__setattr__(self, "_cache_status", "eval")
+                object.__setattr__(self, "_cache_thread", None)
 
     def _peek_backward(self) -> Any:
-        """What forward kept, without consuming it; a clear RuntimeError if nothing is."""
+        """What forward kept, without consuming it; a clear RuntimeError if nothing is, or
+        if it was kept by a forward in another thread."""
+        me = threading.get_ident()
+        if (self._cache is not None and self._cache_thread != me) or me in self._replaced:
+            self._replaced.discard(me)
+            raise RuntimeError(
+                f"{type(self).__name__}.backward(): the last training-mode forward of this "
+                "layer ran in another thread (it replaced this thread's, if there was one); a "
+                "backward runs in the thread of its forward. Train one layer object in one "
+                "thread, or give each thread its own copy (copy.deepcopy)"
+            )
         if self._cache is None:
             status = self._cache_status
             name = type(self).__name__
@@ -324,21 +401,28 @@ class Module:
         return self._cache
 
     def _consume_backward(self) -> Any:
-        cache = self._peek_backward()
-        object.__setattr__(self, "_cache", None)
-        object.__setattr__(self, "_cache_status", "consumed")
+        with self._lock:
+            cache = self._peek_backward()
+            object.__setattr__(self, "_cache", None)
+            object.__setattr__(self, "_cache_status", "consumed")
+            object.__setattr__(self, "_cache_thread", None)
         return cache
 
     def __getstate__(self) -> dict[str, Any]:
-        # What forward kept may hold backend objects that do not pickle; drop it.
+        # What forward kept may hold backend objects that do not pickle; drop it. Locks do
+        # not pickle either: a copy gets its own.
         state = self.__dict__.copy()
         if state.get("_cache") is not None:
             state["_cache"] = None
             state["_cache_status"] = "no forward yet"
+        for name in ("_lock", "_trainer", "_cache_thread", "_replaced"):
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.update(_lock=threading.Lock(), _trainer=None, _cache_thread=None,
+                             _replaced=set())
 
     def extra_repr(self) -> str:
         """The text inside this module's ``repr`` parentheses."""

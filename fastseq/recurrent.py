@@ -14,7 +14,7 @@ import numpy as np
 
 from . import functional as F
 from .init import SeedLike, make_generator, uniform_
-from .parameter import Module, Parameter, as_real_array, check_dtype
+from .parameter import Module, Parameter, as_real_array, check_dtype, one_trainer
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU"]
 
@@ -208,6 +208,7 @@ class RNNBase(Module):
                 self._check_state(state[1], c_name, B, batched))
 
     # --- forward and backward -----------------------------------------------------------
+    @one_trainer
     def forward(self, x: Any, state: Any = None, lengths: Any = None) -> tuple[np.ndarray, State]:
         """Run the stacked layers over a batch of sequences.
 
@@ -285,6 +286,7 @@ class RNNBase(Module):
             return np.ascontiguousarray(yt.transpose(1, 0, 2))
         return yt
 
+    @one_trainer
     def backward(self, dy: Any, dstate: Any = None) -> tuple[np.ndarray, State]:
         """Gradients through the last training-mode forward; consumes what it kept.
 
@@ -311,7 +313,10 @@ class RNNBase(Module):
         ------
         RuntimeError
             No training-mode forward to go back through (never ran, ran in eval mode, or
-            its backward already ran).
+            its backward already ran); the last one ran in another thread; another thread
+            is inside a training forward or backward of this layer (see
+            :class:`~fastseq.Module`, Notes); or an input of the forward (``x``, a weight,
+            ``lengths``, a state) was modified in place since the forward.
         ValueError
             ``dy`` or ``dstate`` is mis-shaped.
         """

@@ -48,12 +48,32 @@ def load(path: PathLike, module: Module, strict: bool = True) -> Module:
     -------
     Module
         ``module`` itself.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is not an ``.npz`` archive (e.g. a single-array ``.npy`` file, a pickle or
+        text); the message says what was found.
     """
     if not isinstance(module, Module):
         raise TypeError(f"load(path, module) needs a fastseq Module, got {type(module).__name__}")
     if not os.path.exists(path):
         path = _with_suffix(path)
-    with np.load(path, allow_pickle=False) as archive:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as exc:  # a pickle, text, or anything NumPy does not recognise
+        raise ValueError(
+            f"load needs an .npz archive written by fastseq.save (or numpy.savez) mapping "
+            f"parameter names to arrays; {os.fspath(path)!r} is not one ({exc})"
+        ) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        found = (f"a single array of shape {loaded.shape} and dtype {loaded.dtype} (a .npy file)"
+                 if isinstance(loaded, np.ndarray) else type(loaded).__name__)
+        raise ValueError(
+            f"load needs an .npz archive written by fastseq.save (or numpy.savez) mapping "
+            f"parameter names to arrays; {os.fspath(path)!r} holds {found}"
+        )
+    with loaded as archive:
         state = {name: archive[name] for name in archive.files}
     module.load_state_dict(state, strict=strict)
     return module

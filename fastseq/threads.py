@@ -1,7 +1,8 @@
 """How many threads fastseq's kernels use: ``set_num_threads``, ``get_num_threads``.
 
 The default is the number of CPUs this process may run on (``os.sched_getaffinity``),
-or the environment variable ``FASTSEQ_NUM_THREADS``. The count goes to the compiled
+or the environment variable ``FASTSEQ_NUM_THREADS`` (an integer in 1..4096; any other value
+is ignored with a ``RuntimeWarning``, as libfastseq ignores it). The count goes to the compiled
 extension's own thread pool (libfastseq), which also splits the large matrix products over
 its threads. The OpenBLAS library those products run on is kept at one thread (libfastseq
 sets it when it loads): an idle OpenBLAS worker spins for ~100 ms after a threaded call and
@@ -10,9 +11,16 @@ library, so they run on one thread too.
 """
 from __future__ import annotations
 
+import operator
 import os
+import warnings
+
+import numpy as np
 
 __all__ = ["set_num_threads", "get_num_threads"]
+
+#: The most threads fastseq accepts (libfastseq ignores FASTSEQ_NUM_THREADS above it too).
+MAX_THREADS = 4096
 
 _count: int | None = None
 
@@ -30,9 +38,16 @@ def _default() -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"FASTSEQ_NUM_THREADS must be a positive integer; got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"FASTSEQ_NUM_THREADS must be a positive integer; got {text!r}")
+        value = 0
+    if not 1 <= value <= MAX_THREADS:
+        cpus = _available_cpus()
+        warnings.warn(
+            f"FASTSEQ_NUM_THREADS must be an integer in 1..{MAX_THREADS}; got {text!r}: "
+            f"ignored, using the default ({cpus}, the CPUs available)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return cpus
     return value
 
 
@@ -54,12 +69,30 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in fastseq's kernels from now on (``n >= 1``).
+    """Use ``n`` threads in fastseq's kernels from now on.
 
-    More threads than CPUs are allowed but never faster: they only oversubscribe.
+    Parameters
+    ----------
+    n : int
+        Any integer (``operator.index``: Python and NumPy integers, not bools or floats)
+        in 1..4096. More threads than CPUs are allowed but never faster: they only
+        oversubscribe.
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an integer.
+    ValueError
+        ``n`` is outside 1..4096.
     """
     global _count
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int; got {n!r}")
-    _apply(n)
-    _count = n
+    if isinstance(n, (bool, np.bool_)):
+        raise TypeError(f"n must be an integer; got {n!r}")
+    try:
+        value = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n must be an integer; got {type(n).__name__} {n!r}") from None
+    if not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"n must be in 1..{MAX_THREADS}; got {value}")
+    _apply(value)
+    _count = value

@@ -291,3 +291,25 @@ def test_missing_extension_and_numba_fall_back_to_reference():
     assert result["numba_error"] and "numba" in result["numba_error"]
     assert len(result["messages"]) == 1, result["messages"]
     assert "fastseq._core" in result["messages"][0] and "'reference'" in result["messages"][0]
+
+
+def test_isa_functions_without_the_extension():
+    """available_isas() is empty and get_isa() None without fastseq._core; set_isa raises a
+    RuntimeError naming the extension; show_config still works. No raw ImportError."""
+    code = "BLOCKED = ['fastseq._core']\n" + BLOCK + textwrap.dedent("""
+        import json, warnings
+        warnings.simplefilter("ignore")
+        import fastseq
+        out = dict(available=fastseq.available_isas(), isa=fastseq.get_isa())
+        try:
+            fastseq.set_isa("portable")
+        except Exception as exc:
+            out["set_isa"] = f"{type(exc).__name__}: {exc}"
+        out["config"] = fastseq.show_config("dicts")["extension"]["loaded"]
+        print(json.dumps(out))
+    """)
+    result = run_python(code)
+    assert result["available"] == [] and result["isa"] is None
+    assert result["set_isa"].startswith("RuntimeError: ")
+    assert "fastseq._core" in result["set_isa"] and "'portable'" in result["set_isa"]
+    assert result["config"] is False

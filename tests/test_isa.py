@@ -118,3 +118,37 @@ def test_nan_in_padding_changes_nothing(backend, cell, dtype):
             continue
         assert np.isfinite(with_nan[name]).all(), f"{backend}: NaN reached {name}"
         np.testing.assert_array_equal(value, with_nan[name], err_msg=name)
+
+
+# ---- FASTSEQ_ISA naming a variant that is not available ----------------------------------
+
+ENV_PROBE = """
+import json, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import fastseq
+    fastseq.get_backend()
+    isa = fastseq.get_isa()
+print(json.dumps(dict(isa=isa, messages=[f"{w.category.__name__}: {w.message}" for w in caught])))
+"""
+
+
+@pytest.mark.parametrize("value", ["bogus", "AVX2", " portable"])
+def test_unavailable_isa_in_environment_warns(value):
+    from subprocesses import run_python
+
+    result = run_python(ENV_PROBE, {"FASTSEQ_ISA": value, "FASTSEQ_BACKEND": "cpp"})
+    assert result["isa"] == ISAS[0]
+    assert len(result["messages"]) == 1, result["messages"]
+    message = result["messages"][0]
+    assert message.startswith("RuntimeWarning: ") and "FASTSEQ_ISA" in message
+    assert repr(value) in message
+    for name in ISAS:
+        assert name in message
+
+
+def test_available_isa_in_environment_is_silent():
+    from subprocesses import run_python
+
+    result = run_python(ENV_PROBE, {"FASTSEQ_ISA": ISAS[-1], "FASTSEQ_BACKEND": "cpp"})
+    assert result == dict(isa=ISAS[-1], messages=[])

@@ -81,3 +81,23 @@ def test_pickle_keeps_parameters_grads_and_generator():
     for (_, p), (_, q) in zip(gru.named_parameters(), clone.named_parameters()):
         assert np.array_equal(p.data, q.data) and np.array_equal(p.grad, q.grad)
     assert np.array_equal(gru(x)[0], clone(x)[0])  # the generator state travelled too
+
+
+@pytest.mark.parametrize("kind", ["npy", "text", "pickle"])
+def test_load_of_something_else_than_npz_is_a_clear_error(tmp_path, kind):
+    model = Linear(3, 2, seed=0)
+    path = tmp_path / f"weights.{kind}"
+    if kind == "npy":
+        np.save(path, model.weight.data)
+        words = ["npz", "single array", "(2, 3)", "float32", ".npy"]
+    elif kind == "text":
+        path.write_text("weight 1 2 3\n")
+        words = ["npz", "weights.text"]
+    else:
+        path.write_bytes(pickle.dumps(model.state_dict()))
+        words = ["npz", "weights.pickle"]
+    with pytest.raises(ValueError) as info:
+        load(path, model)
+    message = str(info.value)
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"

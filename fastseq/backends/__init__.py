@@ -93,6 +93,10 @@ def _load(name: str) -> ModuleType | None:
         _failures[name] = f"{type(exc).__name__}: {exc}"
         return None
     _modules[name] = module
+    if name == "cpp":  # outside the try: a warning raised as an error must not hide cpp
+        from ..isa import check_environment
+
+        check_environment(module._core)
     return module
 
 
