@@ -178,7 +178,7 @@ def ptr(a, dtype=None, *, writable: bool = False, name: str = "array"):
 
 def aligned_bytes(nbytes: int, alignment: int = 64) -> np.ndarray:
     """An uninitialised uint8 array of ``nbytes`` whose data is ``alignment``-aligned, for
-    a reserve or a scratch buffer (any alignment works; 64 bytes is fastest)."""
+    a reserve or a scratch buffer (the C ABI needs 8-byte alignment; 64 bytes is fastest)."""
     raw = np.empty(int(nbytes) + alignment, dtype=np.uint8)
     offset = (-raw.ctypes.data) % alignment
     return raw[offset:offset + int(nbytes)]

@@ -96,11 +96,14 @@ def test_import_fastseq_stays_light():
 
 # ---- through cffi, compared with the reference -------------------------------------------
 
-def capi_run(p, own_scratch: bool = True) -> dict:
-    """Forward (training) and backward of problem ``p`` through the C ABI, outputs by name."""
+def capi_calls(p, own_scratch: bool = True, reserve=None):
+    """The training forward and the backward of problem ``p`` through the C ABI, each a
+    function of keyword overrides of its header arguments that returns the status, and the
+    NaN-filled output arrays both write, by name. ``reserve``: a uint8 buffer of at least
+    this configuration's reserve size (default: one of exactly that size, 64-aligned)."""
     family, dtype = FAMILY[p.cell], p.dtype
     T, B, I = p.x.shape
-    H = p.w_hh.shape[1]
+    H, G = p.w_hh.shape[1], p.w_hh.shape[0]
     suffix = "f32" if dtype == np.float32 else "f64"
     flags = {"rnn": {"relu": int(p.cell == "rnn_relu")},
              "gru": {"reset_after": int(p.cell == "gru")}, "lstm": {}}[family]
@@ -108,43 +111,44 @@ def capi_run(p, own_scratch: bool = True) -> dict:
     ptr = capi.ptr
     options = dict(bias=p.b_ih is not None, lengths=p.lengths is not None, reverse=p.reverse)
     n = capi.reserve_bytes(p.cell, dtype, T, B, I, H, **options)
-    reserve = capi.aligned_bytes(n)
+    reserve = capi.aligned_bytes(n) if reserve is None else reserve
+    assert reserve.nbytes >= n
 
     def scratch(nbytes):
-        return (ptr(capi.aligned_bytes(nbytes)), nbytes) if own_scratch else (ffi.NULL, 0)
+        return (capi.aligned_bytes(nbytes), nbytes) if own_scratch else (None, 0)
 
-    out = {"y": np.empty((T, B, H), dtype), "h_n": np.empty((B, H), dtype)}
-    lstm = {}
+    nan = functools.partial(np.full, fill_value=np.nan, dtype=dtype)
+    out = {"y": nan((T, B, H)), "h_n": nan((B, H)), "dx": nan(p.x.shape), "dh0": nan((B, H)),
+           "dw_ih": nan(p.w_ih.shape), "dw_hh": nan(p.w_hh.shape),
+           "db_ih": None if p.b_ih is None else nan(G), "db_hh": None if p.b_ih is None else nan(G)}
     if family == "lstm":
-        out["c_n"] = np.empty((B, H), dtype)
-        lstm = dict(c_n=ptr(out["c_n"], writable=True), c0=ptr(p.c0, dtype))
-    s, s_size = scratch(capi.forward_scratch_bytes(p.cell, dtype, T, B, I, H, True, **options))
-    capi.check(call(
-        f"fastseq_{family}_forward_{suffix}", y=ptr(out["y"], writable=True),
-        h_n=ptr(out["h_n"], writable=True), reserve=ptr(reserve), reserve_size=n,
-        x=ptr(p.x, dtype), w_ih=ptr(p.w_ih, dtype), w_hh=ptr(p.w_hh, dtype),
-        b_ih=ptr(p.b_ih, dtype), b_hh=ptr(p.b_hh, dtype), h0=ptr(p.h0, dtype),
-        lengths=ptr(p.lengths, np.int64), scratch=s, scratch_size=s_size, **lstm, **sizes))
+        out.update(c_n=nan((B, H)), dc0=nan((B, H)))
+    inputs = dict(x=p.x, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=p.b_ih, b_hh=p.b_hh, h0=p.h0, c0=p.c0,
+                  dy=p.dy, dh_n=p.dh_n, dc_n=p.dc_n)
+    arrays = {**{k: ptr(v, dtype) for k, v in inputs.items()},
+              **{k: ptr(v, writable=True) for k, v in out.items()},
+              "lengths": ptr(p.lengths, np.int64), "reserve": ptr(reserve), "reserve_size": n}
+    fs, fs_size = scratch(capi.forward_scratch_bytes(p.cell, dtype, T, B, I, H, True, **options))
+    bs, bs_size = scratch(capi.backward_scratch_bytes(p.cell, dtype, T, B, I, H, **options))
+
+    def bind(direction, s, s_size):
+        name = f"fastseq_{family}_{direction}_{suffix}"
+        args = {**arrays, **sizes, "scratch": ptr(s), "scratch_size": s_size}
+
+        def run(**over):  # the cffi pointers keep their arrays alive
+            merged = {**args, **over}
+            return call(name, **{k: merged[k] for k in DECLARATIONS[name]})
+        return run
+
+    return bind("forward", fs, fs_size), bind("backward", bs, bs_size), out
+
+
+def capi_run(p, own_scratch: bool = True) -> dict:
+    """Forward (training) and backward of problem ``p`` through the C ABI, outputs by name."""
+    forward, backward, out = capi_calls(p, own_scratch)
+    capi.check(forward())
     assert capi.last_error() == ""
-
-    G = p.w_hh.shape[0]
-    grads = {"dx": np.empty_like(p.x), "dh0": np.empty((B, H), dtype),
-             "dw_ih": np.empty_like(p.w_ih), "dw_hh": np.empty_like(p.w_hh),
-             "db_ih": None if p.b_ih is None else np.empty(G, dtype),
-             "db_hh": None if p.b_ih is None else np.empty(G, dtype)}
-    lstm = {}
-    if family == "lstm":
-        grads["dc0"] = np.empty((B, H), dtype)
-        lstm = dict(dc0=ptr(grads["dc0"], writable=True), dc_n=ptr(p.dc_n, dtype))
-    s, s_size = scratch(capi.backward_scratch_bytes(p.cell, dtype, T, B, I, H, **options))
-    capi.check(call(
-        f"fastseq_{family}_backward_{suffix}",
-        **{k: ptr(grads[k], writable=True)
-           for k in ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh")},
-        reserve=ptr(reserve), reserve_size=n, x=ptr(p.x, dtype), w_ih=ptr(p.w_ih, dtype),
-        w_hh=ptr(p.w_hh, dtype), lengths=ptr(p.lengths, np.int64), dy=ptr(p.dy, dtype),
-        dh_n=ptr(p.dh_n, dtype), scratch=s, scratch_size=s_size, **lstm, **sizes))
-    out.update(grads)
+    capi.check(backward())
     return out
 
 
@@ -178,6 +182,168 @@ def test_inference_forward_needs_no_reserve():
         ptr(p.b_hh), ptr(p.h0), ptr(p.lengths), ffi.NULL, 0, T, B, I, H, 1, 1))
     ref = reference_of(p, training=False)
     assert_matches({"y": y, "h_n": h_n}, ref, 1e-10, "gru inference")
+
+
+# ---- the reserve's header and the buffers' alignment -----------------------------------------
+
+RESERVE_BASE = dict(cell="lstm", dtype=np.float64, T=4, B=3, I=5, H=6, bias=True, lengths=None,
+                    reverse=False)
+
+# the forward's configuration (over RESERVE_BASE), the backward's, words of the message
+RESERVE_OTHER = {
+    "cell": ({}, dict(cell="gru"), "cell lstm there, gru here"),
+    "rnn_nonlinearity": (dict(cell="rnn_relu"), dict(cell="rnn_tanh"),
+                         "cell rnn_relu there, rnn_tanh here"),
+    "gru_reset": (dict(cell="gru"), dict(cell="gru_reset_before"),
+                  "cell gru there, gru_reset_before here"),
+    "dtype": ({}, dict(dtype=np.float32), "dtype float64 there, float32 here"),
+    "T": ({}, dict(T=2), "T 4 there, 2 here"),
+    "B_and_T_same_rows": ({}, dict(T=3, B=4), "T 4 there, 3 here, B 3 there, 4 here"),
+    "I": ({}, dict(I=7), "I 5 there, 7 here"),
+    "H": ({}, dict(H=5), "H 6 there, 5 here"),
+    "bias": ({}, dict(bias=False), "options bias there, none here"),
+    "lengths": ({}, dict(lengths=[4, 1, 2]), "options bias there, bias|lengths here"),
+    "reverse": (dict(reverse=True), {}, "options bias|reverse there, bias here"),
+}
+
+
+def _reserve_problem(**spec):
+    spec = {**RESERVE_BASE, **spec}
+    cell, dtype = spec.pop("cell"), spec.pop("dtype")
+    return make_problem(cell, dtype=dtype, seed=7, **spec)
+
+
+def _untouched(out):
+    return all(a is None or np.isnan(a).all() for a in out.values())
+
+
+def _grads(named):
+    return {k: v for k, v in named.items() if k.startswith("d")}
+
+
+@pytest.mark.parametrize("case", sorted(RESERVE_OTHER))
+def test_backward_refuses_a_reserve_of_another_configuration(case):
+    """The size is made right (the buffer fits both): only the header can tell."""
+    there, here, words = RESERVE_OTHER[case]
+    buffer = capi.aligned_bytes(1 << 16)
+    forward, _, _ = capi_calls(_reserve_problem(**there), reserve=buffer)
+    capi.check(forward())
+    _, backward, out = capi_calls(_reserve_problem(**here), reserve=buffer)
+    assert capi.STATUS_NAMES[backward()] == "FASTSEQ_ERR_RESERVE_MISMATCH"
+    message = capi.last_error()
+    assert "another configuration" in message and words in message, message
+    assert _untouched(out)
+
+
+def test_backward_refuses_a_consumed_reserve_and_a_refusal_consumes_nothing():
+    p = make_problem("gru", dtype=np.float32, lengths="vary", seed=2)
+    forward, backward, out = capi_calls(p)
+    capi.check(forward())
+    assert backward(reverse=1) == lib.FASTSEQ_ERR_RESERVE_MISMATCH  # refused: not consumed
+    assert _untouched(_grads(out))
+    capi.check(backward())
+    assert_matches(out, reference_of(p), tolerance(np.float32), "after a refused backward")
+    first = {k: None if v is None else v.copy() for k, v in out.items()}
+    assert backward() == lib.FASTSEQ_ERR_RESERVE_CONSUMED
+    assert "already consumed" in capi.last_error()
+    assert all(v is None or np.array_equal(v, first[k]) for k, v in out.items())
+    capi.check(forward())  # a new forward makes it a reserve again
+    capi.check(backward())
+    assert_matches(out, reference_of(p), tolerance(np.float32), "second round")
+
+
+def _header_spoilt(how):
+    def spoil(reserve):
+        if how == "zeroed":
+            reserve[:] = 0
+        elif how == "random":
+            reserve[:] = np.random.default_rng(0).integers(0, 256, reserve.size, dtype=np.uint8)
+        elif how == "header_field":
+            reserve[16] ^= 1  # a bit of the configuration: the checksum no longer matches
+        elif how == "header_zeroed":
+            reserve[:64] = 0
+    return spoil
+
+
+RESERVE_SPOILT = {
+    "zeroed": "starts with zero bytes",
+    "random": "does not start with a reserve header",
+    "header_field": "header is corrupt",
+    "header_zeroed": "starts with zero bytes",
+}
+
+
+@pytest.mark.parametrize("how", sorted(RESERVE_SPOILT))
+@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
+def test_backward_refuses_bytes_no_forward_wrote(cell, how):
+    p = make_problem(cell, dtype=np.float32, seed=4)
+    reserve = capi.aligned_bytes(capi.reserve_bytes(cell, np.float32, 5, 3, 4, 6, bias=True))
+    forward, backward, out = capi_calls(p, reserve=reserve)
+    capi.check(forward())
+    _header_spoilt(how)(reserve)
+    assert backward() == lib.FASTSEQ_ERR_RESERVE_MISMATCH
+    assert RESERVE_SPOILT[how] in capi.last_error(), capi.last_error()
+    assert _untouched(_grads(out))
+
+
+def test_reserve_size_counts_the_header_and_keeps_the_planes_aligned():
+    # The header takes the first 64 bytes; each plane starts on a 64-byte boundary after it.
+    T, B, H = 3, 2, 5
+    rnn = capi.reserve_bytes("rnn_tanh", np.float32, T, B, 4, H)
+    plane = -(-T * B * H * 4 // 64) * 64
+    assert rnn == 64 + 2 * plane  # header, gates (N, H), hprev (N, H)
+
+
+def _odd(nbytes, offset=1):
+    """A uint8 view of ``nbytes`` starting ``offset`` bytes past a 64-byte boundary."""
+    return capi.aligned_bytes(nbytes + 64)[offset:offset + nbytes]
+
+
+@pytest.mark.parametrize("buffer, offset", [("reserve", 1), ("reserve", 4), ("scratch", 3),
+                                            ("scratch", 4)])
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_misaligned_reserve_or_scratch_is_refused(direction, buffer, offset):
+    p = make_problem("lstm", dtype=np.float32, seed=6)
+    T, B, I = p.x.shape
+    H = p.w_hh.shape[1]
+    forward, backward, out = capi_calls(p)
+    capi.check(forward())
+    for k in out:
+        if out[k] is not None:
+            out[k].fill(np.nan)
+    if buffer == "reserve":
+        n = capi.reserve_bytes("lstm", np.float32, T, B, I, H, bias=True)
+        over = dict(reserve=capi.ptr(_odd(n, offset)), reserve_size=n)
+    else:
+        n = (capi.forward_scratch_bytes("lstm", np.float32, T, B, I, H, True, bias=True)
+             if direction == "forward"
+             else capi.backward_scratch_bytes("lstm", np.float32, T, B, I, H, bias=True))
+        over = dict(scratch=capi.ptr(_odd(n, offset)), scratch_size=n)
+    code = (forward if direction == "forward" else backward)(**over)
+    assert capi.STATUS_NAMES[code] == "FASTSEQ_ERR_ALIGNMENT"
+    message = capi.last_error()
+    assert f"{buffer} is at an address {offset} bytes past a multiple of 8" in message, message
+    assert _untouched(out)
+    capi.check(backward())  # the real reserve was neither consumed nor changed
+    assert_matches(_grads(out), _grads(reference_of(p)), tolerance(np.float32),
+                   "after a refused call")
+
+
+def test_eight_byte_alignment_is_enough():
+    p = make_problem("gru_reset_before", dtype=np.float64, seed=8, lengths="vary")
+    T, B, I = p.x.shape
+    H = p.w_hh.shape[1]
+    options = dict(bias=True, lengths=True)
+    n = capi.reserve_bytes(p.cell, np.float64, T, B, I, H, **options)
+    forward, backward, out = capi_calls(p)
+    s = max(capi.forward_scratch_bytes(p.cell, np.float64, T, B, I, H, True, **options),
+            capi.backward_scratch_bytes(p.cell, np.float64, T, B, I, H, **options))
+    reserve, scratch = _odd(n, 8), _odd(s, 40)
+    over = dict(reserve=capi.ptr(reserve), reserve_size=n, scratch=capi.ptr(scratch),
+                scratch_size=s)
+    capi.check(forward(**over))
+    capi.check(backward(**over))
+    assert_matches(out, reference_of(p), tolerance(np.float64), "8-byte aligned buffers")
 
 
 # ---- the pointer helper ---------------------------------------------------------------------
@@ -225,13 +391,16 @@ def _lstm_call_args():
                   dx=np.empty_like(p.x), dh0=np.empty((B, H)), dc0=np.empty((B, H)),
                   dw_ih=np.empty_like(p.w_ih), dw_hh=np.empty_like(p.w_hh),
                   db_ih=np.empty(4 * H), db_hh=np.empty(4 * H),
-                  reserve=capi.aligned_bytes(n), scratch=capi.aligned_bytes(s))
+                  reserve=capi.aligned_bytes(n + 8), scratch=capi.aligned_bytes(s + 8))
     args = {k: capi.ptr(v) for k, v in arrays.items()}
     args.update(reserve_size=n, scratch_size=s, T=T, B=B, I=I, H=H, reverse=0, _keep=arrays)
     return args
 
 
 def _call_with(name, args, over):
+    shift = over.pop("_shift", None)  # that buffer 2 bytes further on (room was left for it)
+    if shift:
+        over[shift] = ffi.cast("unsigned char *", args[shift]) + 2
     merged = {**args, **over}
     return call(name, **{k: merged[k] for k in DECLARATIONS[name]})
 
@@ -240,9 +409,11 @@ def _forward(**over):
     return _call_with("fastseq_lstm_forward_f64", _lstm_call_args(), over)
 
 
-def _backward(**over):
+def _backward(_twice=False, **over):
     args = _lstm_call_args()
     capi.check(_call_with("fastseq_lstm_forward_f64", args, {}))  # a real reserve first
+    if _twice:
+        capi.check(_call_with("fastseq_lstm_backward_f64", args, {}))
     return _call_with("fastseq_lstm_backward_f64", args, over)
 
 
@@ -309,6 +480,14 @@ CFFI_ERRORS = {
                             "reverse must be 0 or 1"),
     "forward_out_of_memory": (lambda: _forward(**_HUGE), "FASTSEQ_ERR_OUT_OF_MEMORY",
                               "cannot allocate"),
+    "backward_reserve_other_direction": (lambda: _backward(reverse=1),
+                                         "FASTSEQ_ERR_RESERVE_MISMATCH", "reverse here"),
+    "backward_reserve_consumed": (lambda: _backward(_twice=True),
+                                  "FASTSEQ_ERR_RESERVE_CONSUMED", "already consumed"),
+    "forward_reserve_misaligned": (lambda: _forward(_shift="reserve"), "FASTSEQ_ERR_ALIGNMENT",
+                                   "reserve is at an address 2 bytes past"),
+    "backward_scratch_misaligned": (lambda: _backward(_shift="scratch"),
+                                    "FASTSEQ_ERR_ALIGNMENT", "scratch is at an address 2 bytes"),
 }
 
 
@@ -662,6 +841,11 @@ C_ERRORS = {
     "rnn_bad_relu": "FASTSEQ_ERR_ARGUMENT",
     "gru_bad_reset_after": "FASTSEQ_ERR_ARGUMENT",
     "forward_out_of_memory": "FASTSEQ_ERR_OUT_OF_MEMORY",
+    "backward_reserve_of_other_direction": "FASTSEQ_ERR_RESERVE_MISMATCH",
+    "backward_reserve_zeroed": "FASTSEQ_ERR_RESERVE_MISMATCH",
+    "backward_reserve_consumed": "FASTSEQ_ERR_RESERVE_CONSUMED",
+    "forward_scratch_misaligned": "FASTSEQ_ERR_ALIGNMENT",
+    "backward_reserve_misaligned": "FASTSEQ_ERR_ALIGNMENT",
     "forward_ok": "FASTSEQ_OK",
     "forward_ok_again": "FASTSEQ_OK",
     "backward_ok": "FASTSEQ_OK",

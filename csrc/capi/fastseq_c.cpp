@@ -63,6 +63,13 @@ int guarded(const char* fn, F&& body) noexcept {
   } catch (const std::bad_alloc&) {
     set_message(fn, "out of memory");
     return FASTSEQ_ERR_OUT_OF_MEMORY;
+  } catch (const ReserveError& e) {  // the reserve's header, checked by sequence_backward
+    set_message(fn, "%s", e.what());
+    return e.reason() == ReserveError::Reason::consumed ? FASTSEQ_ERR_RESERVE_CONSUMED
+                                                        : FASTSEQ_ERR_RESERVE_MISMATCH;
+  } catch (const AlignmentError& e) {
+    set_message(fn, "%s", e.what());
+    return FASTSEQ_ERR_ALIGNMENT;
   } catch (const std::invalid_argument& e) {  // a kernel check these checks did not foresee
     set_message(fn, "%s", e.what());
     return FASTSEQ_ERR_ARGUMENT;
@@ -84,6 +91,8 @@ bool flag(int value, const char* fn, const char* name) {
     fail(FASTSEQ_ERR_ARGUMENT, fn, "%s must be 0 or 1, got %d", name, value);
   return value == 1;
 }
+
+static_assert(kBufferAlign == 8, "fastseq.h documents the 8-byte alignment of reserve and scratch");
 
 static_assert(int(CellKind::rnn_tanh) == FASTSEQ_CELL_RNN_TANH &&
                   int(CellKind::rnn_relu) == FASTSEQ_CELL_RNN_RELU &&

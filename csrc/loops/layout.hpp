@@ -1,5 +1,6 @@
-// Where each named tensor lives inside the reserve and the scratch buffers. The size
-// queries and the loops both carve through these functions, so they cannot disagree.
+// Where each named tensor lives inside the reserve (after its header) and the scratch
+// buffers. The size queries and the loops both carve through these functions, so they
+// cannot disagree.
 // Panel sizes use the widest vector of any compiled ISA (kMaxVecBytes), so one size serves
 // every variant.
 #pragma once
@@ -7,6 +8,7 @@
 #include <cstdint>
 
 #include "fastseq/kernels.hpp"
+#include "loops/reserve_header.hpp"
 #include "runtime/aligned_buffer.hpp"
 #include "runtime/isa.hpp"
 
@@ -71,9 +73,12 @@ struct ReservePlanes {
   S* rh = nullptr;     // (N, H): GRU reset-before r ⊙ h_prev (0 at padding)
   std::int64_t ldg = 0;
 
+  // The one place that places the planes after the header: the size query and both loops
+  // carve through here.
   static ReservePlanes carve(Carver& cv, const SeqConfig& cfg) {
     const std::int64_t N = cfg.T * cfg.B, H = cfg.H;
     ReservePlanes p;
+    cv.take<ReserveHeader>(1);  // 64 bytes, written and checked by loops/sequence.cpp
     p.ldg = reserve_gate_width(cfg.cell, H);
     p.gates = cv.take<S>(N * p.ldg);
     p.hprev = cv.take<S>(N * H);

@@ -1,6 +1,8 @@
 // libfastseq's kernel entry points: check the configuration and the buffers, then run the
 // selected instruction-set variant (loops/dispatch.hpp) of the loops in loops/sequence.hpp.
 #include <climits>
+#include <cstring>
+#include <utility>
 #include <stdexcept>
 #include <string>
 
@@ -8,6 +10,7 @@
 #include "loops/layout.hpp"
 #include "gemm/gemm.hpp"
 #include "loops/dispatch.hpp"
+#include "loops/reserve_header.hpp"
 
 namespace fastseq {
 
@@ -107,6 +110,77 @@ void check_lengths(const SeqConfig& cfg, const std::int64_t* lengths) {
            " is outside 1.." + std::to_string(cfg.T));
 }
 
+void check_alignment(const void* buffer, const char* name) {
+  const auto address = reinterpret_cast<std::uintptr_t>(buffer);
+  if (address % kBufferAlign != 0)
+    throw AlignmentError(std::string(name) + " is at an address " +
+                         std::to_string(address % kBufferAlign) + " bytes past a multiple of " +
+                         std::to_string(kBufferAlign) + ": it must start on a multiple of " +
+                         std::to_string(kBufferAlign) + " bytes (64 is fastest)");
+}
+
+[[noreturn]] void reserve_mismatch(const std::string& why) {
+  throw ReserveError(ReserveError::Reason::mismatch, "reserve " + why);
+}
+
+std::string flag_names(std::uint32_t flags) {
+  std::string s;
+  for (auto [bit, name] : {std::pair{loops::kHasBias, "bias"},
+                           std::pair{loops::kHasLengths, "lengths"},
+                           std::pair{loops::kReverse, "reverse"}})
+    if (flags & bit) s += (s.empty() ? "" : "|") + std::string(name);
+  return s.empty() ? "none" : s;
+}
+
+// The reserve's header against this backward's configuration: everything that differs is
+// named, "there" (the forward that wrote the reserve) against "here" (this call).
+void check_header(const SeqConfig& cfg, std::size_t scalar_size, const void* reserve) {
+  using namespace loops;
+  const ReserveHeader got = read_header(reserve);
+  const ReserveHeader want = make_header(cfg, scalar_size, kWritten);
+  if (got.magic != kReserveMagic) {
+    const ReserveHeader zero{};
+    reserve_mismatch(std::memcmp(&got, &zero, sizeof got) == 0
+                         ? "starts with zero bytes, not a reserve header: no training forward "
+                           "wrote it"
+                         : "does not start with a reserve header: no training forward wrote "
+                           "it, or it was overwritten since");
+  }
+  if (got.checksum != header_checksum(got))
+    reserve_mismatch("header is corrupt (its checksum does not match): it was overwritten "
+                     "since the forward wrote it");
+  if (got.version != kReserveVersion)
+    reserve_mismatch("header has format version " + std::to_string(got.version) +
+                     ", this library reads version " + std::to_string(kReserveVersion));
+  if (got.state == kConsumed)
+    throw ReserveError(ReserveError::Reason::consumed,
+                       "reserve was already consumed by a backward call (backward overwrites "
+                       "it with the gate gradients): run the training forward again");
+  if (got.state != kWritten) reserve_mismatch("header has an unknown state");
+  std::string diff;
+  auto differ = [&](const char* field, const std::string& there, const std::string& here) {
+    if (there != here)
+      diff += std::string(diff.empty() ? "" : ", ") + field + " " + there + " there, " + here +
+              " here";
+  };
+  auto cell = [](std::uint32_t c) {
+    return c <= std::uint32_t(CellKind::gru_reset_before) ? std::string(cell_name(CellKind(c)))
+                                                          : "cell " + std::to_string(c);
+  };
+  auto dtype = [](std::uint32_t size) {
+    return size == 4 ? std::string("float32") : size == 8 ? std::string("float64")
+                                                          : std::to_string(size) + "-byte";
+  };
+  differ("cell", cell(got.cell), cell(want.cell));
+  differ("dtype", dtype(got.scalar_size), dtype(want.scalar_size));
+  differ("T", std::to_string(got.T), std::to_string(want.T));
+  differ("B", std::to_string(got.B), std::to_string(want.B));
+  differ("I", std::to_string(got.I), std::to_string(want.I));
+  differ("H", std::to_string(got.H), std::to_string(want.H));
+  differ("options", flag_names(got.flags), flag_names(want.flags));
+  if (!diff.empty())
+    reserve_mismatch("was written by a forward of another configuration (" + diff + ")");
+}
 
 }  // namespace
 
@@ -120,19 +194,24 @@ void sequence_forward(const SeqConfig& cfg, bool training, const ForwardArgs<S>&
   check_lengths(cfg, a.lengths);
   if (training) {
     require(a.reserve != nullptr, "reserve is null in a training forward");
+    check_alignment(a.reserve, "reserve");
     if (a.reserve_size != reserve_bytes(cfg, sizeof(S)))
       fail("reserve has " + std::to_string(a.reserve_size) + " bytes, this configuration needs " +
            std::to_string(reserve_bytes(cfg, sizeof(S))));
   }
   const std::size_t need = forward_scratch_bytes(cfg, sizeof(S), training);
   require(a.scratch != nullptr || need == 0, "scratch is null");
+  check_alignment(a.scratch, "scratch");
   if (a.scratch_size < need)
     fail("scratch has " + std::to_string(a.scratch_size) + " bytes, needs " + std::to_string(need));
 
+  // The header goes in last: until the planes are complete, the reserve is no reserve.
+  if (training) loops::write_header(a.reserve, loops::ReserveHeader{});
   gemm::ensure_single_threaded();
   const loops::KernelTable& k = loops::selected_table();
   if constexpr (sizeof(S) == 4) k.forward_f(cfg, training, a);
   else k.forward_d(cfg, training, a);
+  if (training) loops::write_header(a.reserve, loops::make_header(cfg, sizeof(S), loops::kWritten));
 }
 
 template <class S>
@@ -145,15 +224,20 @@ void sequence_backward(const SeqConfig& cfg, const BackwardArgs<S>& a) {
   require(!cfg.has_bias || (a.db_ih && a.db_hh), "db_ih/db_hh are null although has_bias");
   check_lengths(cfg, a.lengths);
   require(a.reserve != nullptr, "reserve is null");
+  check_alignment(a.reserve, "reserve");
   if (a.reserve_size != reserve_bytes(cfg, sizeof(S)))
     fail("reserve has " + std::to_string(a.reserve_size) +
          " bytes, but this configuration's reserve has " +
          std::to_string(reserve_bytes(cfg, sizeof(S))) + ": it comes from another forward");
+  check_header(cfg, sizeof(S), a.reserve);
   const std::size_t need = backward_scratch_bytes(cfg, sizeof(S));
   require(a.scratch != nullptr, "scratch is null");
+  check_alignment(a.scratch, "scratch");
   if (a.scratch_size < need)
     fail("scratch has " + std::to_string(a.scratch_size) + " bytes, needs " + std::to_string(need));
 
+  // From here on the reserve's planes become dG: a second backward must not read them.
+  loops::write_header(a.reserve, loops::make_header(cfg, sizeof(S), loops::kConsumed));
   gemm::ensure_single_threaded();
   const loops::KernelTable& k = loops::selected_table();
   if constexpr (sizeof(S) == 4) k.backward_f(cfg, a);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define T0 3
 #define B0 2
@@ -35,6 +36,9 @@ static const char* status_name(int status) {
     case FASTSEQ_ERR_ARGUMENT: return "FASTSEQ_ERR_ARGUMENT";
     case FASTSEQ_ERR_OUT_OF_MEMORY: return "FASTSEQ_ERR_OUT_OF_MEMORY";
     case FASTSEQ_ERR_INTERNAL: return "FASTSEQ_ERR_INTERNAL";
+    case FASTSEQ_ERR_RESERVE_MISMATCH: return "FASTSEQ_ERR_RESERVE_MISMATCH";
+    case FASTSEQ_ERR_RESERVE_CONSUMED: return "FASTSEQ_ERR_RESERVE_CONSUMED";
+    case FASTSEQ_ERR_ALIGNMENT: return "FASTSEQ_ERR_ALIGNMENT";
     default: return "UNKNOWN";
   }
 }
@@ -122,8 +126,8 @@ int main(void) {
     return 1;
   }
   scratch_size = fwd_scratch > bwd_scratch ? fwd_scratch : bwd_scratch;
-  reserve = malloc(reserve_size);
-  scratch = malloc(scratch_size);
+  reserve = malloc(reserve_size + 8); /* + 8: room for the misaligned cases */
+  scratch = malloc(scratch_size + 8);
   if (!reserve || !scratch) return 1;
 
   /* sizes: zero, negative, too large for the 32-bit BLAS, in a call and in a query */
@@ -167,6 +171,15 @@ int main(void) {
   g = backward_args(); g.reserve_size = 0; report("backward_reserve_size_zero", backward(&g));
   g = backward_args(); g.scratch_size = 8; report("backward_scratch_too_small", backward(&g));
 
+  /* the reserve's header: same size, other configuration (reverse) */
+  g = backward_args(); g.reverse = 1; report("backward_reserve_of_other_direction", backward(&g));
+
+  /* alignment: reserve and scratch must start on a multiple of 8 bytes */
+  f = forward_args(); f.scratch += 4;
+  report("forward_scratch_misaligned", forward(&f));
+  g = backward_args(); g.reserve += 1;
+  report("backward_reserve_misaligned", backward(&g));
+
   /* enum and flag values out of range */
   report("query_bad_cell",
          fastseq_reserve_bytes(&bytes, 9, FASTSEQ_FLOAT64, T0, B0, I0, H0, 0));
@@ -201,6 +214,11 @@ int main(void) {
   /* a success clears the message; the training forward above left a valid reserve */
   f = forward_args(); report("forward_ok_again", forward(&f));
   g = backward_args(); report("backward_ok", backward(&g));
+
+  /* backward consumed the reserve; zero bytes were never a reserve */
+  g = backward_args(); report("backward_reserve_consumed", backward(&g));
+  memset(reserve, 0, reserve_size);
+  g = backward_args(); report("backward_reserve_zeroed", backward(&g));
 
   free(reserve);
   free(scratch);

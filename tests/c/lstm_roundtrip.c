@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   check(fastseq_backward_scratch_bytes(&bwd_scratch_size, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T,
                                        B, I, H, flags),
         "fastseq_backward_scratch_bytes");
-  /* Offset by 8 bytes from malloc's 16: the header promises that any alignment works. */
+  /* Offset by 8 bytes from malloc's 16: the header asks for a multiple of 8 bytes only. */
   reserve = (unsigned char*)alloc(reserve_size + 8) + 8;
   scratch = (unsigned char*)alloc(8 + (fwd_scratch_size > bwd_scratch_size ? fwd_scratch_size
                                                                             : bwd_scratch_size)) + 8;

@@ -30,15 +30,21 @@
  *   overlap each other (e.g. h0 == c0).
  * - Gradients are written, never accumulated: every d* output is overwritten.
  *
- * Two buffer roles, both byte buffers sized by the queries below (any alignment works; 64
- * bytes is fastest). They are unsigned char *, not void *, because Numba cannot pass its
+ * Two buffer roles, both byte buffers sized by the queries below, each starting on a multiple
+ * of 8 bytes (malloc's and NumPy's buffers do; 64 bytes is fastest; else
+ * FASTSEQ_ERR_ALIGNMENT). They are unsigned char *, not void *, because Numba cannot pass its
  * typed pointers as void *:
  * - reserve: filled by a training forward, read (and consumed: overwritten) by the one
  *   backward call that follows. A forward trains iff reserve_size != 0, and reserve_size
  *   must then be exactly what fastseq_reserve_bytes() says; reserve_size == 0 runs inference and
  *   reserve is not touched (may be NULL). Backward needs the same configuration (cell,
  *   sizes, switches, lengths or NULL, bias or not) and the same, unmodified x, w_ih, w_hh and
- *   lengths as the forward that filled its reserve: they are not copied into it.
+ *   lengths as the forward that filled its reserve: they are not copied into it. The reserve
+ *   opens with a header the forward writes (the configuration, a format version, a checksum)
+ *   and backward checks before anything else: a reserve of another configuration, or bytes
+ *   no training forward wrote, give FASTSEQ_ERR_RESERVE_MISMATCH. Backward marks the header
+ *   consumed, so a second backward on it gives FASTSEQ_ERR_RESERVE_CONSUMED. (Unmodified
+ *   inputs are still the caller's promise: the header does not cover them.)
  * - scratch: lives within one call; at least fastseq_forward_scratch_bytes() or
  *   fastseq_backward_scratch_bytes() bytes (asked with the call's options). scratch_size == 0 lets the call allocate its own
  *   (scratch may then be NULL), which can fail with FASTSEQ_ERR_OUT_OF_MEMORY.
@@ -87,7 +93,12 @@ typedef enum fastseq_status {
   FASTSEQ_ERR_SCRATCH_SIZE = 5,  /* scratch_size is smaller than this configuration needs */
   FASTSEQ_ERR_ARGUMENT = 6,      /* a cell, dtype, option or flag value out of range */
   FASTSEQ_ERR_OUT_OF_MEMORY = 7, /* the call could not allocate its scratch */
-  FASTSEQ_ERR_INTERNAL = 8       /* anything else (a bug: please report it) */
+  FASTSEQ_ERR_INTERNAL = 8,      /* anything else (a bug: please report it) */
+  /* backward: the reserve holds no header of a training forward of this configuration
+     (another cell, dtype, size or option; zeros, other bytes, a corrupt header) */
+  FASTSEQ_ERR_RESERVE_MISMATCH = 9,
+  FASTSEQ_ERR_RESERVE_CONSUMED = 10, /* backward: a backward has consumed this reserve */
+  FASTSEQ_ERR_ALIGNMENT = 11         /* reserve or scratch not on a multiple of 8 bytes */
 } fastseq_status;
 
 /* Cells, for the size queries. */

@@ -14,12 +14,18 @@
 //   length a sequence's state is frozen, y is zero and dy is ignored.
 // - No pointer may alias another unless stated. Pointers marked "optional" may be null.
 // - reserve: written by a training forward, read and then consumed (overwritten) by the
-//   one backward that follows. scratch: lives within one call. Both are byte buffers of the
-//   sizes the *_bytes queries return; 64-byte alignment is best, any alignment works.
+//   one backward that follows. It opens with a 64-byte header (configuration, format
+//   version, a consumed mark, a checksum) that backward checks before anything else: a
+//   reserve of another configuration, an already consumed one, or bytes no forward wrote
+//   throw ReserveError. scratch: lives within one call. Both are byte buffers of the sizes
+//   the *_bytes queries return, starting on a multiple of kBufferAlign bytes (else
+//   AlignmentError); 64-byte alignment is fastest.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "fastseq/export.hpp"
 
@@ -42,6 +48,34 @@ struct SeqConfig {
   bool reverse = false;
 };
 
+// reserve and scratch must start on a multiple of this many bytes: the planes are accessed
+// as float or double in place, and the backward scratch holds double sums in float32 too.
+// malloc, NumPy and the buffer pool all give at least this.
+inline constexpr std::size_t kBufferAlign = 8;
+
+// Every configuration or buffer error is a std::invalid_argument (the bindings' ValueError);
+// the two subclasses below let the C ABI give these their own status codes.
+//
+// ReserveError: the reserve handed to backward was not written by a training forward of
+// this configuration (mismatch: another configuration, a corrupt header or none), or a
+// backward has consumed it already.
+class FASTSEQ_API ReserveError : public std::invalid_argument {
+ public:
+  enum class Reason { mismatch, consumed };
+  ReserveError(Reason reason, const std::string& what)
+      : std::invalid_argument(what), reason_(reason) {}
+  Reason reason() const { return reason_; }
+
+ private:
+  Reason reason_;
+};
+
+// AlignmentError: reserve or scratch does not start on a multiple of kBufferAlign bytes.
+class FASTSEQ_API AlignmentError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
 FASTSEQ_API int gate_count(CellKind cell);
 FASTSEQ_API const char* cell_name(CellKind cell);
 FASTSEQ_API bool same_config(const SeqConfig& a, const SeqConfig& b);
@@ -61,7 +95,8 @@ struct ForwardArgs {
   S* y = nullptr;           // (T, B, H)
   S* h_n = nullptr;         // (B, H)
   S* c_n = nullptr;         // (B, H), LSTM only
-  void* reserve = nullptr;  // reserve_bytes(cfg) bytes when training, else null
+  void* reserve = nullptr;  // reserve_bytes(cfg) bytes when training (header written last),
+                            // else null
   // inputs
   const S* x = nullptr;                  // (T, B, I)
   const S* w_ih = nullptr;               // (G*H, I)
@@ -92,7 +127,8 @@ struct BackwardArgs {
   S* db_hh = nullptr;  // (G*H,), iff cfg.has_bias
   // inputs: the forward's own inputs, its reserve (consumed: overwritten with dG), and
   // the gradients arriving from above
-  void* reserve = nullptr;               // in/out, reserve_bytes(cfg)
+  void* reserve = nullptr;               // in/out, reserve_bytes(cfg); its header marked
+                                         // consumed
   const S* x = nullptr;                  // (T, B, I)
   const S* w_ih = nullptr;               // (G*H, I)
   const S* w_hh = nullptr;               // (G*H, H)
@@ -105,11 +141,15 @@ struct BackwardArgs {
   std::size_t scratch_size = 0;
 };
 
-// Run the whole sequence forward; with training, fill the reserve for backward.
+// Run the whole sequence forward; with training, fill the reserve for backward (its header
+// last, so a reserve whose forward did not finish is refused by backward). Throws
+// std::invalid_argument (AlignmentError for reserve or scratch) before touching any pointer.
 template <class S>
 FASTSEQ_API void sequence_forward(const SeqConfig& cfg, bool training, const ForwardArgs<S>& a);
 
-// Backward through the whole sequence: every gradient of the forward's inputs.
+// Backward through the whole sequence: every gradient of the forward's inputs. Checks the
+// arguments and the reserve's header (ReserveError naming what differs) before writing
+// anything, then marks the header consumed and overwrites the reserve's planes with dG.
 template <class S>
 FASTSEQ_API void sequence_backward(const SeqConfig& cfg, const BackwardArgs<S>& a);
 
