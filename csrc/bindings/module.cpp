@@ -1,5 +1,6 @@
 // The pybind11 module fastseq._core: build facts (version, CPU features, BLAS) and the
 // kernel bindings. No maths here: each bind_<topic>.cpp checks arguments and calls csrc/.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -34,6 +35,11 @@ py::dict cpu_features_dict() {
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
+  // pybind11 looks NumPy's C API up on first use, releasing the GIL meanwhile and taking it
+  // back in a destructor. A daemon thread whose first kernel call came while the interpreter
+  // was exiting was ended there by pthread_exit, and the unwinding through that destructor
+  // aborted the process (1 exit in ~200 under load). Look it up now, at import.
+  py::detail::npy_api::get();
   m.doc() = "fastseq's compiled kernels (C++); use fastseq.functional or the layers instead.";
   m.attr("__version__") = FASTSEQ_VERSION;
   m.def("cpu_features", &cpu_features_dict, "Instruction-set features detected on this CPU.");
