@@ -1,12 +1,16 @@
 // The nonlinearities of the cells, written branch-free so that the compiler vectorises the
 // cells' row loops (glibc's expf/tanhf are scalar calls and cost as much as the GEMMs).
-// They stay finite and saturate exactly for inputs of any magnitude, and let NaN through.
+// sigmoid and tanh stay finite and saturate exactly for inputs of any magnitude, ±inf
+// included (sigmoid(-inf) is exactly 0, so that a 0·inf downstream shows as NaN), and they
+// let NaN through: no clamp or comparison here may turn a non-finite value into a finite one.
 //
 // exp: Cody–Waite reduction x = n·ln2 + r, |r| <= ln2/2, then a Taylor polynomial for e^r
 // (degree 7 in float, truncation 5e-9 relative; degree 13 in double, 4e-18) and 2^n built
-// in the exponent bits. Measured error: <= 2 ulp (float), <= 2 ulp (double) on the clamped
-// range. sigmoid = 1/(1+e^-x) and tanh = 1 - 2/(e^{2x}+1) inherit an absolute error of a few
-// ulp of 1 (not relative near 0, which no caller needs: every use is absolute).
+// in the exponent bits. Measured error: <= 2 ulp (float), <= 2 ulp (double) below 88.37
+// (float) and 709.43 (double); from there on n is 128 (1024), 2^n gets the exponent bits of
+// +inf, and the result is +inf (the true exp overflows from 88.72 and 709.78): exp(inf) = inf
+// at no cost. sigmoid = 1/(1+e^-x) and tanh = 1 - 2/(e^{2x}+1) inherit an absolute error of a
+// few ulp of 1 (not relative near 0, which no caller needs: every use is absolute).
 // The cells' tile epilogues call them in loops over one vector of units, which the compiler
 // vectorises for the ISA of the translation unit (one copy per ISA namespace).
 #pragma once
@@ -55,10 +59,11 @@ FASTSEQ_INLINE double fmadd(double a, double b, double c) {
 #endif
 }
 
-// The comparisons are ordered so that NaN passes the clamps unchanged.
+// The comparisons are ordered so that NaN passes the clamps unchanged (vectorised, they are
+// max/min with x as the operand returned for NaN; tests/test_nonfinite.py checks every ISA).
 FASTSEQ_INLINE float exp_(float x) {
   x = x < -87.3f ? -87.3f : x;  // 2^n stays a normal number ...
-  x = x > 88.3f ? 88.3f : x;    // ... and finite: n in -126..127
+  x = x > 89.0f ? 89.0f : x;    // ... or +inf: n in -126..128, and 2^128 has inf's bits
   constexpr float kMagic = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
   const float t = fmadd(x, 1.44269504088896341f, kMagic);
   const float n = t - kMagic;
@@ -77,8 +82,8 @@ FASTSEQ_INLINE float exp_(float x) {
 }
 
 FASTSEQ_INLINE double exp_(double x) {
-  x = x < -708.3 ? -708.3 : x;  // n in -1022..1023
-  x = x > 709.0 ? 709.0 : x;
+  x = x < -708.3 ? -708.3 : x;  // n in -1022..1024 (2^1024: +inf)
+  x = x > 710.0 ? 710.0 : x;
   constexpr double kMagic = 6755399441055744.0;  // 1.5·2^52
   const double t = fmadd(x, 1.4426950408889634074, kMagic);
   const double n = t - kMagic;
@@ -116,6 +121,13 @@ FASTSEQ_INLINE S tanh_(S x) {
 template <class S>
 FASTSEQ_INLINE S relu(S x) {
   return x < S(0) ? S(0) : x;
+}
+
+// d · relu'(p), from h = relu(p): d where h > 0, d · 0 where h = 0, and NaN where h is NaN
+// (h > 0 ? d : 0 would return a finite 0 for a diverged unit, and for d = NaN at h = 0).
+template <class S>
+FASTSEQ_INLINE S relu_grad(S h, S d) {
+  return h > S(0) ? d : d * h;
 }
 
 }  // namespace FASTSEQ_ISA_NS

@@ -53,7 +53,7 @@ struct Rnn {
       hn[u] = w.gates[u];
     }
     for (int u = 0; u < L; ++u)
-      dp[u] = Relu ? (hn[u] > S(0) ? d[u] : S(0)) : d[u] * (S(1) - hn[u] * hn[u]);
+      dp[u] = Relu ? relu_grad(hn[u], d[u]) : d[u] * (S(1) - hn[u] * hn[u]);
     put(w.gates, dp, n);
     put(w.dgs, dp, n);
     put_zeros(w.dhd, n);

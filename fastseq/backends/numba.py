@@ -123,8 +123,11 @@ def _flat(a):
 #
 # exp(v) = 2^t · exp(r), t = round(v / ln 2), r = v - t ln 2 (ln 2 split in two so that
 # t·ln2_hi is exact), exp(r) by its Taylor polynomial of degree 11 (|r| <= ln2/2: relative
-# error < 1e-14), 2^t built in the exponent bits. v is clamped to the finite range first,
-# so exp never overflows (sigmoid and tanh saturate exactly) and NaN stays NaN.
+# error < 1e-14), 2^t built in the exponent bits. v is clamped first, to where t is at most
+# 128 (float32) or 1024 (float64): 2^t then has the exponent bits of +inf, so exp(v) is +inf
+# from v = 88.38 (709.44) on, a little before its true overflow, and exp(inf) = inf. sigmoid
+# is then exactly 0 at -inf (0 * inf downstream is NaN, as in the reference), sigmoid and
+# tanh saturate exactly, and NaN stays NaN.
 
 
 @_jit
@@ -139,9 +142,9 @@ def _exp_workspace(n, like):
     c[0], c[1], c[2] = 1.0, 2.0, 4.0
     c[3] = 1.4426950408889634  # log2(e)
     if single:
-        c[4], c[5], c[6], c[7] = 0.693145751953125, 1.428606765330187e-06, -87.0, 88.0
+        c[4], c[5], c[6], c[7] = 0.693145751953125, 1.428606765330187e-06, -87.0, 89.0
     else:
-        c[4], c[5], c[6], c[7] = 0.6931471803691238, 1.9082149292705877e-10, -708.0, 709.0
+        c[4], c[5], c[6], c[7] = 0.6931471803691238, 1.9082149292705877e-10, -708.0, 710.0
     c[8] = 0.5
     f = 1.0
     for k in range(1, 12):
@@ -401,6 +404,7 @@ def _rnn_backward(blas, xp, w_ih, w_hh, pre, hprev, order, ls, nact, offs, rever
     ex = np.empty((B, H), dt)
     ws = _exp_workspace(B * H, dy)
     one, four = ws[0][0], ws[0][2]
+    zero = one - one
     dhf, dgf, exf, whf = _flat(dh), _flat(dg), _flat(ex), _flat(w_hh)
     # 1. steps in reverse: pointwise gate gradient, then dh_prev = dG · W_hh
     for s in range(nact.size - 1, -1, -1):
@@ -416,8 +420,9 @@ def _rnn_backward(blas, xp, w_ih, w_hh, pre, hprev, order, ls, nact, offs, rever
             b = order[j]
             for k in range(H):
                 d = dh[j, k] + dy[t, b, k]
-                if relu:
-                    dg[r, k] = d if pre[r, k] > 0 else 0
+                if relu:  # d * relu'(pre), NaN where pre is NaN (a diverged unit)
+                    p = pre[r, k]
+                    dg[r, k] = d if p > 0 else (d * zero if p <= 0 else p)
                 else:
                     dg[r, k] = d * _tanh_slope(ex[j, k], one, four)
         _gemm(blas, False, False, m, H, H, 1.0, dgf, o * H, H, whf, 0, H, 0.0, dhf, 0, H)

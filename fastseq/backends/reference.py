@@ -61,7 +61,9 @@ class ElmanCell:
     def step_backward(self, dstate, cache, w_hh):
         (dh_new,) = dstate
         h, a, h_new = cache
-        da = dh_new * (a > 0) if self.relu else dh_new * (1.0 - h_new**2)
+        # heaviside(a, 0) is 1 above 0, 0 at and below, and NaN at NaN: divergence shows
+        # in the gradients (a comparison a > 0 would be a finite 0 there).
+        da = dh_new * np.heaviside(a, 0.0) if self.relu else dh_new * (1.0 - h_new**2)
         # da is the gradient of both pre-activation sums: the input and the recurrent one.
         return da, (da @ w_hh,), da.T @ h, da
 
