@@ -140,9 +140,10 @@ _INT_MAX = 2**31 - 1
 
 def _check_sizes(T: int, B: int, I: int, H: int) -> None:
     if T * B > _INT_MAX or I > _INT_MAX or H > _INT_MAX // 4:
+        culprit = "x (T*B)" if T * B > _INT_MAX else ("x (I)" if I > _INT_MAX else "w_hh (H)")
         raise ValueError(
-            "sizes too large for the 32-bit BLAS interface: T*B, I and 4*H must be < 2^31; "
-            f"got T={T}, B={B} (T*B = {T * B}), I={I}, H={H} (4*H = {4 * H})"
+            f"{culprit} is too large for the 32-bit BLAS interface: T*B, I and 4*H must be "
+            f"< 2^31; got T={T}, B={B} (T*B = {T * B}), I={I}, H={H} (4*H = {4 * H})"
         )
     if T * B > (1 << 58) // max(I, 4 * H):
         raise ValueError(

@@ -800,6 +800,10 @@ struct Backward {
                        a.dw_ih, I, r0 == 0 ? beta : S(1));
         team_barrier(nt);
       }
+      // dx's padding rows are zero, as the contract says: the product gave 0 · W_ih there,
+      // NaN where W_ih holds one. (Every part of dx was written before the barriers above.)
+      share(B, tid, nt, lo, hi);
+      zero_padding(a.dx, I, I, cfg, a.lengths, lo, hi);
     } else {
       team_matmul<S>(tid, nt, Op::T, Op::N, GH, I, N, dg, ldg, a.x, I, a.dw_ih, I, beta);
     }

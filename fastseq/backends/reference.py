@@ -259,7 +259,7 @@ def _backward(reserve, dy, dstate_n):
     valid = _schedule(T, B, reserve.lengths, False)[1]  # (t, b) is valid iff t < L_b
     x_valid = np.where(valid[:, :, None], x, 0.0).reshape(T * B, I)
     grads = {
-        "dx": dgx @ w_ih,
+        "dx": np.where(valid[:, :, None], dgx @ w_ih, 0.0),  # 0 past lengths, NaN weights too
         "dw_ih": flat_dgx.T @ x_valid,
         "dw_hh": dw_hh,
         "db_ih": flat_dgx.sum(axis=0) if reserve.has_bias else None,
