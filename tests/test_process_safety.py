@@ -148,13 +148,15 @@ def test_exit_with_daemon_threads_inside_kernels():
     assert not failures, f"{len(failures)} of {ROUNDS} exits failed; first: {failures[0]}"
 
 
-def test_concurrent_callers_and_thread_count_toggled():
+@pytest.mark.parametrize("isa", fastseq.available_isas())
+def test_concurrent_callers_and_thread_count_toggled(isa):
     """Four Python threads run forward and backward on different inputs while a fifth flips
     the thread count between 1 and 2: each call's every output has the bits of its serial
     call (forward and backward may run on teams of different sizes, or alone when the pool
     is busy: no value depends on that)."""
     problems = [_problem(seed) for seed in range(4)]
-    before = fastseq.get_num_threads()
+    before, isa_before = fastseq.get_num_threads(), fastseq.get_isa()
+    fastseq.set_isa(isa)
     expected = [_digest(run(p, "cpp")) for p in problems]
     stop = threading.Event()
     errors = []
@@ -187,5 +189,6 @@ def test_concurrent_callers_and_thread_count_toggled():
         stop.set()
         toggler.join(timeout=10)
         fastseq.set_num_threads(before)
+        fastseq.set_isa(isa_before)
     assert not hung, "a kernel call hung"
     assert not errors, errors[:5]
