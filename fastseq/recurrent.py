@@ -138,6 +138,12 @@ class RNNBase(Module):
     # --- argument checks and layouts ------------------------------------------------
     def _input_to_time_major(self, x: Any) -> tuple[np.ndarray, bool]:
         """x as a C-contiguous (T, B, I) array of the layer dtype, and whether it was batched."""
+        shape = np.shape(x)
+        if len(shape) == 3:  # the kernels' size limits, from the shape, before any copy
+            rows = shape[0] * shape[1]
+            if rows > 2**31 - 1:
+                raise ValueError(f"x has shape {shape}: T*B = {rows} rows is too large for "
+                                 "the 32-bit BLAS interface (T*B must be < 2^31)")
         array = as_real_array(x, "x", self.dtype)
         if array.ndim not in (2, 3):
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"

@@ -184,3 +184,13 @@ def test_linear_and_embedding_errors():
         emb(np.array([-1]))
     with pytest.raises(TypeError, match="indices"):
         emb(np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_huge_broadcast_input_is_refused_before_any_copy(batch_first):
+    """T*B >= 2^31 rows: a clear ValueError from the shape, not a MemoryError from copying a
+    broadcast view of a few bytes into terabytes."""
+    lstm = LSTM(3, 4, batch_first=batch_first)
+    x = np.broadcast_to(np.zeros(3), (2**16, 2**15 + 1, 3))
+    with pytest.raises(ValueError, match="T\\*B"):
+        lstm(x)
