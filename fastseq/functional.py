@@ -134,7 +134,7 @@ def _float_array(name: str, value, dtype, shape=None, meaning=None, against="x")
 
 # The kernels hand every matrix dimension and leading dimension to OpenBLAS's 32-bit int,
 # and every byte count must fit a size_t: the rules of validate_config (csrc/loops/
-# sequence.cpp), checked here from the shapes before any array is copied.
+# kernels.cpp), checked here from the shapes before any array is copied.
 _INT_MAX = 2**31 - 1
 
 

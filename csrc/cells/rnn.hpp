@@ -3,7 +3,7 @@
 // units (cells/rows.hpp). Loads go to local arrays first, the maths runs on them (so it
 // vectorises with no aliasing question), then stores, one destination per loop (put, in
 // cells/rows.hpp): n < L only shortens loads and stores.
-// The time loop (loops/sequence.hpp) owns the products and the indexing.
+// The time loop (loops/forward.hpp, loops/backward.hpp) owns the products and the indexing.
 #pragma once
 
 #include <cstdint>

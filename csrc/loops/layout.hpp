@@ -9,6 +9,7 @@
 
 #include "fastseq/kernels.hpp"
 #include "loops/reserve_header.hpp"
+#include "loops/tuning.hpp"
 #include "runtime/aligned_buffer.hpp"
 #include "runtime/isa.hpp"
 
@@ -42,21 +43,17 @@ inline std::int64_t padded_ld(std::int64_t width) {
   return width + kMaxVecBytes / std::int64_t(sizeof(S));
 }
 
-// From kFuseMinRows batch rows on, the LSTM's forward folds the input projection into the
-// step product when there are no lengths: the panels hold W_ihᵀ above W_hhᵀ and each step
-// multiplies [x_t | h]. One product at the micro-kernel's rate instead of an OpenBLAS GEMM
-// whose (T·B, 4H) result goes out to memory and comes back, a cache miss per line, in the
-// epilogues. Measured in alternation with the unfused loop (LSTM (50,64,512) inference):
-// 3-8 % faster on 1 thread, 5-13 % on 2. Where it does not pay, it is not used:
-// - fewer rows: the fused panel, twice W_hh's, streams from L3 at every step for fewer FMAs
-//   per byte (LSTM (100,32,1024): 16-27 % slower);
-// - the Elman RNN: its W_hh panel (1 MiB at H = 512) stays in L2, the fused one would not
-//   (no gain at (50,64,512), up to 5 % slower on 2 threads);
-// - the GRU: its n gate keeps x's and h's parts apart, they cannot share one sum.
-inline constexpr std::int64_t kFuseMinRows = 64;
+// From tuning::kFuseMinRows batch rows on, the LSTM's forward folds the input projection
+// into the step product when there are no lengths: the panels hold W_ihᵀ above W_hhᵀ and
+// each step multiplies [x_t | h]. One product at the micro-kernel's rate instead of an
+// OpenBLAS GEMM whose (T·B, 4H) result goes out to memory and comes back, a cache miss per
+// line, in the epilogues (tuning.hpp has the measurement). Where it does not pay, it is not
+// used: the Elman RNN (its W_hh panel, 1 MiB at H = 512, stays in L2, the fused one would
+// not: no gain at (50,64,512), up to 5 % slower on 2 threads); the GRU (its n gate keeps
+// x's and h's parts apart, they cannot share one sum).
 inline constexpr bool can_fuse_projection(CellKind cell) { return cell == CellKind::lstm; }
 inline bool fuses_projection(const SeqConfig& cfg) {
-  return can_fuse_projection(cfg.cell) && cfg.B >= kFuseMinRows;
+  return can_fuse_projection(cfg.cell) && cfg.B >= tuning::kFuseMinRows;
 }
 
 // Rows (k) of the forward panels: H, or I + H where the projection may be folded in.
@@ -78,7 +75,7 @@ struct ReservePlanes {
   static ReservePlanes carve(Carver& cv, const SeqConfig& cfg) {
     const std::int64_t N = cfg.T * cfg.B, H = cfg.H;
     ReservePlanes p;
-    cv.take<ReserveHeader>(1);  // 64 bytes, written and checked by loops/sequence.cpp
+    cv.take<ReserveHeader>(1);  // 64 bytes, written and checked by loops/kernels.cpp
     p.ldg = reserve_gate_width(cfg.cell, H);
     p.gates = cv.take<S>(N * p.ldg);
     p.hprev = cv.take<S>(N * H);

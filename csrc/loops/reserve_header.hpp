@@ -1,6 +1,6 @@
 // The header at the start of every reserve: what configuration wrote it and whether a
 // backward has consumed it, so that backward refuses a reserve of another configuration, a
-// consumed one, or bytes no forward wrote. Written and checked in loops/sequence.cpp; the
+// consumed one, or bytes no forward wrote. Written and checked in loops/kernels.cpp; the
 // planes follow it (ReservePlanes::carve in loops/layout.hpp takes its 64 bytes first).
 #pragma once
 

@@ -2,7 +2,8 @@
 // flags and FASTSEQ_ISA_NS = isa_portable / isa_avx2 / isa_avx512, each copy exporting its
 // table (loops/dispatch.hpp) under its own name.
 #include "loops/dispatch.hpp"
-#include "loops/sequence.hpp"
+#include "loops/backward.hpp"
+#include "loops/forward.hpp"
 
 namespace fastseq::loops {
 inline namespace FASTSEQ_ISA_NS {

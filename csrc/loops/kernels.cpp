@@ -1,5 +1,6 @@
 // libfastseq's kernel entry points: check the configuration and the buffers, then run the
-// selected instruction-set variant (loops/dispatch.hpp) of the loops in loops/sequence.hpp.
+// selected instruction-set variant (loops/dispatch.hpp) of the loops in loops/forward.hpp
+// and loops/backward.hpp.
 #include <climits>
 #include <cstring>
 #include <utility>

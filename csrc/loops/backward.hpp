@@ -1,0 +1,328 @@
+// The backward time loop, written once for every cell: per step (in reverse) the cell's
+// pointwise backward on dh = dhd + dG·W_hh for each block of units, one barrier; then the
+// weight and input gradients as large products over all rows, and the bias sums. docs/
+// kernels.md explains it. Compiled per ISA (loops/sequence_isa.cpp), in FASTSEQ_ISA_NS.
+#pragma once
+
+#include <cstdint>
+
+#include "cells/gru.hpp"
+#include "cells/lstm.hpp"
+#include "cells/rnn.hpp"
+#include "gemm/microkernel.hpp"
+#include "loops/layout.hpp"
+#include "loops/team.hpp"
+
+namespace fastseq::loops {
+inline namespace FASTSEQ_ISA_NS {
+
+template <class S>
+struct BwdShared {
+  const SeqConfig* cfg;
+  const BackwardArgs<S>* a;
+  BackwardScratch<S> sc;
+  ReservePlanes<S> rv;
+  std::int64_t nb;
+};
+
+template <class S, class Cell, bool HasLengths>
+struct Backward {
+  static constexpr int L = gemm::lanes<S>;
+  static constexpr int G = Cell::G;
+  static constexpr CellKind kind = Cell::kind;
+
+  const BwdShared<S>& sh;
+  std::int64_t T, B, H;
+  const std::int64_t* lengths;
+  bool reverse;
+
+  // The slice of W_hh rows [r0, r0 + K) of the group of nv blocks from jb, k-major (row
+  // stride ldp), from the backward panels.
+  struct Slice {
+    const S* p;
+    std::int64_t ldp;
+  };
+  Slice slice(std::int64_t jb, int nv, std::int64_t r0) const {
+    const std::int64_t j0 = jb * L, w = nv * L;
+    return {sh.sc.panels + j0 * G * H + r0 * w, w};
+  }
+
+  // Threads own whole pairs of blocks (share_groups); a pair from an even block is one
+  // group of two where both blocks are full, else single blocks.
+  static int group_width(std::int64_t jb, std::int64_t H) {
+    return (jb % 2 == 0 && (jb + 2) * L <= H) ? 2 : 1;
+  }
+
+  // Phase 0: the only product (or GRU reset-before phase A); 1: GRU reset-before phase B;
+  // 2: the final product, dh0 = dhd + dG_0 · W_hh. NV adjacent blocks of units per tile
+  // (two full blocks: fewer broadcast rows per FMA, so the tile is not load-bound).
+  template <int Phase, int NV>
+  struct Step {
+    const Backward& f;
+    std::int64_t s, j0;
+    int n;  // units of a single (NV = 1) block
+    const S* a;  // product input (dense dG or dn), null: product is zero (first step)
+    std::int64_t lda, K;
+    Slice w;
+    S* dgs_out;  // dense dG rows written here (row stride ldo)
+    std::int64_t ldo;
+
+    template <int MR>
+    void rows(std::int64_t b0) {
+      alignas(64) S acc[MR * NV * L];
+      if (a)
+        gemm::tile<S, MR, NV>(a + b0 * lda, lda, w.p, w.ldp, K, acc);
+      else
+        for (int i = 0; i < MR * NV * L; ++i) acc[i] = S(0);
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v)
+          epilogue(b0 + r, acc + (r * NV + v) * L, j0 + v * L, NV == 1 ? n : L);
+    }
+
+    void epilogue(std::int64_t b, const S* acc, std::int64_t j0, int n) {
+      const BwdShared<S>& sh = f.sh;
+      const std::int64_t H = f.H;
+      S* dhd = sh.sc.dhd + b * H + j0;
+      if constexpr (Phase == 2) {
+        S* dh0 = sh.a->dh0 + b * H + j0;
+        for (int u = 0; u < n; ++u) dh0[u] = dhd[u] + acc[u];
+        return;
+      }
+      const std::int64_t t = time_of<HasLengths>(s, b, f.T, f.reverse, f.lengths);
+      if (HasLengths && t < 0) {
+        // Finished: dh passes through; its dG rows are zero.
+        if constexpr (Phase == 0)
+          for (int u = 0; u < n; ++u) dhd[u] += acc[u];
+        const int gates_out = Cell::two_products ? (Phase == 0 ? 1 : 2) : G;
+        for (int g = 0; g < gates_out; ++g) zero(dgs_out + b * ldo + g * H + j0, n);
+        return;
+      }
+      const std::int64_t row = t * f.B + b;
+      cells::BwdRow<S> w;
+      w.acc = acc;
+      w.dhd = dhd;
+      w.dy = sh.a->dy + row * H + j0;
+      w.gates = sh.rv.gates + row * sh.rv.ldg + j0;
+      w.dgs = dgs_out + b * ldo + j0;
+      w.H = H;
+      w.n = n;
+      if constexpr (kind == CellKind::lstm) {
+        w.dc = sh.sc.dc + b * H + j0;
+        w.cprev = sh.rv.cprev + row * H + j0;
+        w.tanhc = sh.rv.tanhc + row * H + j0;
+      }
+      if constexpr (kind == CellKind::gru || kind == CellKind::gru_reset_before)
+        w.hprev = sh.rv.hprev + row * H + j0;
+      if constexpr (Cell::two_products) {
+        if constexpr (Phase == 0) {
+          w.dn = dgs_out + b * ldo + j0;
+#define FASTSEQ_CALL(full) Cell::template backward1<L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        } else {
+#define FASTSEQ_CALL(full) Cell::template backward2<L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        }
+      } else {
+#define FASTSEQ_CALL(full) Cell::template backward<L, full>(w)
+        FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+      }
+    }
+  };
+
+  // Pairs of blocks [2q, 2q + 2) of this thread's [jb0, jb1) (jb0 is even), in zig-zag order:
+  // one group of two, or single blocks.
+  template <int Phase>
+  void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, std::int64_t lda,
+            std::int64_t r0, std::int64_t K, S* dgs_out, std::int64_t ldo) const {
+    const std::int64_t n = group_count(jb1 - jb0, 2);
+    for (std::int64_t q = 0; q < n; ++q) {
+      const std::int64_t jb = jb0 + 2 * zigzag(s, q, n);
+      std::int64_t b0 = 0;
+      if (group_width(jb, H) == 2) {
+        Step<Phase, 2> st{*this, s, jb * L, L, a, lda, K, slice(jb, 2, r0), dgs_out, ldo};
+        gemm::for_row_blocks<gemm::max_rows<2>>(B, b0, st);
+        continue;
+      }
+      for (std::int64_t j = jb; j < jb + 2 && j < jb1; ++j) {
+        const std::int64_t j0 = j * L;
+        const int nu = int(H - j0 < L ? H - j0 : L);
+        Step<Phase, 1> st{*this, s, j0, nu, a, lda, K, slice(j, 1, r0), dgs_out, ldo};
+        b0 = 0;
+        gemm::for_row_blocks<gemm::max_rows<1>>(B, b0, st);
+      }
+    }
+  }
+
+  static void team(void* ctx, int tid, int nt) {
+    const BwdShared<S>& sh = *static_cast<const BwdShared<S>*>(ctx);
+    const SeqConfig& cfg = *sh.cfg;
+    const BackwardArgs<S>& a = *sh.a;
+    const Backward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse};
+    const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B, GH = G * H;
+    const BackwardScratch<S>& sc = sh.sc;
+    const std::int64_t ldg = sh.rv.ldg;
+    std::int64_t lo, hi;
+
+    // 0. Carried gradients, and this thread's groups of W_hh columns packed k-major (W_hh's
+    //    own rows are k-major but H scalars apart: strided rows defeat the prefetchers and the L1).
+    share(B, tid, nt, lo, hi);
+    copy_or_zero(sc.dhd + lo * H, a.dh_n ? a.dh_n + lo * H : nullptr, (hi - lo) * H);
+    if constexpr (Cell::has_c)
+      copy_or_zero(sc.dc + lo * H, a.dc_n ? a.dc_n + lo * H : nullptr, (hi - lo) * H);
+    std::int64_t jb0, jb1;
+    share_groups(sh.nb, 2, tid, nt, jb0, jb1);
+    for (std::int64_t jb = jb0; jb < jb1;) {
+      const int nv = group_width(jb, H);
+      const std::int64_t j0 = jb * L, w = nv * L;
+      const std::int64_t n = H - j0 < w ? H - j0 : w;
+      S* dst = sc.panels + j0 * GH;
+      if (n == w) {
+        // A vector per block and row: memcpy's call per row piece was 4 % of a batch-1
+        // LSTM's training step (32 K calls of 128 bytes at H = 512).
+        for (std::int64_t r = 0; r < GH; ++r)
+          for (int v = 0; v < nv; ++v)
+            gemm::vstore(dst + r * w + v * L, gemm::vload(a.w_hh + r * H + j0 + v * L));
+      } else {
+        for (std::int64_t r = 0; r < GH; ++r) {
+          copy(dst + r * w, a.w_hh + r * H + j0, n);
+          for (std::int64_t u = n; u < w; ++u) dst[r * w + u] = S(0);
+        }
+      }
+      jb += nv;
+    }
+    team_barrier(nt);
+
+    // 1. Reverse time loop. Each step: for this thread's units, dh = dhd + dG_next · W_hh,
+    //    then the cell's pointwise backward writes dG over the reserve's activations and
+    //    into the dense buffer the next step's product reads.
+    if constexpr (Cell::two_products) {
+      const std::int64_t ldrz = padded_ld<S>(2 * H), ldn = padded_ld<S>(H);
+      S* dgrz = sc.dgs;            // (B, ldrz)
+      S* dn = sc.dgs + B * ldrz;   // (B, ldn)
+      for (std::int64_t s = T - 1; s >= 0; --s) {
+        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : dgrz, ldrz, 0, 2 * H, dn, ldn);
+        team_barrier(nt);
+        f.template step<1>(s, jb0, jb1, dn, ldn, 2 * H, H, dgrz, ldrz);
+        team_barrier(nt);
+      }
+      f.template step<2>(0, jb0, jb1, dgrz, ldrz, 0, 2 * H, nullptr, 0);
+    } else {
+      const std::int64_t ldd = padded_ld<S>(GH);
+      S* cur = sc.dgs;
+      S* nxt = sc.dgs + B * ldd;
+      for (std::int64_t s = T - 1; s >= 0; --s) {
+        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : cur, ldd, 0, GH, nxt, ldd);
+        team_barrier(nt);
+        S* tmp = cur;
+        cur = nxt;
+        nxt = tmp;
+      }
+      f.template step<2>(0, jb0, jb1, cur, ldd, 0, GH, nullptr, 0);
+    }
+    if constexpr (Cell::has_c) {
+      for (std::int64_t jb = jb0; jb < jb1; ++jb) {
+        const std::int64_t j0 = jb * L;
+        const std::int64_t n = H - j0 < L ? H - j0 : L;
+        for (std::int64_t b = 0; b < B; ++b) copy(a.dc0 + b * H + j0, sc.dc + b * H + j0, n);
+      }
+    }
+    if constexpr (HasLengths) {
+      share(B, tid, nt, lo, hi);
+      zero_padding(sh.rv.gates, ldg, ldg, cfg, a.lengths, lo, hi);
+    }
+    team_barrier(nt);
+
+    // 2. Weight and input gradients, each one GEMM over all N rows split over the team.
+    //    Columns [0, G*H) of the gate plane are dG_ih in every cell. With accumulate the
+    //    weight gradients are added into (beta = 1).
+    const S* dg = sh.rv.gates;
+    const S beta = a.accumulate ? S(1) : S(0);
+    team_matmul<S>(tid, nt, Op::N, Op::N, N, I, GH, dg, ldg, a.w_ih, I, a.dx, I);
+    if constexpr (HasLengths) {
+      // Padding rows of x must not reach dW_ih, not even as 0 · NaN: x a chunk of rows at a
+      // time, its padding rows zeroed, accumulated over the chunks.
+      const std::int64_t R = x_chunk_rows(cfg);
+      for (std::int64_t r0 = 0; r0 < N; r0 += R) {
+        const std::int64_t rc = N - r0 < R ? N - r0 : R;
+        share(rc, tid, nt, lo, hi);
+        for (std::int64_t r = lo; r < hi; ++r) {
+          const std::int64_t t = (r0 + r) / B, b = (r0 + r) % B;
+          if (t < a.lengths[b])
+            copy(sc.x_rows + r * I, a.x + (r0 + r) * I, I);
+          else
+            zero(sc.x_rows + r * I, I);
+        }
+        team_barrier(nt);
+        team_matmul<S>(tid, nt, Op::T, Op::N, GH, I, rc, dg + r0 * ldg, ldg, sc.x_rows, I,
+                       a.dw_ih, I, r0 == 0 ? beta : S(1));
+        team_barrier(nt);
+      }
+      // dx's padding rows are zero, as the contract says: the product gave 0 · W_ih there,
+      // NaN where W_ih holds one. (Every part of dx was written before the barriers above.)
+      share(B, tid, nt, lo, hi);
+      zero_padding(a.dx, I, I, cfg, a.lengths, lo, hi);
+    } else {
+      team_matmul<S>(tid, nt, Op::T, Op::N, GH, I, N, dg, ldg, a.x, I, a.dw_ih, I, beta);
+    }
+    if constexpr (kind == CellKind::gru || kind == CellKind::gru_reset_before) {
+      // r, z blocks against h_{t-1}; the n block is dn ⊙ r against h_{t-1} (reset after,
+      // column 3H) or dn against r ⊙ h_{t-1} (reset before).
+      team_matmul<S>(tid, nt, Op::T, Op::N, 2 * H, H, N, dg, ldg, sh.rv.hprev, H, a.dw_hh, H,
+                     beta);
+      if constexpr (kind == CellKind::gru)
+        team_matmul<S>(tid, nt, Op::T, Op::N, H, H, N, dg + 3 * H, ldg, sh.rv.hprev, H,
+                       a.dw_hh + 2 * H * H, H, beta);
+      else
+        team_matmul<S>(tid, nt, Op::T, Op::N, H, H, N, dg + 2 * H, ldg, sh.rv.rh, H,
+                       a.dw_hh + 2 * H * H, H, beta);
+    } else {
+      team_matmul<S>(tid, nt, Op::T, Op::N, GH, H, N, dg, ldg, sh.rv.hprev, H, a.dw_hh, H,
+                     beta);
+    }
+
+    // 3. Bias gradients: column sums over all N rows in row order, accumulated in double,
+    //    each column by one thread, so the result is the same whatever the thread count.
+    if (cfg.has_bias) {
+      share(ldg, tid, nt, lo, hi);
+      double* acc = sc.colsum;
+      for (std::int64_t k = lo; k < hi; ++k) acc[k] = 0.0;
+      for (std::int64_t r = 0; r < N; ++r) {
+        const S* g = dg + r * ldg;
+        for (std::int64_t k = lo; k < hi; ++k) acc[k] += static_cast<double>(g[k]);
+      }
+      // Rounded to S first, then added: what grad += db would give.
+      const bool add = a.accumulate;
+      const auto put = [add](S& dst, double sum) { dst = add ? dst + S(sum) : S(sum); };
+      for (std::int64_t k = lo; k < hi && k < GH; ++k) {
+        put(a.db_ih[k], acc[k]);
+        if (kind != CellKind::gru || k < 2 * H) put(a.db_hh[k], acc[k]);
+      }
+      if constexpr (kind == CellKind::gru) {
+        // db_hn is the column sum of dn ⊙ r (column 3H + j), owned by whoever summed it.
+        for (std::int64_t k = lo; k < hi; ++k)
+          if (k >= 3 * H) put(a.db_hh[2 * H + (k - 3 * H)], acc[k]);
+      }
+    }
+  }
+};
+
+template <class S, class Cell, bool HasLengths>
+void backward_loop(const SeqConfig& cfg, const BackwardArgs<S>& a) {
+  constexpr int L = gemm::lanes<S>;
+  BwdShared<S> sh;
+  sh.cfg = &cfg;
+  sh.a = &a;
+  Carver rcv(a.reserve);
+  sh.rv = ReservePlanes<S>::carve(rcv, cfg);
+  Carver scv(a.scratch);
+  sh.sc = BackwardScratch<S>::carve(scv, cfg);
+  sh.nb = (cfg.H + L - 1) / L;
+  using Bw = Backward<S, Cell, HasLengths>;
+  runtime::parallel_run(team_size<S>(cfg, group_count(sh.nb, 2)), &Bw::team, &sh);
+}
+
+}  // namespace FASTSEQ_ISA_NS
+}  // namespace fastseq::loops

@@ -1,0 +1,406 @@
+// The forward time loop, written once for every cell (cells/*.hpp hold the gate math) with
+// training and lengths as template parameters, so the step loop tests neither: the input
+// projection for all steps, then per step one register tile of h·W_hhᵀ per block of units
+// and rows with the cell's epilogue on it, and one barrier. docs/kernels.md explains the
+// layout and the tricks. Compiled per ISA (loops/sequence_isa.cpp), in FASTSEQ_ISA_NS.
+#pragma once
+
+#include <cstdint>
+
+#include "cells/gru.hpp"
+#include "cells/lstm.hpp"
+#include "cells/rnn.hpp"
+#include "gemm/microkernel.hpp"
+#include "gemm/pack.hpp"
+#include "loops/layout.hpp"
+#include "loops/team.hpp"
+
+namespace fastseq::loops {
+inline namespace FASTSEQ_ISA_NS {
+
+template <class S>
+struct FwdShared {
+  const SeqConfig* cfg;
+  const ForwardArgs<S>* a;
+  ForwardScratch<S> sc;
+  ReservePlanes<S> rv;
+  S* gates;
+  std::int64_t ldg;
+  std::int64_t nb;  // blocks of L units
+  std::int64_t kp;  // rows of each forward panel (forward_panel_rows)
+};
+
+// Fused: the input projection is folded into the step product (layout.hpp,
+// fuses_projection): the panels hold W_ihᵀ above W_hhᵀ, the k-slices of each step run over
+// x_t's rows and then h, and the epilogues find no Gx to add.
+template <class S, class Cell, bool Training, bool HasLengths, bool Fused = false>
+struct Forward {
+  static constexpr int L = gemm::lanes<S>;
+  static constexpr int G = Cell::G;
+  static constexpr CellKind kind = Cell::kind;
+  // Gates in the (first) product's panel, and in the second one (reset-before GRU's n).
+  static constexpr int NG1 = Cell::two_products ? 2 : G;
+  // Blocks of L units per panel (tuning::kRnnBlocksPerPanel for the single-gate cells). The
+  // groups are fixed by position (group q: blocks [q·W, q·W + W), the last one narrower),
+  // and threads own whole groups, so a unit's tile shape, and with it the order of its sum
+  // over k, never depends on the thread count.
+  static constexpr int W = G == 1 ? tuning::kRnnBlocksPerPanel : 1;
+
+  const FwdShared<S>& sh;
+  std::int64_t T, B, H;
+  const std::int64_t* lengths;
+  bool reverse;
+  std::int64_t ldh;  // row stride of h, r ⊙ h, z
+
+  // Product tiles and epilogues of the group of NB blocks from unit j0 at step s.
+  // phase 0: the only product, or GRU reset-before phase 1; phase 1: its phase 2.
+  template <int Phase, int NB>
+  struct Step {
+    static constexpr int NG = Phase == 0 ? NG1 : 1;
+    static constexpr int NV = NB * NG;  // vectors per tile row: block v's gate g at v·NG + g
+
+    const Forward& f;
+    std::int64_t s, j0;
+    const S* a;      // product input (h or r ⊙ h), (B, H)
+    const S* panel;  // this group's panel, row stride NV·L
+    S* h_in;
+    S* h_out;
+
+    template <int MR>
+    void rows(std::int64_t b0) {
+      alignas(64) S acc[MR * NV * L];
+      gemm::tile<S, MR, NV>(a + b0 * f.ldh, f.ldh, panel, NV * L, f.H, acc);
+      for (int r = 0; r < MR; ++r) epilogues(b0 + r, acc + r * NV * L);
+    }
+
+    // The cell epilogue of row b once per block of the group (the last may be partial).
+    void epilogues(std::int64_t b, const S* acc) const {
+      for (int v = 0; v < NB; ++v) {
+        const std::int64_t jv = j0 + v * L;
+        epilogue(b, acc + v * NG * L, jv, int(f.H - jv < L ? f.H - jv : L));
+      }
+    }
+
+    void epilogue(std::int64_t b, const S* acc, std::int64_t j0, int n) const {
+      const FwdShared<S>& sh = f.sh;
+      const std::int64_t H = f.H;
+      const std::int64_t t = time_of<HasLengths>(s, b, f.T, f.reverse, f.lengths);
+      if (HasLengths && t < 0) {
+        // Frozen: carry the state into the other buffer (the reset-before GRU updates h in
+        // place and needs nothing).
+        if constexpr (!Cell::two_products) copy(h_out + b * f.ldh + j0, h_in + b * f.ldh + j0, n);
+        return;
+      }
+      const std::int64_t row = t * f.B + b;
+      cells::FwdRow<S> w;
+      w.acc = acc;
+      w.gx = sh.gates + row * sh.ldg + j0;
+      w.bias = sh.sc.bias + j0;
+      w.h_in = h_in + b * f.ldh + j0;
+      w.h_out = h_out + b * f.ldh + j0;
+      w.y = sh.a->y + row * H + j0;
+      w.H = H;
+      w.n = n;
+      if constexpr (Training) w.hprev = sh.rv.hprev + row * H + j0;
+      if constexpr (kind == CellKind::lstm) {
+        w.c = sh.sc.c + b * H + j0;
+        if constexpr (Training) {
+          w.cprev = sh.rv.cprev + row * H + j0;
+          w.tanhc = sh.rv.tanhc + row * H + j0;
+        }
+      }
+      if constexpr (kind == CellKind::gru) w.bhn = sh.sc.bhn + j0;
+      if constexpr (kind == CellKind::gru_reset_before) {
+        w.rh = sh.sc.rh + b * f.ldh + j0;
+        w.z = sh.sc.z + b * f.ldh + j0;
+        if constexpr (Training) w.rh_keep = sh.rv.rh + row * H + j0;
+      }
+      if constexpr (Cell::two_products) {
+        if constexpr (Phase == 0) {
+#define FASTSEQ_CALL(full) Cell::template forward1<Training, L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        } else {
+#define FASTSEQ_CALL(full) Cell::template forward2<Training, L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        }
+      } else {
+        if constexpr (Fused) {
+#define FASTSEQ_CALL(full) Cell::template forward<Training, L, full, false>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        } else {
+#define FASTSEQ_CALL(full) Cell::template forward<Training, L, full>(w)
+          FASTSEQ_EPILOGUE(FASTSEQ_CALL, n, L);
+#undef FASTSEQ_CALL
+        }
+      }
+    }
+  };
+
+  // Panels of the group from block jb: every group before it is W blocks wide, so it starts
+  // at jb·L·kp·NG whatever the widths (the panels of all blocks fill kp · nb·L · NG).
+  const S* panel1(std::int64_t jb) const { return sh.sc.panels + jb * sh.kp * NG1 * L; }
+  const S* panel2(std::int64_t jb) const {
+    return sh.sc.panels + sh.nb * sh.kp * NG1 * L + jb * H * L;
+  }
+
+  // The lines of the big planes (Gx, y, the reserve) that block j0's epilogues will touch at
+  // step s. The input projection wrote all T steps of Gx before the loop began, tens of MB
+  // ago, so without this each line is a cache miss at the end of the block's products (about
+  // a sixth of an LSTM step at B = 64); asked for first, they arrive behind the block's FMAs.
+  template <int Phase>
+  void prefetch_block(std::int64_t s, std::int64_t j0) const {
+    constexpr bool last_phase = !Cell::two_products || Phase == 1;
+    const std::int64_t gate0 = Cell::two_products && Phase == 1 ? 2 : 0;
+    const std::int64_t gates = Cell::two_products ? (Phase == 0 ? 2 : 1) : sh.ldg / H;
+    for (std::int64_t b = 0; b < B; ++b) {
+      const std::int64_t t = time_of<HasLengths>(s, b, T, reverse, lengths);
+      if (HasLengths && t < 0) continue;
+      const std::int64_t row = t * B + b;
+      const S* gx = sh.gates + row * sh.ldg + gate0 * H + j0;
+      for (std::int64_t g = 0; g < gates; ++g) {
+        if constexpr (Training)
+          __builtin_prefetch(gx + g * H, 1);  // activations are written back in place
+        else if constexpr (!Fused)
+          __builtin_prefetch(gx + g * H, 0);
+      }
+      if constexpr (last_phase) __builtin_prefetch(sh.a->y + row * H + j0, 1);
+      if constexpr (Training && Phase == 0) {
+        __builtin_prefetch(sh.rv.hprev + row * H + j0, 1);
+        if constexpr (Cell::has_c) {
+          __builtin_prefetch(sh.rv.cprev + row * H + j0, 1);
+          __builtin_prefetch(sh.rv.tanhc + row * H + j0, 1);
+        }
+        if constexpr (kind == CellKind::gru_reset_before)
+          __builtin_prefetch(sh.rv.rh + row * H + j0, 1);
+      }
+    }
+  }
+
+  template <int Phase>
+  void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, S* h_in,
+            S* h_out) const {
+    const std::int64_t n = group_count(jb1 - jb0, W);
+    for (std::int64_t q = 0; q < n; ++q) {
+      const std::int64_t jb = jb0 + W * zigzag(s, q, n);
+      group<Phase>(s, jb, jb1 - jb < W ? int(jb1 - jb) : W, a, h_in, h_out);
+    }
+  }
+
+  // One group's step with its width nb as the compile-time NB.
+  template <int Phase, int NB = W>
+  void group(std::int64_t s, std::int64_t jb, int nb, const S* a, S* h_in, S* h_out) const {
+    if constexpr (NB > 1) {
+      if (nb < NB) return group<Phase, NB - 1>(s, jb, nb, a, h_in, h_out);
+    }
+    using St = Step<Phase, NB>;
+    constexpr int NV = St::NV;
+    for (int v = 0; v < NB; ++v) prefetch_block<Phase>(s, (jb + v) * L);
+    St st{*this, s, jb * L, a, Phase == 0 ? panel1(jb) : panel2(jb), h_in, h_out};
+    if (Fused || (B >= kb_min_rows && H > KC)) {
+      // k-blocked: a KC-row slice of the panel stays in L1 while every row tile of a
+      // chunk of rows passes over it; partial sums wait in part, the epilogue follows
+      // the last slice. Fused, the slices run over x_t's rows (staged by stage_x) first,
+      // panel rows [0, I).
+      for (std::int64_t c0 = 0; c0 < B; c0 += KB_ROWS) {
+        const std::int64_t rows = B - c0 < KB_ROWS ? B - c0 : KB_ROWS;
+        alignas(64) S part[KB_ROWS * NV * L];
+        bool first = true;
+        const auto slices = [&](const S* in, std::int64_t ld, std::int64_t K, const S* p) {
+          for (std::int64_t k0 = 0; k0 < K; k0 += KC) {
+            const std::int64_t kc = K - k0 < KC ? K - k0 : KC;
+            const std::int64_t kn = K - k0 - kc < KC ? K - k0 - kc : KC;  // next slice's rows
+            KSlice<NV> ks{in + c0 * ld + k0, ld, p + k0 * NV * L, kc, part, !first,
+                          p + (k0 + kc) * NV * L, kn * NV * L, rows};
+            first = false;
+            std::int64_t b0 = 0;
+            gemm::for_row_blocks<gemm::max_rows<NV>>(rows, b0, ks);
+          }
+        };
+        std::int64_t kh = 0;  // the panel row h's slices start at
+        if constexpr (Fused) {
+          kh = sh.cfg->I;
+          slices(sh.sc.xs + (s % 2) * B * sh.sc.ldx, sh.sc.ldx, kh, st.panel);
+        }
+        slices(a, ldh, H, st.panel + kh * NV * L);
+        for (std::int64_t r = 0; r < rows; ++r) st.epilogues(c0 + r, part + r * NV * L);
+      }
+      return;
+    }
+    std::int64_t b0 = 0;
+    gemm::for_row_blocks<gemm::max_rows<NV>>(B, b0, st);
+  }
+
+  // Fused: rows [b_lo, b_hi) of x at step s into the step's staging buffer (double-buffered:
+  // step s reads buffer s mod 2 while the team fills the other one for step s + 1). x's own
+  // rows are I scalars apart: at I = 512 in float32 the rows of a k-slice fall into a
+  // quarter of the L1's sets and evict one another; the staged rows are padded like h.
+  void stage_x(std::int64_t s, std::int64_t b_lo, std::int64_t b_hi) const {
+    if (s >= T) return;
+    const std::int64_t I = sh.cfg->I;
+    const S* x_t = sh.a->x + (reverse ? T - 1 - s : s) * B * I;  // no lengths when fused
+    S* dst = sh.sc.xs + (s % 2) * B * sh.sc.ldx;
+    for (std::int64_t b = b_lo; b < b_hi; ++b) copy(dst + b * sh.sc.ldx, x_t + b * I, I);
+  }
+
+  // k-blocking of the forward product (tuning.hpp).
+  static constexpr std::int64_t KC = tuning::kKSlice;
+  static constexpr std::int64_t KB_ROWS = tuning::kKBlockRows;
+  static constexpr std::int64_t kb_min_rows = tuning::kKBlockMinRows;
+
+  template <int NV>
+  struct KSlice {
+    const S* a;
+    std::int64_t lda;
+    const S* p;
+    std::int64_t K;
+    S* part;
+    bool accumulate;
+    // The next slice of the panel (n scalars from next), asked into L2 a share per row
+    // tile: a panel larger than L2 (LSTM H = 1024: 16 MiB) comes from L3 at every step,
+    // and the first row tile over a slice would wait on it at about a third of the rate its
+    // FMAs consume it.
+    const S* next;
+    std::int64_t n;
+    std::int64_t rows_total;
+    template <int MR>
+    void rows(std::int64_t b0) {
+      constexpr std::int64_t line = 64 / sizeof(S);
+      const std::int64_t lines = (n + line - 1) / line;
+      const std::int64_t l1 = lines * (b0 + MR) / rows_total;
+      for (std::int64_t l = lines * b0 / rows_total; l < l1; ++l)
+        __builtin_prefetch(next + l * line, 0, 2);
+      if (accumulate)
+        gemm::tile<S, MR, NV, true>(a + b0 * lda, lda, p, NV * L, K, part + b0 * NV * L);
+      else
+        gemm::tile<S, MR, NV, false>(a + b0 * lda, lda, p, NV * L, K, part + b0 * NV * L);
+    }
+  };
+
+  static void team(void* ctx, int tid, int nt) {
+    const FwdShared<S>& sh = *static_cast<const FwdShared<S>*>(ctx);
+    const SeqConfig& cfg = *sh.cfg;
+    const ForwardArgs<S>& a = *sh.a;
+    const Forward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse, sh.sc.ldh};
+    const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B, GH = G * H;
+    const ForwardScratch<S>& sc = sh.sc;
+    std::int64_t lo, hi;
+
+    // 0. Fold the biases into one vector (the GRU's b_hn stays inside r ⊙ (W_hn h + b_hn)),
+    //    initial states, and this thread's panels.
+    share(GH, tid, nt, lo, hi);
+    for (std::int64_t k = lo; k < hi; ++k) {
+      S v = cfg.has_bias ? a.b_ih[k] + a.b_hh[k] : S(0);
+      if (kind == CellKind::gru && cfg.has_bias && k >= 2 * H) v = a.b_ih[k];
+      sc.bias[k] = v;
+    }
+    if constexpr (kind == CellKind::gru) {
+      share(H, tid, nt, lo, hi);
+      for (std::int64_t j = lo; j < hi; ++j) sc.bhn[j] = cfg.has_bias ? a.b_hh[2 * H + j] : S(0);
+    }
+    const std::int64_t ldh = sc.ldh;
+    share(B, tid, nt, lo, hi);
+    for (std::int64_t b = lo; b < hi; ++b) {
+      copy_or_zero(sc.h + b * ldh, a.h0 ? a.h0 + b * H : nullptr, H);
+      if constexpr (Cell::two_products) {
+        zero(sc.rh + b * ldh, ldh);
+        zero(sc.z + b * ldh, ldh);
+      }
+    }
+    if constexpr (Cell::has_c) copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
+    std::int64_t jb0, jb1;
+    share_groups(sh.nb, W, tid, nt, jb0, jb1);
+    for (std::int64_t jb = jb0; jb < jb1; ++jb) {
+      const std::int64_t j0 = jb * L;
+      const int n = int(H - j0 < L ? H - j0 : L);
+      // Block jb is block v of the group from block jg, side by side with the others.
+      const std::int64_t jg = jb / W * W, v = jb - jg;
+      const std::int64_t ldp = (sh.nb - jg < W ? sh.nb - jg : W) * NG1 * L;
+      S* p = const_cast<S*>(f.panel1(jg)) + v * NG1 * L;
+      if constexpr (Fused) {
+        gemm::pack_forward<S, NG1>(p, ldp, a.w_ih, H, I, 0, j0, n);
+        p += I * ldp;
+      }
+      gemm::pack_forward<S, NG1>(p, ldp, a.w_hh, H, H, 0, j0, n);
+      if constexpr (Cell::two_products)
+        gemm::pack_forward<S, 1>(const_cast<S*>(f.panel2(jb)), L, a.w_hh, H, H, 2, j0, n);
+    }
+
+    // 1. Input projection for all T steps at once: Gx = X · W_ihᵀ, written straight into
+    //    the gate plane the epilogue then overwrites in place. (Fused: in the steps.)
+    std::int64_t xlo = 0, xhi = 0;  // fused: this thread's rows of x to stage
+    if constexpr (Fused) {
+      share(B, tid, nt, xlo, xhi);
+      f.stage_x(0, xlo, xhi);
+    } else {
+      team_matmul<S>(tid, nt, Op::N, Op::T, N, GH, I, a.x, I, a.w_ih, I, sh.gates, sh.ldg);
+    }
+    team_barrier(nt);
+
+    // 2. The sequential part: per step one product tile per block of units and rows, the
+    //    cell epilogue on it, one barrier (reset-before GRU: two products, two barriers).
+    S* h_cur = sc.h;
+    S* h_nxt = sc.h + B * ldh;
+    for (std::int64_t s = 0; s < T; ++s) {
+      if constexpr (Cell::two_products) {
+        f.template step<0>(s, jb0, jb1, h_cur, h_cur, h_cur);
+        team_barrier(nt);
+        f.template step<1>(s, jb0, jb1, sc.rh, h_cur, h_cur);
+        team_barrier(nt);
+      } else {
+        f.template step<0>(s, jb0, jb1, h_cur, h_cur, h_nxt);
+        if constexpr (Fused) f.stage_x(s + 1, xlo, xhi);
+        team_barrier(nt);
+        S* tmp = h_cur;
+        h_cur = h_nxt;
+        h_nxt = tmp;
+      }
+    }
+
+    // 3. Final states; zeros where sequences had ended (y, and the reserve planes that the
+    //    backward GEMMs multiply by the zero dG of those rows: 0 · garbage could be NaN).
+    share(B, tid, nt, lo, hi);
+    for (std::int64_t b = lo; b < hi; ++b) copy(a.h_n + b * H, h_cur + b * ldh, H);
+    if constexpr (Cell::has_c) copy(a.c_n + lo * H, sc.c + lo * H, (hi - lo) * H);
+    if constexpr (HasLengths) {
+      zero_padding(a.y, H, H, cfg, a.lengths, lo, hi);
+      if constexpr (Training) {
+        zero_padding(sh.rv.hprev, H, H, cfg, a.lengths, lo, hi);
+        if constexpr (Cell::two_products) zero_padding(sh.rv.rh, H, H, cfg, a.lengths, lo, hi);
+      }
+    }
+  }
+};
+
+template <class S, class Cell, bool Training, bool HasLengths>
+void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
+  constexpr int L = gemm::lanes<S>;
+  FwdShared<S> sh;
+  sh.cfg = &cfg;
+  sh.a = &a;
+  Carver scv(a.scratch);
+  sh.sc = ForwardScratch<S>::carve(scv, cfg, Training);
+  if constexpr (Training) {
+    Carver rcv(a.reserve);
+    sh.rv = ReservePlanes<S>::carve(rcv, cfg);
+  }
+  sh.gates = Training ? sh.rv.gates : sh.sc.gates;
+  sh.ldg = Training ? sh.rv.ldg : Cell::G * cfg.H;
+  sh.nb = (cfg.H + L - 1) / L;
+  sh.kp = forward_panel_rows(cfg);
+  using F = Forward<S, Cell, Training, HasLengths>;
+  const int nt = team_size<S>(cfg, group_count(sh.nb, F::W));
+  if constexpr (!HasLengths && can_fuse_projection(Cell::kind)) {
+    if (fuses_projection(cfg)) {
+      using FF = Forward<S, Cell, Training, false, true>;
+      runtime::parallel_run(nt, &FF::team, &sh);
+      return;
+    }
+  }
+  runtime::parallel_run(nt, &F::team, &sh);
+}
+
+}  // namespace FASTSEQ_ISA_NS
+}  // namespace fastseq::loops
