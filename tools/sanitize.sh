@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The kernels under sanitizers (CI runs this from .ci/run; README "Testing under sanitizers").
+# The kernels under sanitizers (CI runs this from .ci/run; the README's test section).
 #
 #   tools/sanitize.sh [asan|tsan|all]      default: all
 #   SANITIZE_CLEAN=1 (rebuild from scratch), SANITIZE_ISA, SANITIZE_JOBS (default 2), CC
@@ -47,6 +47,7 @@ step_start=0
 step() { step_start=$(date +%s); echo "== sanitize: $*"; }
 step_done() { echo "== sanitize: $1 took $(( $(date +%s) - step_start )) s"; }
 
+# Debug: -g for file:line in the reports, and assertions on; FASTSEQ_SANITIZE sets -O1.
 configure() {  # configure BUILD_DIR SANITIZERS
   if [ "$clean" = 1 ]; then rm -rf "$1"; fi
   cmake -S . -B "$1" "${generator[@]}" -DCMAKE_BUILD_TYPE=Debug -DFASTSEQ_ISAS="$isa" \
