@@ -66,12 +66,30 @@ def test_header_declares_what_the_library_exports():
     expected = {f"fastseq_{c}_{d}_{s}" for c in ("rnn", "lstm", "gru")
                 for d in ("forward", "backward") for s in ("f32", "f64")}
     expected |= {"fastseq_version", "fastseq_last_error", "fastseq_reserve_bytes",
-                 "fastseq_forward_scratch_bytes", "fastseq_backward_scratch_bytes"}
+                 "fastseq_forward_scratch_bytes", "fastseq_backward_scratch_bytes",
+                 "fastseq_get_num_threads", "fastseq_set_num_threads"}
     assert declared == expected
     assert set(DECLARATIONS) == expected  # the cdef that cffi was given holds them all
     for name in expected:
         assert getattr(lib, name) is not None  # resolved in libfastseq.so (dlsym)
     assert capi.version() == fastseq.__version__
+
+
+def test_thread_count_through_the_c_abi():
+    """The pool's thread count is the one fastseq.set_num_threads sets (threadpoolctl reads
+    and sets it through these two); out of range is FASTSEQ_ERR_ARGUMENT, nothing changed."""
+    before = fastseq.get_num_threads()
+    try:
+        assert lib.fastseq_set_num_threads(1) == lib.FASTSEQ_OK
+        assert lib.fastseq_get_num_threads() == 1 == fastseq.get_num_threads()
+        fastseq.set_num_threads(2)
+        assert lib.fastseq_get_num_threads() == 2
+        for bad in (0, -1, 4097):
+            assert lib.fastseq_set_num_threads(bad) == lib.FASTSEQ_ERR_ARGUMENT
+            assert "1..4096" in capi.last_error()
+            assert lib.fastseq_get_num_threads() == 2
+    finally:
+        fastseq.set_num_threads(before)
 
 
 def test_paths_point_at_the_header_and_at_the_library_core_uses():

@@ -15,6 +15,7 @@
 
 #include "bindings/arrays.hpp"
 #include "bindings/bind.hpp"
+#include "cells/registry.hpp"
 #include "fastseq/kernels.hpp"
 #include "runtime/buffer_pool.hpp"
 
@@ -34,14 +35,8 @@ struct Reserve {
   bool consumed = false;
 };
 
-const char* family(CellKind cell) {
-  switch (cell) {
-    case CellKind::rnn_tanh:
-    case CellKind::rnn_relu: return "rnn";
-    case CellKind::lstm: return "lstm";
-    default: return "gru";
-  }
-}
+const char* family(CellKind cell) { return cells::cell_info(cell).family; }
+bool has_c(CellKind cell) { return cells::cell_info(cell).states == 2; }
 
 // Runs fn with the GIL released. Not py::gil_scoped_release: its destructor takes the GIL
 // back, and a daemon thread that does so while the interpreter finalizes is ended by
@@ -136,7 +131,7 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
     b_hh = contiguous<S>(c);
   }
   const py::object h0 = optional_state<S>(h0_o, fn, "h0", B, H);
-  const py::object c0 = cell == CellKind::lstm ? optional_state<S>(c0_o, fn, "c0", B, H)
+  const py::object c0 = has_c(cell) ? optional_state<S>(c0_o, fn, "c0", B, H)
                                                : py::object(py::none());
 
   py::object lengths = py::none();
@@ -177,7 +172,7 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
   auto y = new_array<S>({T, B, H});
   auto h_n = new_array<S>({B, H});
   py::object c_n = py::none();
-  if (cell == CellKind::lstm) c_n = new_array<S>({B, H});
+  if (has_c(cell)) c_n = new_array<S>({B, H});
   std::unique_ptr<Reserve> reserve;
   if (training) {
     reserve = std::make_unique<Reserve>();
@@ -212,7 +207,7 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
   without_gil([&] { sequence_forward<S>(cfg, training, a); });
 
   py::object res = reserve ? py::cast(std::move(reserve)) : py::object(py::none());
-  if (cell == CellKind::lstm) return py::make_tuple(y, h_n, c_n, res);
+  if (has_c(cell)) return py::make_tuple(y, h_n, c_n, res);
   return py::make_tuple(y, h_n, res);
 }
 
@@ -334,7 +329,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
     require_shape(a, {B, H}, fn, "dh_n", "(B, H)");
     dh_n = contiguous<S>(a);
   }
-  if (cfg.cell == CellKind::lstm && !dc_n_o.is_none()) {
+  if (has_c(cfg.cell) && !dc_n_o.is_none()) {
     py::array a = require_ndarray(dc_n_o, fn, "dc_n");
     require_dtype(a, dt, fn, "dc_n", same);
     require_shape(a, {B, H}, fn, "dc_n", "(B, H)");
@@ -347,7 +342,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   auto dx = new_array<S>({T, B, I});
   auto dh0 = new_array<S>({B, H});
   py::object dc0 = py::none();
-  if (cfg.cell == CellKind::lstm) dc0 = new_array<S>({B, H});
+  if (has_c(cfg.cell)) dc0 = new_array<S>({B, H});
   runtime::PooledBuffer scratch(backward_scratch_bytes(cfg, sizeof(S)));
   auto mut = [](const py::object& o) -> S* {
     return o.is_none() ? nullptr : py::reinterpret_borrow<py::array_t<S>>(o).mutable_data();
@@ -383,7 +378,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   py::dict out;
   out["dx"] = dx;
   out["dh0"] = dh0;
-  if (cfg.cell == CellKind::lstm) out["dc0"] = dc0;
+  if (has_c(cfg.cell)) out["dc0"] = dc0;
   for (std::size_t i = 0; i < 4; ++i) out[ParamGrads<S>::kKeys[i]] = grads.result(i);
   return out;
 }

@@ -12,6 +12,7 @@
 
 #include "fastseq/kernels.hpp"
 #include "runtime/buffer_pool.hpp"
+#include "runtime/thread_pool.hpp"
 
 #ifndef FASTSEQ_VERSION
 #define FASTSEQ_VERSION "unknown"
@@ -328,6 +329,17 @@ extern "C" {
 FASTSEQ_API const char* fastseq_version(void) { return FASTSEQ_VERSION; }
 
 FASTSEQ_API const char* fastseq_last_error(void) { return t_message; }
+
+FASTSEQ_API int fastseq_get_num_threads(void) { return fastseq::runtime::num_threads(); }
+
+FASTSEQ_API int fastseq_set_num_threads(int n) {
+  const char* fn = "fastseq_set_num_threads";
+  return guarded(fn, [&] {
+    if (n < 1 || n > 4096)
+      fail(FASTSEQ_ERR_ARGUMENT, fn, "n = %d: the thread count must be in 1..4096", n);
+    fastseq::runtime::set_num_threads(n);
+  });
+}
 
 FASTSEQ_API int fastseq_reserve_bytes(size_t* bytes, int cell, int dtype, int64_t T, int64_t B,
                                       int64_t I, int64_t H, int flags) {

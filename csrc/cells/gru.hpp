@@ -12,6 +12,8 @@
 #include <cstdint>
 
 #include "cells/activations.hpp"
+#include "cells/registry.hpp"
+#include "cells/registry.hpp"
 #include "cells/rows.hpp"
 #include "fastseq/kernels.hpp"
 
@@ -19,11 +21,7 @@ namespace fastseq::cells {
 inline namespace FASTSEQ_ISA_NS {
 
 template <class S>
-struct GruAfter {
-  static constexpr CellKind kind = CellKind::gru;
-  static constexpr int G = 3;
-  static constexpr bool two_products = false;
-  static constexpr bool has_c = false;
+struct GruAfter : Facts<CellKind::gru> {
 
   // bias: [b_ir + b_hr, b_iz + b_hz, b_in]; bhn = b_hn.
   template <bool Training, int L, bool Full>
@@ -81,11 +79,7 @@ struct GruAfter {
 };
 
 template <class S>
-struct GruBefore {
-  static constexpr CellKind kind = CellKind::gru_reset_before;
-  static constexpr int G = 3;
-  static constexpr bool two_products = true;
-  static constexpr bool has_c = false;
+struct GruBefore : Facts<CellKind::gru_reset_before> {
 
   // Phase 1, acc = h·W_hr,hzᵀ (2 gates): r, z; rh <- r ⊙ h (input of the n-block product),
   // z kept for phase 2. bias = b_ih + b_hh (b_hn folds in this formulation).

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cells/activations.hpp"
+#include "cells/registry.hpp"
 #include "cells/rows.hpp"
 #include "fastseq/kernels.hpp"
 
@@ -14,11 +15,7 @@ namespace fastseq::cells {
 inline namespace FASTSEQ_ISA_NS {
 
 template <class S>
-struct Lstm {
-  static constexpr CellKind kind = CellKind::lstm;
-  static constexpr int G = 4;
-  static constexpr bool two_products = false;
-  static constexpr bool has_c = true;
+struct Lstm : Facts<CellKind::lstm> {
   // Reserve gate row: [i f g o] activated; hprev, cprev, tanhc beside it.
 
   // GxIn: gx holds the input projection; false where the loop folded it into acc

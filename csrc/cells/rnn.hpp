@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "cells/activations.hpp"
+#include "cells/registry.hpp"
 #include "cells/rows.hpp"
 #include "fastseq/kernels.hpp"
 
@@ -16,11 +17,7 @@ namespace fastseq::cells {
 inline namespace FASTSEQ_ISA_NS {
 
 template <class S, bool Relu>
-struct Rnn {
-  static constexpr CellKind kind = Relu ? CellKind::rnn_relu : CellKind::rnn_tanh;
-  static constexpr int G = 1;
-  static constexpr bool two_products = false;
-  static constexpr bool has_c = false;
+struct Rnn : Facts<Relu ? CellKind::rnn_relu : CellKind::rnn_tanh> {
   // Reserve gate row: [h'] (the activation; its derivative needs nothing else).
 
   template <bool Training, int L, bool Full>

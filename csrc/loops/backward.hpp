@@ -6,9 +6,8 @@
 
 #include <cstdint>
 
-#include "cells/gru.hpp"
-#include "cells/lstm.hpp"
-#include "cells/rnn.hpp"
+#include "cells/registry.hpp"
+#include "cells/rows.hpp"
 #include "gemm/microkernel.hpp"
 #include "loops/layout.hpp"
 #include "loops/team.hpp"
@@ -29,7 +28,6 @@ template <class S, class Cell, bool HasLengths>
 struct Backward {
   static constexpr int L = gemm::lanes<S>;
   static constexpr int G = Cell::G;
-  static constexpr CellKind kind = Cell::kind;
 
   const BwdShared<S>& sh;
   std::int64_t T, B, H;
@@ -106,13 +104,12 @@ struct Backward {
       w.dgs = dgs_out + b * ldo + j0;
       w.H = H;
       w.n = n;
-      if constexpr (kind == CellKind::lstm) {
+      if constexpr (Cell::has_c) {
         w.dc = sh.sc.dc + b * H + j0;
         w.cprev = sh.rv.cprev + row * H + j0;
         w.tanhc = sh.rv.tanhc + row * H + j0;
       }
-      if constexpr (kind == CellKind::gru || kind == CellKind::gru_reset_before)
-        w.hprev = sh.rv.hprev + row * H + j0;
+      w.hprev = sh.rv.hprev + row * H + j0;
       if constexpr (Cell::two_products) {
         if constexpr (Phase == 0) {
           w.dn = dgs_out + b * ldo + j0;
@@ -267,20 +264,13 @@ struct Backward {
     } else {
       team_matmul<S>(tid, nt, Op::T, Op::N, GH, I, N, dg, ldg, a.x, I, a.dw_ih, I, beta);
     }
-    if constexpr (kind == CellKind::gru || kind == CellKind::gru_reset_before) {
-      // r, z blocks against h_{t-1}; the n block is dn ⊙ r against h_{t-1} (reset after,
-      // column 3H) or dn against r ⊙ h_{t-1} (reset before).
-      team_matmul<S>(tid, nt, Op::T, Op::N, 2 * H, H, N, dg, ldg, sh.rv.hprev, H, a.dw_hh, H,
-                     beta);
-      if constexpr (kind == CellKind::gru)
-        team_matmul<S>(tid, nt, Op::T, Op::N, H, H, N, dg + 3 * H, ldg, sh.rv.hprev, H,
-                       a.dw_hh + 2 * H * H, H, beta);
-      else
-        team_matmul<S>(tid, nt, Op::T, Op::N, H, H, N, dg + 2 * H, ldg, sh.rv.rh, H,
-                       a.dw_hh + 2 * H * H, H, beta);
-    } else {
-      team_matmul<S>(tid, nt, Op::T, Op::N, GH, H, N, dg, ldg, sh.rv.hprev, H, a.dw_hh, H,
-                     beta);
+    //    dW_hh by the cell's plan (cells/registry.hpp): blocks of gates against h_{t-1} or
+    //    r ⊙ h_{t-1}, from the columns of the gate plane that hold their dG_hh.
+    for (int q = 0; q < Cell::info.dw_hh_parts; ++q) {
+      const cells::RecurrentGradPart& part = Cell::info.dw_hh[q];
+      const S* against = part.against == cells::Against::rh ? sh.rv.rh : sh.rv.hprev;
+      team_matmul<S>(tid, nt, Op::T, Op::N, part.gates * H, H, N, dg + part.dg_col * H, ldg,
+                     against, H, a.dw_hh + part.w_row * H * H, H, beta);
     }
 
     // 3. Bias gradients: column sums over all N rows in row order, accumulated in double,
@@ -296,14 +286,13 @@ struct Backward {
       // Rounded to S first, then added: what grad += db would give.
       const bool add = a.accumulate;
       const auto put = [add](S& dst, double sum) { dst = add ? dst + S(sum) : S(sum); };
-      for (std::int64_t k = lo; k < hi && k < GH; ++k) {
-        put(a.db_ih[k], acc[k]);
-        if (kind != CellKind::gru || k < 2 * H) put(a.db_hh[k], acc[k]);
-      }
-      if constexpr (kind == CellKind::gru) {
-        // db_hn is the column sum of dn ⊙ r (column 3H + j), owned by whoever summed it.
-        for (std::int64_t k = lo; k < hi; ++k)
-          if (k >= 3 * H) put(a.db_hh[2 * H + (k - 3 * H)], acc[k]);
+      for (std::int64_t k = lo; k < hi && k < GH; ++k) put(a.db_ih[k], acc[k]);
+      // Gate g's db_hh is the sum of the plane's column block db_hh_col[g] (the GRU's
+      // db_hn: of dn ⊙ r, column 3H), written by whoever summed that column.
+      for (int g = 0; g < G; ++g) {
+        const std::int64_t col = Cell::info.db_hh_col[g] * H;
+        for (std::int64_t k = lo > col ? lo : col; k < hi && k < col + H; ++k)
+          put(a.db_hh[g * H + (k - col)], acc[k]);
       }
     }
   }

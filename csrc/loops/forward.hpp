@@ -7,9 +7,8 @@
 
 #include <cstdint>
 
-#include "cells/gru.hpp"
-#include "cells/lstm.hpp"
-#include "cells/rnn.hpp"
+#include "cells/registry.hpp"
+#include "cells/rows.hpp"
 #include "gemm/microkernel.hpp"
 #include "gemm/pack.hpp"
 #include "loops/layout.hpp"
@@ -37,7 +36,6 @@ template <class S, class Cell, bool Training, bool HasLengths, bool Fused = fals
 struct Forward {
   static constexpr int L = gemm::lanes<S>;
   static constexpr int G = Cell::G;
-  static constexpr CellKind kind = Cell::kind;
   // Gates in the (first) product's panel, and in the second one (reset-before GRU's n).
   static constexpr int NG1 = Cell::two_products ? 2 : G;
   // Blocks of L units per panel (tuning::kRnnBlocksPerPanel for the single-gate cells). The
@@ -102,15 +100,15 @@ struct Forward {
       w.H = H;
       w.n = n;
       if constexpr (Training) w.hprev = sh.rv.hprev + row * H + j0;
-      if constexpr (kind == CellKind::lstm) {
+      if constexpr (Cell::has_c) {
         w.c = sh.sc.c + b * H + j0;
         if constexpr (Training) {
           w.cprev = sh.rv.cprev + row * H + j0;
           w.tanhc = sh.rv.tanhc + row * H + j0;
         }
       }
-      if constexpr (kind == CellKind::gru) w.bhn = sh.sc.bhn + j0;
-      if constexpr (kind == CellKind::gru_reset_before) {
+      if constexpr (Cell::info.recurrent_bias_apart) w.bhn = sh.sc.bhn + j0;
+      if constexpr (Cell::two_products) {
         w.rh = sh.sc.rh + b * f.ldh + j0;
         w.z = sh.sc.z + b * f.ldh + j0;
         if constexpr (Training) w.rh_keep = sh.rv.rh + row * H + j0;
@@ -173,7 +171,7 @@ struct Forward {
           __builtin_prefetch(sh.rv.cprev + row * H + j0, 1);
           __builtin_prefetch(sh.rv.tanhc + row * H + j0, 1);
         }
-        if constexpr (kind == CellKind::gru_reset_before)
+        if constexpr (Cell::two_products)
           __builtin_prefetch(sh.rv.rh + row * H + j0, 1);
       }
     }
@@ -288,17 +286,20 @@ struct Forward {
     const ForwardScratch<S>& sc = sh.sc;
     std::int64_t lo, hi;
 
-    // 0. Fold the biases into one vector (the GRU's b_hn stays inside r ⊙ (W_hn h + b_hn)),
-    //    initial states, and this thread's panels.
+    // 0. Fold the biases into one vector (a last gate whose recurrent bias stays apart, the
+    //    GRU's b_hn inside r ⊙ (W_hn h + b_hn), keeps only b_ih), initial states, and this
+    //    thread's panels.
+    constexpr bool apart = Cell::info.recurrent_bias_apart;
+    const std::int64_t last = (G - 1) * H;  // the last gate's first row
     share(GH, tid, nt, lo, hi);
     for (std::int64_t k = lo; k < hi; ++k) {
       S v = cfg.has_bias ? a.b_ih[k] + a.b_hh[k] : S(0);
-      if (kind == CellKind::gru && cfg.has_bias && k >= 2 * H) v = a.b_ih[k];
+      if (apart && cfg.has_bias && k >= last) v = a.b_ih[k];
       sc.bias[k] = v;
     }
-    if constexpr (kind == CellKind::gru) {
+    if constexpr (apart) {
       share(H, tid, nt, lo, hi);
-      for (std::int64_t j = lo; j < hi; ++j) sc.bhn[j] = cfg.has_bias ? a.b_hh[2 * H + j] : S(0);
+      for (std::int64_t j = lo; j < hi; ++j) sc.bhn[j] = cfg.has_bias ? a.b_hh[last + j] : S(0);
     }
     const std::int64_t ldh = sc.ldh;
     share(B, tid, nt, lo, hi);
@@ -392,7 +393,7 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
   sh.kp = forward_panel_rows(cfg);
   using F = Forward<S, Cell, Training, HasLengths>;
   const int nt = team_size<S>(cfg, group_count(sh.nb, F::W));
-  if constexpr (!HasLengths && can_fuse_projection(Cell::kind)) {
+  if constexpr (!HasLengths && Cell::info.can_fuse_projection) {
     if (fuses_projection(cfg)) {
       using FF = Forward<S, Cell, Training, false, true>;
       runtime::parallel_run(nt, &FF::team, &sh);

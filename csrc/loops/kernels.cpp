@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cells/registry.hpp"
 #include "fastseq/kernels.hpp"
 #include "loops/layout.hpp"
 #include "gemm/gemm.hpp"
@@ -16,25 +17,13 @@
 namespace fastseq {
 
 int gate_count(CellKind cell) {
-  switch (cell) {
-    case CellKind::rnn_tanh:
-    case CellKind::rnn_relu: return 1;
-    case CellKind::lstm: return 4;
-    case CellKind::gru:
-    case CellKind::gru_reset_before: return 3;
-  }
-  return 0;
+  const cells::CellInfo* c = cells::find_cell(cell);
+  return c ? c->gates : 0;
 }
 
 const char* cell_name(CellKind cell) {
-  switch (cell) {
-    case CellKind::rnn_tanh: return "rnn_tanh";
-    case CellKind::rnn_relu: return "rnn_relu";
-    case CellKind::lstm: return "lstm";
-    case CellKind::gru: return "gru";
-    case CellKind::gru_reset_before: return "gru_reset_before";
-  }
-  return "unknown";
+  const cells::CellInfo* c = cells::find_cell(cell);
+  return c ? c->name : "unknown";
 }
 
 bool same_config(const SeqConfig& a, const SeqConfig& b) {
@@ -188,9 +177,9 @@ void check_header(const SeqConfig& cfg, std::size_t scalar_size, const void* res
 template <class S>
 void sequence_forward(const SeqConfig& cfg, bool training, const ForwardArgs<S>& a) {
   validate_config(cfg);
-  const bool lstm = cfg.cell == CellKind::lstm;
+  const bool has_c = cells::cell_info(cfg.cell).states == 2;
   require(a.y && a.h_n && a.x && a.w_ih && a.w_hh, "a required forward buffer is null");
-  require(!lstm || a.c_n, "c_n is null for an LSTM");
+  require(!has_c || a.c_n, "c_n is null for an LSTM");
   require(!cfg.has_bias || (a.b_ih && a.b_hh), "b_ih/b_hh are null although has_bias");
   check_lengths(cfg, a.lengths);
   if (training) {
@@ -218,10 +207,10 @@ void sequence_forward(const SeqConfig& cfg, bool training, const ForwardArgs<S>&
 template <class S>
 void sequence_backward(const SeqConfig& cfg, const BackwardArgs<S>& a) {
   validate_config(cfg);
-  const bool lstm = cfg.cell == CellKind::lstm;
+  const bool has_c = cells::cell_info(cfg.cell).states == 2;
   require(a.dx && a.dh0 && a.dw_ih && a.dw_hh && a.x && a.w_ih && a.w_hh && a.dy,
           "a required backward buffer is null");
-  require(!lstm || a.dc0, "dc0 is null for an LSTM");
+  require(!has_c || a.dc0, "dc0 is null for an LSTM");
   require(!cfg.has_bias || (a.db_ih && a.db_hh), "db_ih/db_hh are null although has_bias");
   check_lengths(cfg, a.lengths);
   require(a.reserve != nullptr, "reserve is null");

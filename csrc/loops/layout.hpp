@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "cells/registry.hpp"
 #include "fastseq/kernels.hpp"
 #include "loops/reserve_header.hpp"
 #include "loops/tuning.hpp"
@@ -16,16 +17,11 @@
 namespace fastseq::loops {
 inline namespace FASTSEQ_ISA_NS {
 
-// Width of one row of the reserve's gate plane (see the cells: GRU reset-after keeps 4H).
-inline std::int64_t reserve_gate_width(CellKind cell, std::int64_t H) {
-  switch (cell) {
-    case CellKind::rnn_tanh:
-    case CellKind::rnn_relu: return H;
-    case CellKind::lstm: return 4 * H;
-    case CellKind::gru: return 4 * H;
-    case CellKind::gru_reset_before: return 3 * H;
-  }
-  return 0;
+// A cell's facts (cells/registry.hpp) by its kind, and the width of one row of the
+// reserve's gate plane (the reset-after GRU keeps 4H).
+inline const cells::CellInfo& info_of(const SeqConfig& cfg) { return cells::cell_info(cfg.cell); }
+inline std::int64_t reserve_gate_width(const SeqConfig& cfg) {
+  return info_of(cfg).reserve_gates * cfg.H;
 }
 
 // H rounded up to whole blocks of the widest vector of S.
@@ -51,9 +47,8 @@ inline std::int64_t padded_ld(std::int64_t width) {
 // used: the Elman RNN (its W_hh panel, 1 MiB at H = 512, stays in L2, the fused one would
 // not: no gain at (50,64,512), up to 5 % slower on 2 threads); the GRU (its n gate keeps
 // x's and h's parts apart, they cannot share one sum).
-inline constexpr bool can_fuse_projection(CellKind cell) { return cell == CellKind::lstm; }
 inline bool fuses_projection(const SeqConfig& cfg) {
-  return can_fuse_projection(cfg.cell) && cfg.B >= tuning::kFuseMinRows;
+  return info_of(cfg).can_fuse_projection && cfg.B >= tuning::kFuseMinRows;
 }
 
 // Rows (k) of the forward panels: H, or I + H where the projection may be folded in.
@@ -76,14 +71,14 @@ struct ReservePlanes {
     const std::int64_t N = cfg.T * cfg.B, H = cfg.H;
     ReservePlanes p;
     cv.take<ReserveHeader>(1);  // 64 bytes, written and checked by loops/kernels.cpp
-    p.ldg = reserve_gate_width(cfg.cell, H);
+    p.ldg = reserve_gate_width(cfg);
     p.gates = cv.take<S>(N * p.ldg);
     p.hprev = cv.take<S>(N * H);
-    if (cfg.cell == CellKind::lstm) {
+    if (info_of(cfg).states == 2) {
       p.cprev = cv.take<S>(N * H);
       p.tanhc = cv.take<S>(N * H);
     }
-    if (cfg.cell == CellKind::gru_reset_before) p.rh = cv.take<S>(N * H);
+    if (info_of(cfg).two_products) p.rh = cv.take<S>(N * H);
     return p;
   }
 };
@@ -118,13 +113,13 @@ struct ForwardScratch {
       s.ldx = padded_ld<S>(cfg.I);
       s.xs = cv.take<S>(2 * B * s.ldx);
     }
-    if (cfg.cell == CellKind::lstm) s.c = cv.take<S>(B * H);
-    if (cfg.cell == CellKind::gru_reset_before) {
+    if (info_of(cfg).states == 2) s.c = cv.take<S>(B * H);
+    if (info_of(cfg).two_products) {
       s.rh = cv.take<S>(B * s.ldh);
       s.z = cv.take<S>(B * s.ldh);
     }
     s.bias = cv.take<S>(GH);
-    if (cfg.cell == CellKind::gru) s.bhn = cv.take<S>(H);
+    if (info_of(cfg).recurrent_bias_apart) s.bhn = cv.take<S>(H);
     return s;
   }
 };
@@ -157,9 +152,9 @@ struct BackwardScratch {
     BackwardScratch s;
     s.dgs = cv.take<S>(2 * B * padded_ld<S>(GH));
     s.dhd = cv.take<S>(B * H);
-    if (cfg.cell == CellKind::lstm) s.dc = cv.take<S>(B * H);
+    if (info_of(cfg).states == 2) s.dc = cv.take<S>(B * H);
     s.panels = cv.take<S>(GH * padded_units<S>(H));
-    s.colsum = cv.take<double>(reserve_gate_width(cfg.cell, H));
+    s.colsum = cv.take<double>(reserve_gate_width(cfg));
     s.x_rows = cv.take<S>(x_chunk_rows(cfg) * cfg.I);
     return s;
   }

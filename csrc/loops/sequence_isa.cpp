@@ -1,25 +1,16 @@
 // One instruction-set variant of the kernels: compiled three times by CMake, with the ISA's
 // flags and FASTSEQ_ISA_NS = isa_portable / isa_avx2 / isa_avx512, each copy exporting its
 // table (loops/dispatch.hpp) under its own name.
-#include "loops/dispatch.hpp"
+#include "cells/all.hpp"
 #include "loops/backward.hpp"
+#include "loops/dispatch.hpp"
 #include "loops/forward.hpp"
 
 namespace fastseq::loops {
 inline namespace FASTSEQ_ISA_NS {
 namespace {
 
-// Calls f with the cell type matching cfg.cell.
-template <class S, class F>
-void with_cell(CellKind cell, F&& f) {
-  switch (cell) {
-    case CellKind::rnn_tanh: f(cells::Rnn<S, false>{}); break;
-    case CellKind::rnn_relu: f(cells::Rnn<S, true>{}); break;
-    case CellKind::lstm: f(cells::Lstm<S>{}); break;
-    case CellKind::gru: f(cells::GruAfter<S>{}); break;
-    case CellKind::gru_reset_before: f(cells::GruBefore<S>{}); break;
-  }
-}
+using cells::with_cell;
 
 template <class S>
 void forward_entry(const SeqConfig& cfg, bool training, const ForwardArgs<S>& a) {

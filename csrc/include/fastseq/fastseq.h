@@ -51,7 +51,8 @@
  *
  * Errors
  * ------
- * Every function below except fastseq_last_error and fastseq_version returns an int status:
+ * Every function below except fastseq_last_error, fastseq_version and fastseq_get_num_threads
+ * returns an int status:
  * FASTSEQ_OK (0) or one of the FASTSEQ_ERR_* codes. Statuses are plain ints, not the enum
  * type, so that every FFI (cffi, Numba, ctypes, Rust) passes them as C ints. All arguments
  * are checked before any output is written; on error nothing has been written, no function
@@ -126,6 +127,14 @@ typedef enum fastseq_option {
 
 /* The library's version, e.g. "0.1.0" (a static string). */
 FASTSEQ_API const char* fastseq_version(void);
+
+/* Threads the kernels use, fastseq's own pool (>= 1; not a status): FASTSEQ_NUM_THREADS,
+ * else the CPUs this process may run on, until fastseq_set_num_threads. The results do not
+ * depend on it (see the README's determinism contract). threadpoolctl finds the library by
+ * these two. */
+FASTSEQ_API int fastseq_get_num_threads(void);
+/* Use n threads from the next kernel call on: FASTSEQ_ERR_ARGUMENT unless 1 <= n <= 4096. */
+FASTSEQ_API int fastseq_set_num_threads(int n);
 
 /* The message of this thread's last fastseq call: "" after a success, else it names the
  * function and the argument at fault. Valid until this thread's next fastseq call. */

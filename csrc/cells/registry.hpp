@@ -1,0 +1,84 @@
+// The C++ list of cells: one entry per cell with every fact the rest of the library asks of
+// a cell without running its code — the size queries and the carving of reserve and scratch
+// (loops/layout.hpp), the entry points (loops/kernels.cpp), the bindings and the C ABI. The
+// cell's code (cells/<cell>.hpp) takes its facts from here, and cells/all.hpp maps each
+// kind to that code. Adding a cell: an entry here, its header, and its line in cells/all.hpp.
+#pragma once
+
+#include <cstdint>
+
+#include "fastseq/kernels.hpp"
+
+namespace fastseq::cells {
+
+// Which plane a block of dW_hh is taken against (backward's weight-gradient plan).
+enum class Against { hprev, rh };
+
+// dW_hh[w_row·H .. +gates·H) = dGᵀ[columns dg_col·H ..] · against: one product of the plan.
+struct RecurrentGradPart {
+  int dg_col, w_row, gates;
+  Against against;
+};
+
+struct CellInfo {
+  CellKind kind;
+  const char* name;    // as the bindings, capi and the reserve's repr spell it
+  const char* family;  // the functional family whose arguments it takes: rnn, lstm, gru
+  int gates;           // G: blocks of H rows in W_ih, W_hh, b_ih, b_hh
+  int states;          // 1: h; 2: h and the cell state c
+  int reserve_gates;   // width of the reserve's gate-plane row, in H (activations, then dG)
+  // Two dependent recurrent products per step: gates [0, 2) against h, then gate 2 against
+  // r ⊙ h, with a barrier between (the reset-before GRU); the reserve keeps r ⊙ h.
+  bool two_products;
+  // The last gate's recurrent bias stays inside the recurrent term, r ⊙ (W_hn h + b_hn)
+  // (the reset-after GRU): not folded into the input projection's bias.
+  bool recurrent_bias_apart;
+  // The forward may fold the input projection into the step product (loops/layout.hpp).
+  bool can_fuse_projection;
+  // The weight-gradient plan for dW_hh, and the gate-plane column (in H) of each gate's
+  // db_hh sum.
+  RecurrentGradPart dw_hh[2];
+  int dw_hh_parts;
+  int db_hh_col[4];
+};
+
+inline constexpr CellInfo kCells[] = {
+    {CellKind::rnn_tanh, "rnn_tanh", "rnn", 1, 1, 1, false, false, false,
+     {{0, 0, 1, Against::hprev}}, 1, {0}},
+    {CellKind::rnn_relu, "rnn_relu", "rnn", 1, 1, 1, false, false, false,
+     {{0, 0, 1, Against::hprev}}, 1, {0}},
+    // Its projection folds into the step from tuning::kFuseMinRows rows on; the RNN's does
+    // not pay (its W_hh panel stays in L2, the fused one would not), nor the GRU's (its n
+    // gate keeps x's and h's parts apart).
+    {CellKind::lstm, "lstm", "lstm", 4, 2, 4, false, false, true,
+     {{0, 0, 4, Against::hprev}}, 1, {0, 1, 2, 3}},
+    // Reserve row [r z n hn]; backward writes [dr dz dn dn⊙r]: the n block of dW_hh and
+    // db_hh is dn ⊙ r (column 3), the others as the input side's.
+    {CellKind::gru, "gru", "gru", 3, 1, 4, false, true, false,
+     {{0, 0, 2, Against::hprev}, {3, 2, 1, Against::hprev}}, 2, {0, 1, 3}},
+    // dW_hn is taken against r ⊙ h_{t-1}.
+    {CellKind::gru_reset_before, "gru_reset_before", "gru", 3, 1, 3, true, false, false,
+     {{0, 0, 2, Against::hprev}, {2, 2, 1, Against::rh}}, 2, {0, 1, 2}},
+};
+
+// The entry of a cell kind, or null for a value no entry has (a C caller's bad int).
+constexpr const CellInfo* find_cell(CellKind kind) {
+  for (const CellInfo& c : kCells)
+    if (c.kind == kind) return &c;
+  return nullptr;
+}
+
+// The entry of a kind known to be valid (validate_config has checked it).
+constexpr const CellInfo& cell_info(CellKind kind) { return *find_cell(kind); }
+
+// What a cell's code (cells/<cell>.hpp) derives from its entry: `struct Lstm : Facts<...>`.
+template <CellKind K>
+struct Facts {
+  static constexpr const CellInfo& info = cell_info(K);
+  static constexpr CellKind kind = K;
+  static constexpr int G = info.gates;
+  static constexpr bool two_products = info.two_products;
+  static constexpr bool has_c = info.states == 2;
+};
+
+}  // namespace fastseq::cells
