@@ -172,3 +172,18 @@ def test_import_without_the_extra_names_it():
         "except ImportError as exc:\n"
         "    print(json.dumps(str(exc)))\n", timeout=120)
     assert "fastseq[dask]" in result
+
+
+def test_dask_predict_example_runs():
+    import subprocess
+    import sys
+
+    from subprocesses import PACKAGE_PARENT, child_env
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "examples", "dask_predict.py")
+    result = subprocess.run([sys.executable, script, "--sequences", "96", "--partitions", "4",
+                             "--max-length", "20", "--batch", "8"], capture_output=True,
+                            text=True, timeout=120, env=child_env(), cwd=PACKAGE_PARENT)
+    assert result.returncode == 0, result.stderr
+    assert "96 sequences" in result.stdout and "bitwise equal" in result.stdout

@@ -154,3 +154,14 @@ def test_import_without_the_extra_names_it():
         "except ImportError as exc:\n"
         "    print(json.dumps(str(exc)))\n", timeout=120)
     assert "fastseq[mpi]" in result
+
+
+def test_char_lm_ddp_example_runs():
+    script = os.path.join(os.path.dirname(HERE), "examples", "char_lm_ddp.py")
+    rc, out, err = run_mpi(2, [script, "--steps", "4", "--log-every", "2", "--hidden", "8",
+                               "--bptt", "16", "--batch", "5", "--sample-chars", "20"])
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("2 ranks x ")
+    assert sum(line.startswith("step ") for line in lines) == 2  # rank 0 only
+    assert any(line.startswith("validation loss") for line in lines)
