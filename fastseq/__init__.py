@@ -18,6 +18,9 @@ from .paths import get_include, get_library
 from .parameter import Module, Parameter
 from .recurrent import GRU, LSTM, RNN
 from .serialization import load, save
+from . import _threadpoolctl
+
+_threadpoolctl.install()  # threadpoolctl controls fastseq's pool once it is imported
 
 __all__ = [
     "__version__",

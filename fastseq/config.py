@@ -34,6 +34,13 @@ def _versions() -> dict:
     return out
 
 
+def _distributed() -> dict:
+    """fastseq.distributed's rank and threads, if it was imported and set up (never
+    imports it: that would start MPI)."""
+    module = sys.modules.get(__package__ + ".distributed")
+    return module.info() if module is not None else {}
+
+
 def config_dict() -> dict:
     from . import __version__, backends, threads
 
@@ -54,6 +61,7 @@ def config_dict() -> dict:
                     "system": platform.platform()},
         "extension": core,
         "threads": threads.get_num_threads(),
+        "distributed": _distributed(),
         "backends": backends.available_backends(),
         "backend": backends.get_backend(),
         "blas": "OpenBLAS from scipy-openblas32 (symbols scipy_cblas_*)",
@@ -80,6 +88,11 @@ def config_text(info: dict | None = None) -> str:
     else:
         lines.append(f"  extension: not loaded ({core['error']})")
     lines.append(f"  threads:   {info['threads']} (fastseq's own pool; OpenBLAS kept at 1 thread)")
+    dist = info.get("distributed")
+    if dist:
+        lines.append(f"  MPI:       rank {dist['rank']} of {dist['size']} ({dist['local_size']} on this "
+                     f"node), {dist['threads']} threads each (default {dist['default_threads']}: "
+                     f"{dist['cpus']} CPUs / ranks sharing them)")
     lines.append(f"  backends:  {', '.join(info['backends'])} (active: {info['backend']})")
     lines.append(f"  BLAS:      {info['blas']}")
     lines.append("  versions:  " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v))

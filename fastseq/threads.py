@@ -8,6 +8,12 @@ its threads. The OpenBLAS library those products run on is kept at one thread (l
 sets it when it loads): an idle OpenBLAS worker spins for ~100 ms after a threaded call and
 would fight fastseq's threads for the cores. The Numba backend's products share that
 library, so they run on one thread too.
+
+The count lives in libfastseq once the extension is loaded, so a change made there — by
+threadpoolctl (``threadpool_limits``), whose controller for libfastseq is
+``fastseq._threadpoolctl`` — is what ``get_num_threads`` returns. A count chosen by the user
+(``set_num_threads`` or ``FASTSEQ_NUM_THREADS``) is *explicit*; ``fastseq.distributed``
+replaces only a default one (the CPUs divided among the ranks of a node).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ __all__ = ["set_num_threads", "get_num_threads"]
 MAX_THREADS = 4096
 
 _count: int | None = None
+_explicit = False  # set_num_threads or FASTSEQ_NUM_THREADS chose the count
 
 
 def _available_cpus() -> int:
@@ -32,6 +39,7 @@ def _available_cpus() -> int:
 
 
 def _default() -> int:
+    global _explicit
     text = os.environ.get("FASTSEQ_NUM_THREADS", "").strip()
     if not text:
         return _available_cpus()
@@ -48,7 +56,15 @@ def _default() -> int:
             stacklevel=4,
         )
         return cpus
+    _explicit = True
     return value
+
+
+def _loaded_core():
+    """fastseq._core if something already imported it, else None (never imports it)."""
+    import sys
+
+    return sys.modules.get(__package__ + "._core")
 
 
 def _apply(n: int) -> None:
@@ -64,8 +80,31 @@ def get_num_threads() -> int:
     """Threads fastseq's kernels use."""
     global _count
     if _count is None:
-        set_num_threads(_default())
+        _set(_default())
+    core = _loaded_core()
+    if core is not None and hasattr(core, "get_num_threads"):
+        # libfastseq holds the count: threadpoolctl may have changed it there.
+        return int(core.get_num_threads())
     return _count  # type: ignore[return-value]
+
+
+def is_explicit() -> bool:
+    """Whether the user chose the thread count (``set_num_threads``, FASTSEQ_NUM_THREADS)."""
+    if _count is None:
+        get_num_threads()
+    return _explicit
+
+
+def set_default_num_threads(n: int) -> bool:
+    """Use ``n`` threads unless the user chose a count; return whether ``n`` was applied.
+
+    For fastseq's own defaults that depend on the context (``fastseq.distributed`` divides
+    the CPUs among the ranks of a node), which must not override the user's choice.
+    """
+    if is_explicit():
+        return False
+    _set(n)
+    return True
 
 
 def set_num_threads(n: int) -> None:
@@ -85,7 +124,7 @@ def set_num_threads(n: int) -> None:
     ValueError
         ``n`` is outside 1..4096.
     """
-    global _count
+    global _explicit
     if isinstance(n, (bool, np.bool_)):
         raise TypeError(f"n must be an integer; got {n!r}")
     try:
@@ -94,5 +133,11 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n must be an integer; got {type(n).__name__} {n!r}") from None
     if not 1 <= value <= MAX_THREADS:
         raise ValueError(f"n must be in 1..{MAX_THREADS}; got {value}")
+    _set(value)
+    _explicit = True
+
+
+def _set(value: int) -> None:
+    global _count
     _apply(value)
     _count = value
