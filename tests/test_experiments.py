@@ -31,7 +31,7 @@ def test_experiment_smoke(name, tmp_path):
     assert data["meta"]["seed"] == 3 and data["meta"]["size"] == "smoke"
     assert KEYS[name] <= set(data["results"])
     text = (tmp_path / f"{name}.md").read_text()
-    assert f"python -m fastseq.experiments {name} --smoke --seed 3" in text
+    assert f"python -m fastseq.experiments {name} --smoke --seed 3 --threads" in text
     if name != "chain-rule" and have_matplotlib():
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
 

@@ -22,8 +22,14 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # CI: seconds
     parser.add_argument("--out", default="experiments", help="output directory (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="fastseq threads (default: %(default)s; the models are small and "
+                             "on a shared host one thread is the steadier choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
+    import fastseq
+
+    fastseq.set_num_threads(args.threads)
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     if not have_matplotlib():
@@ -45,7 +51,10 @@ def main(argv=None) -> int:
 def write_index(out: str, names: list, size: str, seed: int, seconds: float) -> None:
     """index.md: every experiment's summary (with its plot) in order, and the run's time."""
     flag = {"full": "", "quick": " --quick", "smoke": " --smoke"}[size]
-    parts = [f"# fastseq experiments\n\n`python -m fastseq.experiments all{flag} --seed {seed}` "
+    import fastseq
+
+    flag += f" --seed {seed} --threads {fastseq.get_num_threads()}"
+    parts = [f"# fastseq experiments\n\n`python -m fastseq.experiments all{flag}` "
              f"took {seconds / 60:.1f} minutes.\n"]
     for name in names:
         with open(os.path.join(out, f"{name}.md")) as f:
@@ -53,7 +62,7 @@ def write_index(out: str, names: list, size: str, seed: int, seconds: float) -> 
     with open(os.path.join(out, "index.md"), "w") as f:
         f.write("\n".join(parts))
     with open(os.path.join(out, "index.json"), "w") as f:
-        json.dump({"command": f"python -m fastseq.experiments all{flag} --seed {seed}",
+        json.dump({"command": f"python -m fastseq.experiments all{flag}",
                    "seconds": round(seconds, 1), "experiments": names}, f, indent=1)
 
 

@@ -122,7 +122,8 @@ class Run:
 
     def command(self) -> str:
         quick = {"quick": " --quick", "smoke": " --smoke", "full": ""}[self.size]
-        return f"python -m fastseq.experiments {self.name}{quick} --seed {self.seed}"
+        return (f"python -m fastseq.experiments {self.name}{quick} --seed {self.seed} "
+                f"--threads {fastseq.get_num_threads()}")
 
     def meta(self) -> dict[str, Any]:
         return {
