@@ -6,7 +6,7 @@ import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 from ._version import __version__
 from . import functional
 from .backends import available_backends, get_backend, set_backend, use_backend
-from .checking import GradcheckError, gradcheck, max_error
+from .checking import GradcheckError, GradcheckReport, check_against_reference, gradcheck, max_error
 from .config import show_config
 from .threads import get_num_threads, set_num_threads
 from .memory import cached_bytes, empty_cache
@@ -26,7 +26,7 @@ __all__ = [
     "__version__",
     "functional",
     "available_backends", "get_backend", "set_backend", "use_backend",
-    "gradcheck", "GradcheckError", "max_error",
+    "gradcheck", "GradcheckError", "GradcheckReport", "check_against_reference", "max_error",
     "show_config", "get_num_threads", "set_num_threads", "empty_cache", "cached_bytes",
     "available_isas", "get_isa", "set_isa",
     "RNN", "LSTM", "GRU", "Linear", "Embedding", "Module", "Parameter",
