@@ -11,7 +11,7 @@ from .config import show_config
 from .threads import get_num_threads, set_num_threads
 from .memory import cached_bytes, empty_cache
 from .isa import available_isas, get_isa, set_isa
-from . import init, losses, optim
+from . import cells, init, losses, optim
 from .linear import Embedding, Linear
 from .optim import clip_grad_norm_
 from .paths import get_include, get_library
@@ -24,7 +24,7 @@ _threadpoolctl.install()  # threadpoolctl controls fastseq's pool once it is imp
 
 __all__ = [
     "__version__",
-    "functional",
+    "functional", "cells",
     "available_backends", "get_backend", "set_backend", "use_backend",
     "gradcheck", "GradcheckError", "GradcheckReport", "check_against_reference", "max_error",
     "show_config", "get_num_threads", "set_num_threads", "empty_cache", "cached_bytes",

@@ -29,6 +29,7 @@ import cffi
 import numpy as np
 import scipy_openblas32
 
+from . import cells as _cells
 from .paths import get_include, get_library
 
 __all__ = [
@@ -73,13 +74,8 @@ lib = ffi.dlopen(get_library())
 #: Status code -> name, e.g. 4 -> "FASTSEQ_ERR_RESERVE_SIZE".
 STATUS_NAMES: dict[int, str] = dict(sorted(ffi.typeof("fastseq_status").elements.items()))
 #: Cell name (as in ``fastseq.functional``) -> fastseq_cell value, for the size queries.
-CELLS: dict[str, int] = {
-    "rnn_tanh": lib.FASTSEQ_CELL_RNN_TANH,
-    "rnn_relu": lib.FASTSEQ_CELL_RNN_RELU,
-    "lstm": lib.FASTSEQ_CELL_LSTM,
-    "gru": lib.FASTSEQ_CELL_GRU,
-    "gru_reset_before": lib.FASTSEQ_CELL_GRU_RESET_BEFORE,
-}
+CELLS: dict[str, int] = {name: getattr(lib, "FASTSEQ_CELL_" + name.upper())
+                         for name in _cells.CELLS}
 #: NumPy dtype -> fastseq_dtype value.
 DTYPES: dict[np.dtype, int] = {
     np.dtype(np.float32): lib.FASTSEQ_FLOAT32,

@@ -22,6 +22,7 @@ import zlib
 import numpy as np
 
 from . import backends
+from .cells import family_gates
 
 __all__ = [
     "rnn_forward", "rnn_backward",
@@ -30,7 +31,6 @@ __all__ = [
     "Context",
 ]
 
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 class Context:
@@ -159,7 +159,7 @@ def _prepare(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths):
     not C-contiguous), so that a huge broadcast view fails with a clear error, not a
     MemoryError. The caller's arrays are never modified.
     """
-    G = _GATES[cell]
+    G = family_gates(cell)
     x = _checked("x", x, None)
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (T, B, I), time-major; got shape {x.shape}")
@@ -325,7 +325,7 @@ def _check_accumulate(ctx: Context, accumulate):
     if not isinstance(accumulate, dict):
         raise TypeError(f"accumulate must be None or a dict of arrays; got {type(accumulate).__name__}")
     _, _, I, H = ctx.shape
-    G = _GATES[ctx.cell]
+    G = family_gates(ctx.cell)
     shapes = {"dw_ih": (G * H, I), "dw_hh": (G * H, H)}
     if ctx.options["bias"]:
         shapes.update(db_ih=(G * H,), db_hh=(G * H,))

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import functional as F
 from .init import SeedLike, make_generator, uniform_
+from .cells import family_gates
 from .parameter import Module, Parameter, as_real_array, check_dtype, one_trainer
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU"]
@@ -447,7 +448,7 @@ class RNN(RNNBase):
     ((5, 3, 20), (2, 3, 20))
     """
 
-    _gates = 1
+    _gates = family_gates("rnn")
 
     def __init__(
         self,
@@ -520,7 +521,7 @@ class LSTM(RNNBase):
     ``dx, (dh0, dc0) = lstm.backward(dy, (dh_n, dc_n))``.
     """
 
-    _gates = 4
+    _gates = family_gates("lstm")
     _has_cell_state = True
 
     def forward(  # noqa: D102
@@ -567,7 +568,7 @@ class GRU(RNNBase):
         ``(3H,)``.
     """
 
-    _gates = 3
+    _gates = family_gates("gru")
 
     def __init__(
         self,

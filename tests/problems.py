@@ -10,7 +10,7 @@ import numpy as np
 import fastseq
 from fastseq import functional as F
 
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
+GATES = {name: cell.gates for name, cell in fastseq.cells.CELLS.items()}
 CELLS = tuple(GATES)
 
 

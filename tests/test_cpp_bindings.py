@@ -17,7 +17,7 @@ _core = pytest.importorskip("fastseq._core")
 cpp = fastseq.backends.backend_module("cpp") if "cpp" in fastseq.available_backends() else None
 pytestmark = pytest.mark.skipif(cpp is None, reason="the cpp backend does not load")
 
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
+GATES = {name: cell.gates for name, cell in fastseq.cells.CELLS.items()}
 CELLS = tuple(GATES)
 
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bindings/bind.hpp"
+#include "cells/registry.hpp"
 #include "loops/dispatch.hpp"
 #include "runtime/buffer_pool.hpp"
 #include "runtime/cpu_features.hpp"
@@ -43,6 +44,18 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "fastseq's compiled kernels (C++); use fastseq.functional or the layers instead.";
   m.attr("__version__") = FASTSEQ_VERSION;
   m.def("cpu_features", &cpu_features_dict, "Instruction-set features detected on this CPU.");
+  m.def("cell_registry", [] {
+        py::list out;
+        for (const fastseq::cells::CellInfo& c : fastseq::cells::kCells) {
+          py::dict d;
+          d["name"] = c.name;
+          d["family"] = c.family;
+          d["gates"] = c.gates;
+          d["states"] = c.states;
+          out.append(d);
+        }
+        return out;
+      }, "The C++ list of cells (csrc/cells/registry.hpp): name, family, gates, states.");
   m.def("smoke", [](int a, int b) { return a + b; }, py::arg("a"), py::arg("b"),
         "Adds two integers: proves the extension loads and runs.");
   m.def("blas_num_threads", &scipy_openblas_get_num_threads,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: cell name -> gates G
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
+from ..cells import FAMILIES, family_gates
+
+#: family name -> gates G (fastseq.cells)
+CELLS = {fam: family_gates(fam) for fam in FAMILIES}
 
 FULL_CONFIGS = [(50, 16, 256, 256), (25, 1, 512, 512), (25, 16, 512, 512),
                 (50, 64, 512, 512), (100, 32, 1024, 1024)]

@@ -9,13 +9,14 @@ import time
 import numpy as np
 
 from fastseq import functional as F
+from fastseq.cells import family_gates
 
 from ._run import Run, fmt
 from .tasks import hidden_for_params
 
 NAME = "cost"
 CELLS = ("rnn", "gru", "lstm")
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+GATES = {c: family_gates(c) for c in CELLS}
 LABELS = {"rnn": "RNN (tanh)", "gru": "GRU", "lstm": "LSTM"}
 _FORWARD = {"rnn": F.rnn_forward, "gru": F.gru_forward, "lstm": F.lstm_forward}
 _BACKWARD = {"rnn": F.rnn_backward, "gru": F.gru_backward, "lstm": F.lstm_backward}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastseq
+from fastseq.cells import CELLS as ALL_CELLS, FAMILIES, family_gates
 from fastseq.losses import cross_entropy, mse
 
 __all__ = ["adding_batch", "copy_batch", "SeqModel", "make_cell", "hidden_for_params",
@@ -24,7 +25,7 @@ CELLS = {
     "lstm": (fastseq.LSTM, {}),
     "gru": (fastseq.GRU, {}),
 }
-GATES = {"rnn": 1, "rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+GATES = {**{f: family_gates(f) for f in FAMILIES}, **{c.name: c.gates for c in ALL_CELLS.values()}}
 
 #: Predicting 1 for every sequence: the target is the sum of two U(0, 1), variance 1/6.
 ADDING_BASELINE_MSE = 1.0 / 6.0
