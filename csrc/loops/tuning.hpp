@@ -11,9 +11,14 @@ namespace fastseq::loops::tuning {
 
 // Large products (input projection, dx, weight gradients): cut into a power of two of
 // parts of at least kMinPartExtent rows (or columns), at most kMaxParts, by shape alone
-// (team_matmul). Each part is one OpenBLAS call and re-packs the other operand, about
-// 1-2 % of a part's FMAs at 256 rows; a power of two shares out evenly over 2, 4, 8...
-// threads.
+// (team_matmul). Each part is one OpenBLAS call and re-packs the other operand; a power of
+// two shares out evenly over 2, 4, 8... threads. Against the split by thread count it
+// replaced (old and new build in separate processes, alternating 7-11 rounds, busy host;
+// old/new time, median with IQR): LSTM (50,16,256) 1 thread 0.97-1.00 (IQR spans 1),
+// GRU (25,16,512) 1.02, LSTM (25,16,512) training on 2 threads 1.00, RNN (50,64,512)
+// inference 0.95 (0.92-0.99) and training 0.96 (0.92-1.00), LSTM (100,32,1024) 0.91
+// (0.84-1.02). 512-row parts were no better within that noise, and would leave the RNN's
+// (25,16,512) projection (512 columns) to one thread of two.
 inline constexpr std::int64_t kMinPartExtent = 256;
 inline constexpr std::int64_t kMaxParts = 64;
 
