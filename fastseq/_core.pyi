@@ -49,6 +49,9 @@ class Reserve:
 def cpu_features() -> dict[str, bool]:
     """Instruction-set features detected on this CPU."""
 
+def cell_registry() -> list[dict[str, str | int]]:
+    """The C++ list of cells (csrc/cells/registry.hpp): name, family, gates, states."""
+
 def smoke(a: int, b: int) -> int:
     """Adds two integers: proves the extension loads and runs."""
 
