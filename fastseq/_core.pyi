@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "Reserve", "blas_num_threads", "cpu_features", "smoke",
+    "Reserve", "blas_num_threads", "cpu_features", "cell_registry", "smoke",
     "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward",
     "set_num_threads", "get_num_threads", "pool_busy",
