@@ -3,8 +3,8 @@
 ``install()`` (run by ``import fastseq``) registers :class:`FastseqController` with
 threadpoolctl: at once if threadpoolctl is already imported, else when it is, through a
 one-shot import hook, so ``import fastseq`` never imports threadpoolctl itself (2-8 ms
-here). The controller matches ``libfastseq.so`` by its prefix and its C symbol
-``fastseq_version``.
+here). The controller matches ``libfastseq.so`` by its prefix and its C symbols
+``fastseq_version`` and the thread-count pair it calls.
 """
 from __future__ import annotations
 
@@ -17,23 +17,8 @@ import threading
 
 __all__ = ["install"]
 
-# The thread-count entry points, best first: a C ABI pair if libfastseq has one, else the
-# C++ functions the library exports for the extension (fastseq::runtime::num_threads() and
-# set_num_threads(int); plain int-returning functions, callable as C through ctypes).
-_GETTERS = ("fastseq_get_num_threads", "_ZN7fastseq7runtime11num_threadsEv")
-_SETTERS = ("fastseq_set_num_threads", "_ZN7fastseq7runtime15set_num_threadsEi")
-
 _lock = threading.Lock()
 _registered = False
-
-
-def _symbol(dynlib, names, restype, argtypes):
-    for name in names:
-        fn = getattr(dynlib, name, None)
-        if fn is not None:
-            fn.restype, fn.argtypes = restype, argtypes
-            return fn
-    raise AttributeError(f"libfastseq exports none of {names}")
 
 
 def _controller_class():
@@ -45,16 +30,22 @@ def _controller_class():
         user_api = "fastseq"
         internal_api = "fastseq"
         filename_prefixes = ("libfastseq",)
-        check_symbols = ("fastseq_version", "fastseq_lstm_forward_f32")
+        check_symbols = ("fastseq_version", "fastseq_get_num_threads", "fastseq_set_num_threads")
 
+        # The C ABI's thread count (fastseq/fastseq.h): fastseq's own pool, 1..4096.
         def get_num_threads(self):
-            return int(_symbol(self.dynlib, _GETTERS, ctypes.c_int, [])())
+            fn = self.dynlib.fastseq_get_num_threads
+            fn.restype, fn.argtypes = ctypes.c_int, []
+            return int(fn())
 
         def set_num_threads(self, num_threads):
-            _symbol(self.dynlib, _SETTERS, None, [ctypes.c_int])(max(1, int(num_threads)))
+            fn = self.dynlib.fastseq_set_num_threads
+            fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+            fn(min(max(1, int(num_threads)), 4096))
 
         def get_version(self):
-            fn = _symbol(self.dynlib, ("fastseq_version",), ctypes.c_char_p, [])
+            fn = self.dynlib.fastseq_version
+            fn.restype, fn.argtypes = ctypes.c_char_p, []
             return fn().decode("ascii", "replace")
 
     return FastseqController
