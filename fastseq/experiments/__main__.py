@@ -23,13 +23,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="experiments", help="output directory (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="fastseq threads (default: %(default)s; the models are small and "
-                             "on a shared host one thread is the steadier choice)")
+                        help="fastseq threads, and NumPy's BLAS threads when threadpoolctl is "
+                             "installed (default: %(default)s; the models are small and on a "
+                             "shared host one thread is the steadier choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     import fastseq
 
     fastseq.set_num_threads(args.threads)
+    limit_blas(args.threads)
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     if not have_matplotlib():
@@ -46,6 +48,21 @@ def main(argv=None) -> int:
         write_index(args.out, names, size, args.seed, time.perf_counter() - start)
         print(f"index: {os.path.join(args.out, 'index.md')}", file=sys.stderr)
     return 0
+
+
+def limit_blas(threads: int) -> None:
+    """Cap NumPy's BLAS (the heads, the losses) at ``threads`` too. Left alone, OpenBLAS
+    spins up a thread per core for the small products of the models' heads; on a shared
+    2-core host that made the copy task 5-8x slower (245 against 30 ms per step for its five
+    runs at T = 25, measured with one core busy elsewhere)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("fastseq.experiments: NumPy's BLAS threads are not capped (`pip install "
+              "threadpoolctl` caps them at --threads); on a busy host `memory` can run "
+              "several times slower", file=sys.stderr)
+        return
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 def write_index(out: str, names: list, size: str, seed: int, seconds: float) -> None:

@@ -102,7 +102,7 @@ def run(r: Run) -> dict:
     H = r.pick(8, 64, 64)
     T = r.pick(12, 100, 100)
     batch = r.pick(8, 64, 64)
-    steps = r.pick(10, 700, 2500)
+    steps = r.pick(10, 500, 2500)
     span = min(SPAN, T - 1)
     test = adding_batch(r.rng("test"), r.pick(16, 256, 512), T)
     measure_x, measure_t = adding_batch(r.rng("measure"), r.pick(8, 128, 256), T)

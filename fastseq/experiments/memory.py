@@ -33,7 +33,7 @@ def run(r: Run) -> dict:
     H = r.pick(8, 64, 64)
     batch = r.pick(8, 64, 64)
     Ts = r.pick([6], [25, 50], [25, 50, 100, 200])
-    steps = {"adding": r.pick(6, 800, 3000), "copy": r.pick(6, 800, 3000)}
+    steps = {"adding": r.pick(6, 600, 3000), "copy": r.pick(6, 500, 3000)}
     eval_every = r.pick(3, 50, 100)
     test_size = r.pick(16, 512, 512)
     lr, clip = 1e-2, 1.0
