@@ -189,7 +189,7 @@ def _no_compiler_bin(where: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def wheel_venv(dist, workdir) -> tuple[Path, dict[str, str]]:
-    """A fresh virtualenv with the wheel (and pytest) installed from binaries only, and the
+    """A fresh virtualenv with the wheel (and pytest, hypothesis) installed from binaries only, and the
     environment to run it in: no compiler reachable."""
     where = workdir / "env"
     where.mkdir()
@@ -205,7 +205,8 @@ def wheel_venv(dist, workdir) -> tuple[Path, dict[str, str]]:
                  timeout=60, env=env)
     assert probe.stdout.strip() == "[None, None, None]", probe.stdout
     # --only-binary: nothing may be built from source, the wheel's dependencies included.
-    _run([py, "-m", "pip", "install", "--only-binary=:all:", dist["wheel"], "pytest"],
+    # hypothesis: tests/conftest.py registers the property tests' profiles.
+    _run([py, "-m", "pip", "install", "--only-binary=:all:", dist["wheel"], "pytest", "hypothesis"],
          timeout=900, env=env)
     return venv, env
 
