@@ -189,8 +189,8 @@ def _no_compiler_bin(where: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def wheel_venv(dist, workdir) -> tuple[Path, dict[str, str]]:
-    """A fresh virtualenv with the wheel (and pytest, hypothesis) installed from binaries only, and the
-    environment to run it in: no compiler reachable."""
+    """A fresh virtualenv with the wheel (and pytest, hypothesis) installed from binaries
+    only, and the environment to run it in: no compiler reachable."""
     where = workdir / "env"
     where.mkdir()
     venv = where / "venv"
