@@ -69,12 +69,18 @@ inline Vec<double>::type vfma(Vec<double>::type a, Vec<double>::type b, Vec<doub
 #endif
 }
 
-// Rows per tile for NV vectors of output per row: as many accumulators as the register
-// file holds beside the NV weight vectors and one broadcast.
+// Rows per tile for NV vectors of output per row. 32 registers (AVX-512): as many
+// accumulators as the file holds beside the NV weight vectors and one broadcast. 16
+// (AVX2, portable): 12 accumulators, the weight vectors then taken as FMA memory operands
+// where they no longer fit; in L1 (bench/microkernel_rate.cpp, AVX2 kernels on a Sapphire
+// Rapids core, best of 15) 3 rows × 4 vectors ran at 70-86 GFLOP/s against 39-61 for the
+// 2 × 4 that leaves the weights in registers, 3 × 3 at 66-77 against 38-54 for 2 × 3, and
+// 12 × 1 at 30-51 against 24-36 for 8 × 1: FMA latency needs about 8 independent chains
+// in flight, and 6-8 accumulators were at the edge.
 template <int NV>
 inline constexpr int max_rows = (FASTSEQ_VEC_REGS == 32)
                                     ? (NV >= 3 ? 4 : NV == 2 ? 8 : 16)
-                                    : (NV >= 3 ? 2 : NV == 2 ? 4 : 8);
+                                    : (NV >= 3 ? 3 : NV == 2 ? 6 : 12);
 
 template <int MR, int NV>
 inline constexpr int k_split = (MR * NV >= 8) ? 1 : (8 / (MR * NV) > 4 ? 4 : 8 / (MR * NV));
