@@ -83,6 +83,18 @@ def test_functional_matches_the_reference(backend, dtype):
         assert_matches(run(p, backend), reference_of(p), tolerance(dtype), where=backend)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("backend", [b for b in PROJECTION_BACKENDS if b != "reference"])
+def test_layer_check_against_reference_covers_weight_hr(backend, dtype):
+    if backend not in fastseq.available_backends():
+        pytest.skip(f"backend {backend!r} is not available on this machine")
+    layer = LSTM(4, 6, num_layers=2, bidirectional=True, proj_size=3, dtype=dtype, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 3, 4)).astype(dtype)
+    errors = fastseq.check_against_reference(layer, {"x": x, "lengths": np.array([2, 5, 1])},
+                                             backends=[backend])[backend]
+    assert {"weight_hr_l0.grad", "weight_hr_l1_reverse.grad", "h_n", "c_n", "dx"} <= set(errors)
+
+
 @pytest.mark.parametrize("lengths,reverse", [(None, False), ("vary", False), ("vary", True)])
 def test_functional_gradcheck(projection_backend, lengths, reverse):
     """Central differences in float64 for x, every weight (w_hr too), the biases and both
