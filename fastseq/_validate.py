@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_array", "checked", "contiguous", "float_array", "native", "check_sizes", "check_lengths",
-           "check_flag"]
+__all__ = ["as_array", "checked", "contiguous", "float_array", "native", "check_sizes",
+           "check_lengths", "check_flag"]
 
 _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 

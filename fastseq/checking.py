@@ -250,11 +250,11 @@ def check_against_reference(
     Parameters
     ----------
     target : Module or callable
-        A layer (``fastseq.LSTM`` (``proj_size`` too), ``GRU``, ``RNN``, ``Linear``, or any Module whose
-        ``forward(**inputs)`` returns an array or ``(y, state)`` and whose ``backward``
-        takes the cotangents in the same structure): it is deep-copied once per backend
-        (the copies share its weights' values and its generator's state, so dropout masks
-        agree), run forward and backward with fixed random cotangents, and every output
+        A layer (``fastseq.LSTM``, with ``proj_size`` too, ``GRU``, ``RNN``, ``Linear``, or
+        any Module whose ``forward(**inputs)`` returns an array or ``(y, state)`` and
+        whose ``backward`` takes the cotangents in the same structure): it is deep-copied
+        once per backend (the copies share its weights' values and its generator's state,
+        so dropout masks agree), run forward and backward with fixed random cotangents, and every output
         (``y``, ``h_n``, ``c_n``), input gradient (``dx``, ``dh0``, ``dc0``) and parameter
         gradient (``<parameter name>.grad``, every parameter) is compared. Or a function
         with :func:`gradcheck`'s protocol, ``fn(**inputs) -> (outputs, vjp)``: outputs

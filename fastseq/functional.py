@@ -1,21 +1,22 @@
 """The array-level API: forward and backward of one recurrent layer, one direction.
 
 Each entry point validates its arguments once (shapes, dtypes, lengths; the checks live in
-``fastseq._validate``), makes them C-contiguous (copying only when needed), and hands off to the active backend
-(``fastseq.get_backend()``). Layers, stacking and bidirectional composition are built on
-these six functions; they never loop over time themselves.
+``fastseq._validate``), makes them C-contiguous (copying only when needed), and hands off
+to the active backend (``fastseq.get_backend()``). Layers, stacking and bidirectional
+composition are built on these six functions; they never loop over time themselves.
 
 Shapes (time-major): ``x (T, B, I)``, ``y (T, B, H)``, states ``(B, H)``, ``w_ih (G*H, I)``,
 ``w_hh (G*H, H)``, biases ``(G*H,)``, with G = 1 (RNN), 4 (LSTM, gates i, f, g, o),
 3 (GRU, gates r, z, n). float32 or float64, one dtype for every array. The LSTM with a
-projection (``w_hr (P, H)``, torch's ``proj_size``): ``w_hh (4H, P)``, ``h0``/``h_n`` ``(B, P)``,
-``y (T, B, P)``; ``c0``/``c_n`` stay ``(B, H)``.
+projection (``w_hr (P, H)``, torch's ``proj_size``): ``w_hh (4H, P)``, ``h0``/``h_n``
+``(B, P)``, ``y (T, B, P)``; ``c0``/``c_n`` stay ``(B, H)``.
 
 A training forward's ``ctx`` refers to the forward's ``x``, ``w_ih``, ``w_hh``, ``w_hr``,
-``lengths``, ``h0`` and ``c0`` (backward reads them again rather than keep copies): leave them unchanged
-until the backward. The backward checks a fingerprint of each (an XOR of all its words and
-a sample's CRC, about 2 % of an LSTM step at (T, B, I, H) = (50, 16, 256, 256)) and raises
-RuntimeError naming the one that changed; a change that only permutes words it may miss.
+``lengths``, ``h0`` and ``c0`` (backward reads them again rather than keep copies): leave
+them unchanged until the backward. The backward checks a fingerprint of each (an XOR of
+all its words and a sample's CRC, about 2 % of an LSTM step at (T, B, I, H) =
+(50, 16, 256, 256)) and raises RuntimeError naming the one that changed; a change that
+only permutes words it may miss.
 """
 from __future__ import annotations
 

@@ -141,7 +141,8 @@ class RNNBase(Module):
         torch's registration order."""
         unknown = set(self.cell.parameters) - set(TORCH_NAMES)
         if unknown:  # a new cell's parameter needs its torch name in TORCH_NAMES
-            raise NotImplementedError(f"no torch name for the {self.cell.name} parameters {sorted(unknown)}")
+            raise NotImplementedError(
+                f"no torch name for the {self.cell.name} parameters {sorted(unknown)}")
         return [name for name in TORCH_NAMES if name in self.cell.parameters
                 and (self.bias or not name.startswith("b_"))]
 
@@ -161,7 +162,8 @@ class RNNBase(Module):
     def _weights(self, layer: int, direction: int) -> dict[str, np.ndarray | None]:
         """The functional call's parameter keywords for (layer, direction); absent biases
         are None."""
-        weights = {name: param.data for name, param in self._layer_parameters(layer, direction).items()}
+        params = self._layer_parameters(layer, direction)
+        weights = {name: param.data for name, param in params.items()}
         if not self.bias:
             weights.update(b_ih=None, b_hh=None)
         return weights
@@ -169,7 +171,8 @@ class RNNBase(Module):
     def _grad_targets(self, layer: int, direction: int) -> dict[str, Parameter]:
         """The backward's gradient keys (``dw_ih``, ..., ``dw_hr``) -> the Parameter each
         is added into."""
-        return {"d" + name: param for name, param in self._layer_parameters(layer, direction).items()}
+        params = self._layer_parameters(layer, direction)
+        return {"d" + name: param for name, param in params.items()}
 
     def _grads_to_add_into(self, targets: dict[str, Parameter]) -> dict[str, np.ndarray] | None:
         """The parameters' ``grad`` arrays for backward's ``accumulate`` (added into where
@@ -234,8 +237,10 @@ class RNNBase(Module):
             return None
         array = as_real_array(value, name, self.dtype)
         LD = self.num_layers * self.num_directions
-        width, what = (self._state_width, "proj_size") if self.proj_size and name in ("h0", "dh_n") \
-            else (self.hidden_size, "hidden_size")
+        if self.proj_size and name in ("h0", "dh_n"):  # h is proj_size wide, c is not
+            width, what = self.proj_size, "proj_size"
+        else:
+            width, what = self.hidden_size, "hidden_size"
         expected = (LD, B, width) if batched else (LD, width)
         if array.shape != expected:
             raise ValueError(

@@ -19,9 +19,10 @@ def _built_without(name: str) -> bool:
 
 
 # strict: once the library has lstmp, these must pass, or the xfail itself fails.
-PENDING_LSTMP = pytest.mark.xfail(_built_without("lstmp"), strict=True, raises=(AssertionError, AttributeError),
-                                  reason="the compiled library here has no lstmp yet (csrc/cells/"
-                                         "registry.hpp, FASTSEQ_CELL_LSTMP): the C++ side lands in parallel")
+PENDING_LSTMP = pytest.mark.xfail(
+    _built_without("lstmp"), strict=True, raises=(AssertionError, AttributeError),
+    reason="the compiled library here has no lstmp yet (csrc/cells/registry.hpp, "
+           "FASTSEQ_CELL_LSTMP): the C++ side lands in parallel")
 
 
 @PENDING_LSTMP
@@ -53,8 +54,8 @@ def test_layers_read_the_list():
     assert fastseq.LSTM(3, 4).weight_hh_l0.data.shape == (cells.family_gates("lstm") * 4, 4)
     assert fastseq.GRU(3, 4).weight_ih_l0.data.shape == (cells.family_gates("gru") * 4, 3)
     # the parameters are the descriptor's, named as torch names them
-    for layer in (fastseq.LSTM(3, 4), fastseq.LSTM(3, 4, proj_size=2), fastseq.GRU(3, 4, bias=False),
-                  fastseq.RNN(3, 4, nonlinearity="relu")):
+    for layer in (fastseq.LSTM(3, 4), fastseq.LSTM(3, 4, proj_size=2),
+                  fastseq.GRU(3, 4, bias=False), fastseq.RNN(3, 4, nonlinearity="relu")):
         kinds = {name.split("_l0")[0] for name, _ in layer.named_parameters()}
         expected = {fastseq.recurrent.TORCH_NAMES[p] for p in layer.cell.parameters
                     if layer.bias or not p.startswith("b_")}

@@ -16,11 +16,12 @@ from fastseq import functional as F
 from fastseq.backends import reference as reference_backend
 from fastseq.checking import gradcheck, max_error
 from fastseq.recurrent import GRU, LSTM, RNN
-from problems import assert_matches, backward, forward, gradcheck_problem, make_problem, reference_of, run, tolerance
+from problems import (assert_matches, backward, forward, gradcheck_problem, make_problem,
+                      reference_of, run, tolerance)
 
 PROJECTION_BACKENDS = ("reference",)
 
-torch = pytest.importorskip("torch", reason="torch is needed to compare with torch.nn.LSTM(proj_size)")
+torch = pytest.importorskip("torch", reason="torch.nn.LSTM(proj_size) is the comparison")
 torch_layers = pytest.importorskip("torch_layers")
 from test_layers import run_ours, run_torch  # noqa: E402  (after the torch importorskip)
 

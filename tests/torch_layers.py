@@ -1,6 +1,7 @@
 """Run one direction of a single-layer torch.nn.RNN/LSTM/GRU on a test Problem, with
 lengths through pack_padded_sequence(enforce_sorted=False) and the reverse direction as
-the reverse half of a bidirectional layer; lstmp as LSTM(proj_size=P). Returns every output and gradient by name."""
+the reverse half of a bidirectional layer; lstmp as LSTM(proj_size=P). Returns every
+output and gradient by name."""
 import numpy as np
 
 from fastseq.cells import CELLS
