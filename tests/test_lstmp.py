@@ -7,6 +7,7 @@ errors of bad shapes and options.
 test here runs on each of them (the cpp and numba backends join it when they have it).
 """
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -366,6 +367,16 @@ def test_parameters_and_init_follow_torch():
     assert layer.proj_size == P and layer.cell.name == "lstmp"
     assert "proj_size=2" in repr(layer) and "proj_size" not in repr(LSTM(I, H))
     assert LSTM(I, H, proj_size=0).cell.name == "lstm"
+
+
+def test_pickled_layer_keeps_its_projection(projection_backend):
+    layer = LSTM(I, H, num_layers=2, proj_size=P, dtype=np.float64, seed=3)
+    back = pickle.loads(pickle.dumps(layer))
+    assert back.proj_size == P and back.cell == layer.cell
+    x = np.random.default_rng(4).standard_normal((T, B, I))
+    y, (h_n, c_n) = layer(x)
+    y2, (h2, c2) = back(x)
+    assert np.array_equal(y, y2) and np.array_equal(h_n, h2) and np.array_equal(c_n, c2)
 
 
 @pytest.mark.parametrize("proj_size", [-1, 1.5, "2", True, H, H + 1])
