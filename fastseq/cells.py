@@ -29,7 +29,8 @@ class Cell:
     states : tuple of str
         The recurrent states: ``("h",)`` or ``("h", "c")``.
     parameters : tuple of str
-        The parameter arrays in call order; the biases are optional.
+        The parameter arrays in call order (the layers create theirs from it); the
+        biases are optional. ``w_hr`` is the projection's ``(P, H)`` weight.
     """
 
     name: str
@@ -43,7 +44,10 @@ class Cell:
 CELLS = MappingProxyType({c.name: c for c in (
     Cell("rnn_tanh", "rnn", ("nonlinearity", "tanh"), gates=1),
     Cell("rnn_relu", "rnn", ("nonlinearity", "relu"), gates=1),
-    Cell("lstm", "lstm", (), gates=4, states=("h", "c")),
+    Cell("lstm", "lstm", ("projection", False), gates=4, states=("h", "c")),
+    # torch's LSTM with proj_size: h_t = W_hr (o * tanh(c_t)) is P wide, c_t stays H wide.
+    Cell("lstmp", "lstm", ("projection", True), gates=4, states=("h", "c"),
+         parameters=("w_ih", "w_hh", "w_hr", "b_ih", "b_hh")),
     Cell("gru", "gru", ("reset_after", True), gates=3),
     Cell("gru_reset_before", "gru", ("reset_after", False), gates=3),
 )})
@@ -70,4 +74,4 @@ def cell_of(family: str, **options) -> Cell:
 
 def _default(family: str):
     # The value a family's option takes when the call leaves it out.
-    return {"rnn": "tanh", "gru": True}.get(family)
+    return {"rnn": "tanh", "lstm": False, "gru": True}.get(family)

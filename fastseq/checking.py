@@ -250,11 +250,11 @@ def check_against_reference(
     Parameters
     ----------
     target : Module or callable
-        A layer (``fastseq.LSTM``, ``GRU``, ``RNN``, ``Linear``, or any Module whose
-        ``forward(**inputs)`` returns an array or ``(y, state)`` and whose ``backward``
-        takes the cotangents in the same structure): it is deep-copied once per backend
-        (the copies share its weights' values and its generator's state, so dropout masks
-        agree), run forward and backward with fixed random cotangents, and every output
+        A layer (``fastseq.LSTM``, with ``proj_size`` too, ``GRU``, ``RNN``, ``Linear``, or
+        any Module whose ``forward(**inputs)`` returns an array or ``(y, state)`` and
+        whose ``backward`` takes the cotangents in the same structure): it is deep-copied
+        once per backend (the copies share its weights' values and its generator's state,
+        so dropout masks agree), run forward and backward with fixed random cotangents, and every output
         (``y``, ``h_n``, ``c_n``), input gradient (``dx``, ``dh0``, ``dc0``) and parameter
         gradient (``<parameter name>.grad``, every parameter) is compared. Or a function
         with :func:`gradcheck`'s protocol, ``fn(**inputs) -> (outputs, vjp)``: outputs
@@ -264,7 +264,10 @@ def check_against_reference(
         ``{"x": x, "state": h0, "lengths": lengths}``. Not cast: a float32 layer is checked
         in float32.
     backends : sequence of str, optional
-        Backends to check (default: every available one but ``reference``).
+        Backends to check (default: every available one but ``reference``). A backend
+        that cannot run the target raises there: the LSTM with a projection
+        (``proj_size``, ``w_hr``) raises NotImplementedError on a backend whose module
+        does not set ``PROJECTION = True``; name the backends that have it.
     seed : int
         Seed of the random cotangents.
     tol : float, optional

@@ -1,19 +1,22 @@
 """The array-level API: forward and backward of one recurrent layer, one direction.
 
-Each entry point validates its arguments once (shapes, dtypes, lengths), makes them
-C-contiguous (copying only when needed), and hands off to the active backend
-(``fastseq.get_backend()``). Layers, stacking and bidirectional composition are built on
-these six functions; they never loop over time themselves.
+Each entry point validates its arguments once (shapes, dtypes, lengths; the checks live in
+``fastseq._validate``), makes them C-contiguous (copying only when needed), and hands off
+to the active backend (``fastseq.get_backend()``). Layers, stacking and bidirectional
+composition are built on these six functions; they never loop over time themselves.
 
 Shapes (time-major): ``x (T, B, I)``, ``y (T, B, H)``, states ``(B, H)``, ``w_ih (G*H, I)``,
 ``w_hh (G*H, H)``, biases ``(G*H,)``, with G = 1 (RNN), 4 (LSTM, gates i, f, g, o),
-3 (GRU, gates r, z, n). float32 or float64, one dtype for every array.
+3 (GRU, gates r, z, n). float32 or float64, one dtype for every array. The LSTM with a
+projection (``w_hr (P, H)``, torch's ``proj_size``): ``w_hh (4H, P)``, ``h0``/``h_n``
+``(B, P)``, ``y (T, B, P)``; ``c0``/``c_n`` stay ``(B, H)``.
 
-A training forward's ``ctx`` refers to the forward's ``x``, ``w_ih``, ``w_hh``, ``lengths``,
-``h0`` and ``c0`` (backward reads them again rather than keep copies): leave them unchanged
-until the backward. The backward checks a fingerprint of each (an XOR of all its words and
-a sample's CRC, about 2 % of an LSTM step at (T, B, I, H) = (50, 16, 256, 256)) and raises
-RuntimeError naming the one that changed; a change that only permutes words it may miss.
+A training forward's ``ctx`` refers to the forward's ``x``, ``w_ih``, ``w_hh``, ``w_hr``,
+``lengths``, ``h0`` and ``c0`` (backward reads them again rather than keep copies): leave
+them unchanged until the backward. The backward checks a fingerprint of each (an XOR of
+all its words and a sample's CRC, about 2 % of an LSTM step at (T, B, I, H) =
+(50, 16, 256, 256)) and raises RuntimeError naming the one that changed; a change that
+only permutes words it may miss.
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ import zlib
 
 import numpy as np
 
+from . import _validate as V
 from . import backends
-from .cells import family_gates
+from .cells import Cell, cell_of, family_gates
 
 __all__ = [
     "rnn_forward", "rnn_backward",
@@ -30,7 +34,6 @@ __all__ = [
     "gru_forward", "gru_backward",
     "Context",
 ]
-
 
 
 class Context:
@@ -46,12 +49,13 @@ class Context:
     shape : tuple
         ``(T, B, I, H)``.
     options : dict
-        The forward's options (nonlinearity, reset_after, reverse, has lengths, bias).
+        The forward's options (nonlinearity, reset_after, reverse, has lengths, bias;
+        ``proj_size`` P when the LSTM had a projection).
 
     Notes
     -----
-    The backward reads the forward's ``x``, ``w_ih``, ``w_hh``, ``lengths``, ``h0`` and
-    ``c0`` again: modifying one of them in place in between (an optimizer step, a reused
+    The backward reads the forward's ``x``, ``w_ih``, ``w_hh``, ``w_hr``, ``lengths``, ``h0``
+    and ``c0`` again: modifying one of them in place in between (an optimizer step, a reused
     input buffer) would change the gradients, so the backward refuses with RuntimeError.
     """
 
@@ -77,145 +81,76 @@ class Context:
 # --------------------------------------------------------------------------- checks
 
 
-_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+def _prepare(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, w_hr=None):
+    """Validate a forward call; return contiguous arrays, the sizes and the dtype.
 
-
-def _as_array(name: str, value) -> np.ndarray:
-    """Any array-like to an ndarray (no copy of an ndarray), refusing dtypes that are not
-    real numbers."""
-    try:
-        a = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be an array of real numbers; got {type(value).__name__} ({exc})") from None
-    if a.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must hold real numbers (float32 or float64); got dtype {a.dtype}")
-    return a
-
-
-def _checked(name: str, value, dtype, shape=None, meaning=None, against="x") -> np.ndarray:
-    """``value`` as a float32/float64 ndarray, checked, not yet copied (see _contiguous).
-
-    ``dtype``: the dtype it must share (None: either float dtype). ``shape``: the exact
-    shape it must have, described by ``meaning`` (a callable, so that the message is only
-    formatted on failure: this runs on every call and per-call overhead matters).
+    ``cell`` is the descriptor the call selected: its gates, and whether it takes the
+    projection ``w_hr``. The sizes are ``(T, B, I, H, P)``, P the width of h and y (H
+    without a projection). Everything is checked from shapes and dtypes first; only then
+    are arrays copied (when not C-contiguous), so that a huge broadcast view fails with a
+    clear error, not a MemoryError. The caller's arrays are never modified.
     """
-    a = value
-    # Fast path: an ndarray already of a native float dtype (the common case) skips asarray.
-    if type(a) is not np.ndarray or (a.dtype is not _FLOAT32 and a.dtype is not _FLOAT64):
-        a = _as_array(name, a)
-        if _native(a.dtype) != _FLOAT32 and _native(a.dtype) != _FLOAT64:
-            raise TypeError(f"{name} must be float32 or float64; got dtype {a.dtype}")
-    if dtype is not None and _native(a.dtype) != dtype:
-        raise TypeError(
-            f"{name} has dtype {a.dtype} but {against} has dtype {dtype}; every array must "
-            f"share one dtype (float32 or float64): cast with .astype(np.{dtype})"
-        )
-    if shape is not None and a.shape != shape:
-        raise ValueError(f"{name} must have shape {meaning()} = {shape}; got {a.shape}")
-    return a
-
-
-def _native(dtype: np.dtype) -> np.dtype:
-    return dtype if dtype.isnative else dtype.newbyteorder("=")
-
-
-def _contiguous(a: np.ndarray) -> np.ndarray:
-    """A checked array as C-contiguous and in native byte order; copies only when needed
-    (big-endian data is still float32/float64: it is swapped to native order)."""
-    if not a.dtype.isnative:
-        return np.ascontiguousarray(a, dtype=_native(a.dtype))
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
-
-
-def _float_array(name: str, value, dtype, shape=None, meaning=None, against="x") -> np.ndarray:
-    """``value`` checked by :func:`_checked`, then C-contiguous (copies only when needed)."""
-    return _contiguous(_checked(name, value, dtype, shape, meaning, against))
-
-
-# The kernels hand every matrix dimension and leading dimension to OpenBLAS's 32-bit int,
-# and every byte count must fit a size_t: the rules of validate_config (csrc/loops/
-# kernels.cpp), checked here from the shapes before any array is copied.
-_INT_MAX = 2**31 - 1
-
-
-def _check_sizes(T: int, B: int, I: int, H: int) -> None:
-    if T * B > _INT_MAX or I > _INT_MAX or H > _INT_MAX // 4:
-        culprit = "x (T*B)" if T * B > _INT_MAX else ("x (I)" if I > _INT_MAX else "w_hh (H)")
-        raise ValueError(
-            f"{culprit} is too large for the 32-bit BLAS interface: T*B, I and 4*H must be "
-            f"< 2^31; got T={T}, B={B} (T*B = {T * B}), I={I}, H={H} (4*H = {4 * H})"
-        )
-    if T * B > (1 << 58) // max(I, 4 * H):
-        raise ValueError(
-            f"sizes too large: the buffers for T={T}, B={B}, I={I}, H={H} would not fit in memory "
-            "((T*B) x max(I, 4*H) scalars must stay below 2^58)"
-        )
-
-
-def _prepare(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths):
-    """Validate a forward call; return contiguous arrays and the sizes.
-
-    Everything is checked from shapes and dtypes first; only then are arrays copied (when
-    not C-contiguous), so that a huge broadcast view fails with a clear error, not a
-    MemoryError. The caller's arrays are never modified.
-    """
-    G = family_gates(cell)
-    x = _checked("x", x, None)
+    G = cell.gates
+    x = V.checked("x", x, None)
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (T, B, I), time-major; got shape {x.shape}")
-    dtype = _native(x.dtype)
+    dtype = V.native(x.dtype)
     T, B, I = x.shape
     if T == 0 or B == 0 or I == 0:
         raise ValueError(f"x must have T, B, I >= 1; got shape (T, B, I) = {x.shape}")
 
-    w_hh = _checked("w_hh", w_hh, dtype)
-    if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] != G * w_hh.shape[1]:
-        raise ValueError(
-            f"w_hh must have shape (G*H, H) with G = {G} gates for {cell}; got {w_hh.shape}"
-        )
-    H = w_hh.shape[1]
-    _check_sizes(T, B, I, H)
-    w_ih = _checked("w_ih", w_ih, dtype, (G * H, I), lambda: f"(G*H, I) with G={G}, H={H}, I={I}")
+    if "w_hr" in cell.parameters:
+        # The projection's (P, H) gives both sizes; w_hh is then (4H, P), h is P wide.
+        w_hr = V.checked("w_hr", w_hr, dtype)
+        if w_hr.ndim != 2 or not 0 < w_hr.shape[0] < w_hr.shape[1]:
+            raise ValueError(f"w_hr must have shape (P, H) with 0 < P < H (P the projection "
+                             f"size, H the hidden size); got {w_hr.shape}")
+        P, H = w_hr.shape
+        V.check_sizes(T, B, I, H)
+        w_hh = V.checked("w_hh", w_hh, dtype, (G * H, P), lambda: f"(4H, P) with H={H}, P={P}")
+    else:
+        w_hh = V.checked("w_hh", w_hh, dtype)
+        if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] != G * w_hh.shape[1]:
+            raise ValueError(
+                f"w_hh must have shape (G*H, H) with G = {G} gates for {cell.family}; "
+                f"got {w_hh.shape}"
+            )
+        H = P = w_hh.shape[1]
+        V.check_sizes(T, B, I, H)
+    w_ih = V.checked("w_ih", w_ih, dtype, (G * H, I), lambda: f"(G*H, I) with G={G}, H={H}, I={I}")
 
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None (bias=False)")
     if b_ih is not None:
         meaning = lambda: f"(G*H,) with G={G}, H={H}"  # noqa: E731
-        b_ih = _checked("b_ih", b_ih, dtype, (G * H,), meaning)
-        b_hh = _checked("b_hh", b_hh, dtype, (G * H,), meaning)
+        b_ih = V.checked("b_ih", b_ih, dtype, (G * H,), meaning)
+        b_hh = V.checked("b_hh", b_hh, dtype, (G * H,), meaning)
 
     arrays = dict(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+    if "w_hr" in cell.parameters:
+        arrays["w_hr"] = w_hr
     for name, state in states.items():
-        arrays[name] = None if state is None else _checked(
-            name, state, dtype, (B, H), lambda: f"(B, H) with B={B}, H={H}")
-    lengths = None if lengths is None else _check_lengths(lengths, T, B)
-    arrays = {name: None if a is None else _contiguous(a) for name, a in arrays.items()}
+        arrays[name] = None if state is None else _checked_state(name, state, dtype, B, H, P)
+    lengths = None if lengths is None else V.check_lengths(lengths, T, B)
+    arrays = {name: None if a is None else V.contiguous(a) for name, a in arrays.items()}
     arrays["lengths"] = lengths
-    return arrays, (T, B, I, H), dtype
+    return arrays, (T, B, I, H, P), dtype
 
 
-def _check_lengths(lengths, T: int, B: int) -> np.ndarray:
-    """lengths as a C-contiguous int64 array; any integer dtype, each value in 1..T."""
-    want = f"integers in 1..T = 1..{T}, one per sequence"
-    try:
-        a = np.asarray(lengths)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"lengths must be an array of {want}; got {type(lengths).__name__} ({exc})") from None
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers (any integer dtype), each in 1..T = 1..{T}; "
-                        f"got dtype {a.dtype}")
-    if a.shape != (B,):
-        raise ValueError(f"lengths must have shape (B,) = ({B},), one per sequence; got {a.shape}")
-    if a.min() < 1 or a.max() > T:
-        raise ValueError(
-            f"lengths must lie in 1..T = 1..{T}; got values from {a.min()} to {a.max()}"
-        )
-    return np.ascontiguousarray(a, dtype=np.int64)
+def _checked_state(name: str, value, dtype, B: int, H: int, P: int, against: str = "x"):
+    """A state (h0, c0) or its gradient (dh_n, dc_n), checked: c is (B, H), h is (B, P),
+    P = H without a projection."""
+    if name in ("c0", "dc_n"):
+        return V.checked(name, value, dtype, (B, H), lambda: f"(B, H) with B={B}, H={H}", against)
+    if P == H:
+        return V.checked(name, value, dtype, (B, H), lambda: f"(B, H) with B={B}, H={H}", against)
+    return V.checked(name, value, dtype, (B, P),
+                     lambda: f"(B, P) with B={B}, P={P} (the projection size)", against)
 
 
 # The forward's arguments that some backend's backward reads again (cpp: x, w_ih, w_hh,
-# lengths; reference: also h0 and c0; numba: the weights). Biases never are.
-_REREAD = ("x", "w_ih", "w_hh", "lengths", "h0", "c0")
+# lengths; reference: also h0, c0 and w_hr; numba: the weights). Biases never are.
+_REREAD = ("x", "w_ih", "w_hh", "w_hr", "lengths", "h0", "c0")
 
 
 def _fingerprint(a: np.ndarray) -> tuple[int, int]:
@@ -242,31 +177,35 @@ def _check_unchanged(ctx: Context) -> None:
             )
 
 
-def _check_flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool; got {value!r}")
-    return bool(value)
-
-
-def _forward(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, reverse, training,
-             **cell_options):
+def _forward(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, reverse, training,
+             w_hr=None, **cell_options):
     """The one path of every forward: check, run on the active backend, wrap the reserve.
 
-    Returns the backend's outputs, its reserve replaced by a Context (None in inference).
+    ``cell`` is the descriptor the call selected (``cell_of``); ``cell_options`` go to the
+    backend as they are, ``w_hr`` only when the cell has a projection. Returns the
+    backend's outputs, its reserve replaced by a Context (None in inference).
     """
-    reverse, training = _check_flag("reverse", reverse), _check_flag("training", training)
-    a, shape, dtype = _prepare(cell, x, w_ih, w_hh, b_ih, b_hh, states, lengths)
+    reverse, training = V.check_flag("reverse", reverse), V.check_flag("training", training)
+    a, (T, B, I, H, P), dtype = _prepare(cell, x, w_ih, w_hh, b_ih, b_hh, states, lengths, w_hr)
     name = backends.get_backend()
-    *outputs, reserve = getattr(backends.backend_module(name), f"{cell}_forward")(
+    module = backends.backend_module(name)
+    if "w_hr" in a and not getattr(module, "PROJECTION", False):
+        raise NotImplementedError(
+            f"the {name!r} backend has no LSTM projection (w_hr, proj_size) in this build; "
+            "run it on a backend that has one, e.g. inside fastseq.use_backend('reference')"
+        )
+    *outputs, reserve = getattr(module, f"{cell.family}_forward")(
         reverse=reverse, training=training, **cell_options, **a)
     ctx = None
     if training:
         options = dict(cell_options, reverse=reverse, lengths=lengths is not None,
                        bias=b_ih is not None)
-        given = dict(x=x, w_ih=w_ih, w_hh=w_hh, lengths=lengths, **states)
+        if "w_hr" in a:
+            options["proj_size"] = P
+        given = dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, lengths=lengths, **states)
         inputs = tuple((key, a[key], _fingerprint(a[key])) for key in _REREAD
                        if a.get(key) is not None and _may_be_shared(a[key], given[key]))
-        ctx = Context(cell, name, dtype, shape, options, reserve, inputs)
+        ctx = Context(cell.family, name, dtype, (T, B, I, H), options, reserve, inputs)
     return (*outputs, ctx)
 
 
@@ -302,11 +241,13 @@ def _take_reserve(ctx, cell: str):
 
 def _prepare_grads(ctx: Context, dy, dstates: dict):
     T, B, _, H = ctx.shape
-    dy = _float_array("dy", dy, ctx.dtype, (T, B, H), lambda: f"(T, B, H) with T={T}, B={B}, H={H}",
-                      against="the forward")
+    P = ctx.options.get("proj_size", H)  # the width of y and h
+    meaning = (lambda: f"(T, B, H) with T={T}, B={B}, H={H}") if P == H else (
+        lambda: f"(T, B, P) with T={T}, B={B}, P={P} (the projection size)")
+    dy = V.float_array("dy", dy, ctx.dtype, (T, B, P), meaning, against="the forward")
     checked = {
-        name: None if d is None else _float_array(
-            name, d, ctx.dtype, (B, H), lambda: f"(B, H) with B={B}, H={H}", against="the forward")
+        name: None if d is None else V.contiguous(
+            _checked_state(name, d, ctx.dtype, B, H, P, against="the forward"))
         for name, d in dstates.items()
     }
     return dy, checked
@@ -326,7 +267,10 @@ def _check_accumulate(ctx: Context, accumulate):
         raise TypeError(f"accumulate must be None or a dict of arrays; got {type(accumulate).__name__}")
     _, _, I, H = ctx.shape
     G = family_gates(ctx.cell)
-    shapes = {"dw_ih": (G * H, I), "dw_hh": (G * H, H)}
+    P = ctx.options.get("proj_size")
+    shapes = {"dw_ih": (G * H, I), "dw_hh": (G * H, H if P is None else P)}
+    if P is not None:
+        shapes["dw_hr"] = (P, H)
     if ctx.options["bias"]:
         shapes.update(db_ih=(G * H,), db_hh=(G * H,))
     if set(accumulate) != set(shapes):
@@ -401,8 +345,8 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
     """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
-    return _forward("rnn", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0}, lengths, reverse, training,
-                    nonlinearity=nonlinearity)
+    return _forward(cell_of("rnn", nonlinearity=nonlinearity), x, w_ih, w_hh, b_ih, b_hh,
+                    {"h0": h0}, lengths, reverse, training, nonlinearity=nonlinearity)
 
 
 def rnn_backward(ctx, dy, dh_n=None, *, accumulate=None):
@@ -432,7 +376,7 @@ def rnn_backward(ctx, dy, dh_n=None, *, accumulate=None):
     Raises
     ------
     RuntimeError
-        One of the forward's ``x``, ``w_ih``, ``w_hh``, ``lengths``, ``h0``, ``c0`` was
+        One of the forward's ``x``, ``w_ih``, ``w_hh`` (``w_hr``), ``lengths``, ``h0``, ``c0`` was
         modified in place since the forward (the message names it); ``ctx`` is not used
         up, so the backward can run once the array is restored.
     """
@@ -443,34 +387,48 @@ def rnn_backward(ctx, dy, dh_n=None, *, accumulate=None):
 
 
 def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, lengths=None,
-                 reverse=False, training=True):
+                 reverse=False, training=True, w_hr=None):
     """LSTM over a whole sequence, one layer, one direction (gates i, f, g, o).
 
     ``c_t = f * c_{t-1} + i * g``, ``h_t = o * tanh(c_t)``, with
     ``[i, f, g, o] = [σ, σ, tanh, σ](W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``.
+    With a projection ``w_hr (P, H)`` (torch's ``proj_size``, 0 < P < H):
+    ``h_t = W_hr (o * tanh(c_t))``, P wide; ``c_t`` stays H wide.
 
     Parameters are those of :func:`rnn_forward` with ``w_ih (4H, I)``, ``w_hh (4H, H)``,
-    biases ``(4H,)`` and a second initial state ``c0 (B, H)``.
+    biases ``(4H,)`` and a second initial state ``c0 (B, H)``; with ``w_hr``, ``w_hh``
+    is ``(4H, P)`` and ``h0`` is ``(B, P)``. ``w_hr`` is read again by the backward, as
+    ``w_ih`` and ``w_hh`` are (leave it unchanged until then).
 
     Returns
     -------
-    y : array (T, B, H)
-    h_n, c_n : arrays (B, H)
+    y : array (T, B, H), or (T, B, P) with ``w_hr``
+    h_n : array (B, H), or (B, P) with ``w_hr``
+    c_n : array (B, H)
     ctx : Context or None
+
+    Raises
+    ------
+    NotImplementedError
+        ``w_hr`` is given and the active backend has no projection (its module does not
+        set ``PROJECTION = True``).
     """
-    return _forward("lstm", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0, "c0": c0}, lengths,
-                    reverse, training)
+    return _forward(cell_of("lstm", projection=w_hr is not None), x, w_ih, w_hh, b_ih, b_hh,
+                    {"h0": h0, "c0": c0}, lengths, reverse, training, w_hr=w_hr)
 
 
 def lstm_backward(ctx, dy, dh_n=None, dc_n=None, *, accumulate=None):
     """Gradients of an :func:`lstm_forward` (``dc_n``: gradient with respect to ``c_n``;
     ``accumulate``: see :func:`rnn_backward`).
 
+    With a projection, ``dy`` and ``dh_n`` are P wide, and the result (and
+    ``accumulate``) has ``dw_hr (P, H)`` too.
+
     Returns
     -------
     dict
         ``dx``, ``dh0``, ``dc0``, ``dw_ih``, ``dw_hh``, ``db_ih``, ``db_hh`` (see
-        :func:`rnn_backward`).
+        :func:`rnn_backward`), and ``dw_hr`` iff the forward had ``w_hr``.
     """
     return _backward("lstm", ctx, dy, {"dh_n": dh_n, "dc_n": dc_n}, accumulate)
 
@@ -497,9 +455,9 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
     h_n : array (B, H)
     ctx : Context or None
     """
-    reset_after = _check_flag("reset_after", reset_after)
-    return _forward("gru", x, w_ih, w_hh, b_ih, b_hh, {"h0": h0}, lengths, reverse, training,
-                    reset_after=reset_after)
+    reset_after = V.check_flag("reset_after", reset_after)
+    return _forward(cell_of("gru", reset_after=reset_after), x, w_ih, w_hh, b_ih, b_hh,
+                    {"h0": h0}, lengths, reverse, training, reset_after=reset_after)
 
 
 def gru_backward(ctx, dy, dh_n=None, *, accumulate=None):

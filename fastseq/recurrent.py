@@ -12,26 +12,40 @@ from typing import Any, Tuple, Union
 
 import numpy as np
 
+from . import _validate
 from . import functional as F
+from .cells import Cell, cell_of
 from .init import SeedLike, make_generator, uniform_
-from .cells import family_gates
 from .parameter import Module, Parameter, as_real_array, check_dtype, one_trainer
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU"]
 
 State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 
+#: A cell descriptor's parameter names (``fastseq.cells.Cell.parameters``, functional's
+#: keywords) -> torch's names, ``{name}_l{k}{_reverse}``. The one place the two meet; the
+#: order is torch's registration order (a layer's weights, its biases, then the
+#: projection), so that ``state_dict()`` lists the keys as torch's does.
+TORCH_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh",
+               "w_hr": "weight_hr"}
+
 
 class RNNBase(Module):
     """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`.
 
-    Subclasses set ``_gates`` and implement ``_cell_forward`` / ``_cell_backward`` for one
-    layer in one direction; everything else (stacking, bidirectional concatenation,
-    batch_first, unbatched input, dropout, state shapes, parameter names) lives here.
+    Subclasses set ``_family`` (their ``fastseq.functional`` family) and implement
+    ``_cell_forward`` / ``_cell_backward`` for one layer in one direction; everything else
+    (stacking, bidirectional concatenation, batch_first, unbatched input, dropout, state
+    shapes, parameter names) lives here. The parameters are those of the cell descriptor
+    the family's options select (``fastseq.cells``), named as torch names them.
+
+    ``proj_size`` (LSTM only, as in torch; 0: none) makes h, the outputs and ``weight_hh``
+    P = proj_size wide and adds ``weight_hr_l{k}{_reverse}`` ``(P, hidden_size)``.
+    ``cell_options`` are the family's other selecting options (``nonlinearity``,
+    ``reset_after``).
     """
 
-    _gates = 1
-    _has_cell_state = False
+    _family = "rnn"
 
     def __init__(
         self,
@@ -44,12 +58,24 @@ class RNNBase(Module):
         bidirectional: bool = False,
         dtype: Any = np.float32,
         seed: SeedLike = None,
+        *,
+        proj_size: int = 0,
+        cell_options: dict | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if (isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer))
+                or proj_size < 0):
+            raise ValueError(f"proj_size must be an int >= 0 (0: no projection), got {proj_size!r}")
+        if proj_size and self._family != "lstm":
+            raise ValueError(f"proj_size is only supported by LSTM, not {type(self).__name__}; "
+                             f"got proj_size={proj_size}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size = {hidden_size}, "
+                             f"got proj_size={proj_size}")
         for name, value in (("bias", bias), ("batch_first", batch_first),
                             ("bidirectional", bidirectional)):
             if not isinstance(value, (bool, np.bool_)):
@@ -67,6 +93,12 @@ class RNNBase(Module):
             )
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
+        self.proj_size = int(proj_size)
+        options = dict(cell_options or {})
+        if self._family == "lstm":
+            options["projection"] = self.proj_size > 0
+        #: The cell descriptor (fastseq.cells) this layer runs: gates, states, parameters.
+        self.cell: Cell = cell_of(self._family, **options)
         self.num_layers = int(num_layers)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
@@ -77,43 +109,70 @@ class RNNBase(Module):
         #: new one (e.g. ``np.random.default_rng(0)``) to reseed dropout.
         self.generator = make_generator(seed)
 
-        G, H = self._gates, self.hidden_size
-        bound = 1.0 / math.sqrt(H)
+        # torch's initialisation, U(-1/sqrt(H), 1/sqrt(H)) for every parameter (weight_hr
+        # too), drawn in torch's registration order.
+        bound = 1.0 / math.sqrt(self.hidden_size)
         for layer in range(self.num_layers):
-            layer_input = self.input_size if layer == 0 else H * self.num_directions
             for suffix in self._suffixes():
-                shapes = [(f"weight_ih_l{layer}{suffix}", (G * H, layer_input)),
-                          (f"weight_hh_l{layer}{suffix}", (G * H, H))]
-                if self.bias:
-                    shapes += [(f"bias_ih_l{layer}{suffix}", (G * H,)),
-                               (f"bias_hh_l{layer}{suffix}", (G * H,))]
-                for name, shape in shapes:
+                for name in self._parameter_names():
+                    shape = self._parameter_shape(name, layer)
                     data = uniform_(np.empty(shape, self.dtype), -bound, bound, self.generator)
-                    setattr(self, name, Parameter(data))
+                    setattr(self, f"{TORCH_NAMES[name]}_l{layer}{suffix}", Parameter(data))
 
     @property
     def num_directions(self) -> int:
         """2 if bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
+    @property
+    def _has_cell_state(self) -> bool:
+        return "c" in self.cell.states
+
+    @property
+    def _state_width(self) -> int:
+        """The width of h and of each direction's outputs: proj_size, or hidden_size."""
+        return self.proj_size or self.hidden_size
+
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
 
-    def _weights(self, layer: int, direction: int) -> tuple[np.ndarray, ...]:
+    def _parameter_names(self) -> list[str]:
+        """The descriptor's parameters this layer has (no biases with bias=False), in
+        torch's registration order."""
+        unknown = set(self.cell.parameters) - set(TORCH_NAMES)
+        if unknown:  # a new cell's parameter needs its torch name in TORCH_NAMES
+            raise NotImplementedError(
+                f"no torch name for the {self.cell.name} parameters {sorted(unknown)}")
+        return [name for name in TORCH_NAMES if name in self.cell.parameters
+                and (self.bias or not name.startswith("b_"))]
+
+    def _parameter_shape(self, name: str, layer: int) -> tuple[int, ...]:
+        """The shape of descriptor parameter ``name`` in layer ``layer``."""
+        G, H, E = self.cell.gates, self.hidden_size, self._state_width
+        layer_input = self.input_size if layer == 0 else E * self.num_directions
+        return {"w_ih": (G * H, layer_input), "w_hh": (G * H, E), "w_hr": (E, H),
+                "b_ih": (G * H,), "b_hh": (G * H,)}[name]
+
+    def _layer_parameters(self, layer: int, direction: int) -> dict[str, Parameter]:
+        """Descriptor name -> this (layer, direction)'s Parameter."""
         suffix = self._suffixes()[direction]
-        w_ih = self._parameters[f"weight_ih_l{layer}{suffix}"].data
-        w_hh = self._parameters[f"weight_hh_l{layer}{suffix}"].data
+        return {name: self._parameters[f"{TORCH_NAMES[name]}_l{layer}{suffix}"]
+                for name in self._parameter_names()}
+
+    def _weights(self, layer: int, direction: int) -> dict[str, np.ndarray | None]:
+        """The functional call's parameter keywords for (layer, direction); absent biases
+        are None."""
+        params = self._layer_parameters(layer, direction)
+        weights = {name: param.data for name, param in params.items()}
         if not self.bias:
-            return w_ih, w_hh, None, None
-        return (w_ih, w_hh, self._parameters[f"bias_ih_l{layer}{suffix}"].data,
-                self._parameters[f"bias_hh_l{layer}{suffix}"].data)
+            weights.update(b_ih=None, b_hh=None)
+        return weights
 
     def _grad_targets(self, layer: int, direction: int) -> dict[str, Parameter]:
-        suffix = self._suffixes()[direction]
-        names = {"dw_ih": "weight_ih", "dw_hh": "weight_hh"}
-        if self.bias:
-            names.update(db_ih="bias_ih", db_hh="bias_hh")
-        return {key: self._parameters[f"{name}_l{layer}{suffix}"] for key, name in names.items()}
+        """The backward's gradient keys (``dw_ih``, ..., ``dw_hr``) -> the Parameter each
+        is added into."""
+        params = self._layer_parameters(layer, direction)
+        return {"d" + name: param for name, param in params.items()}
 
     def _grads_to_add_into(self, targets: dict[str, Parameter]) -> dict[str, np.ndarray] | None:
         """The parameters' ``grad`` arrays for backward's ``accumulate`` (added into where
@@ -138,13 +197,13 @@ class RNNBase(Module):
 
     # --- argument checks and layouts ------------------------------------------------
     def _input_to_time_major(self, x: Any) -> tuple[np.ndarray, bool]:
-        """x as a C-contiguous (T, B, I) array of the layer dtype, and whether it was batched."""
+        """x as a C-contiguous (T, B, I) array of the layer dtype, and whether it was batched.
+
+        The layout only: the array checks (sizes >= 1 among them) are functional's."""
         shape = np.shape(x)
         if len(shape) == 3:  # the kernels' size limits, from the shape, before any copy
-            rows = shape[0] * shape[1]
-            if rows > 2**31 - 1:
-                raise ValueError(f"x has shape {shape}: T*B = {rows} rows is too large for "
-                                 "the 32-bit BLAS interface (T*B must be < 2^31)")
+            T, B = (shape[1], shape[0]) if self.batch_first else shape[:2]
+            _validate.check_sizes(T, B, shape[2], self.hidden_size)
         array = as_real_array(x, "x", self.dtype)
         if array.ndim not in (2, 3):
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
@@ -161,40 +220,32 @@ class RNNBase(Module):
             array = array[:, None, :]
         elif self.batch_first:
             array = np.ascontiguousarray(array.transpose(1, 0, 2))
-        if array.shape[0] < 1 or array.shape[1] < 1:
-            raise ValueError(
-                f"x must have at least one step and one sequence, got shape {np.shape(x)}"
-            )
         return array, batched
 
-    def _check_lengths(self, lengths: Any, T: int, B: int, batched: bool) -> np.ndarray | None:
-        if lengths is None:
-            return None
-        array = np.asarray(lengths)
-        if array.dtype.kind not in "iu":
-            raise TypeError(f"lengths must be an integer array, got dtype {array.dtype}")
-        if not batched and array.ndim == 0:
-            array = array.reshape(1)
-        if array.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {array.shape}")
-        if array.min() < 1 or array.max() > T:
-            raise ValueError(
-                f"lengths must lie in 1..{T} (the number of steps of x), got min "
-                f"{array.min()} and max {array.max()}"
-            )
-        return np.ascontiguousarray(array, dtype=np.int64)
+    @staticmethod
+    def _lengths_layout(lengths: Any, batched: bool) -> Any:
+        """lengths as functional takes them: unbatched input takes one length, a scalar.
+        functional checks them (dtype, shape (B,), values in 1..T)."""
+        if lengths is not None and not batched and np.ndim(lengths) == 0:
+            return np.reshape(lengths, 1)
+        return lengths
 
     def _check_state(self, value: Any, name: str, B: int, batched: bool) -> np.ndarray | None:
-        """A state argument as a (L*D, B, H) array of the layer dtype, or None."""
+        """A state argument as a (L*D, B, W) array of the layer dtype, or None: W is
+        hidden_size for c, and for h without a projection; proj_size for h with one."""
         if value is None:
             return None
         array = as_real_array(value, name, self.dtype)
-        LD, H = self.num_layers * self.num_directions, self.hidden_size
-        expected = (LD, B, H) if batched else (LD, H)
+        LD = self.num_layers * self.num_directions
+        if self.proj_size and name in ("h0", "dh_n"):  # h is proj_size wide, c is not
+            width, what = self.proj_size, "proj_size"
+        else:
+            width, what = self.hidden_size, "hidden_size"
+        expected = (LD, B, width) if batched else (LD, width)
         if array.shape != expected:
             raise ValueError(
                 f"{name} must have shape {expected} (num_layers*num_directions, "
-                f"{'batch, ' if batched else ''}hidden_size), got {array.shape}"
+                f"{'batch, ' if batched else ''}{what}), got {array.shape}"
             )
         return array if batched else array[:, None, :]
 
@@ -244,11 +295,11 @@ class RNNBase(Module):
         """
         xt, batched = self._input_to_time_major(x)
         T, B = xt.shape[:2]
-        lengths = self._check_lengths(lengths, T, B, batched)
+        lengths = self._lengths_layout(lengths, batched)
         h0, c0 = self._split_state(state, B, batched)
         training = self.training
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
-        h_n = np.empty((L * D, B, H), self.dtype)
+        L, D, H, E = self.num_layers, self.num_directions, self.hidden_size, self._state_width
+        h_n = np.empty((L * D, B, E), self.dtype)
         c_n = np.empty((L * D, B, H), self.dtype) if self._has_cell_state else None
         ctxs: list[Any] = []
         masks: list[np.ndarray | None] = []
@@ -343,8 +394,8 @@ class RNNBase(Module):
             dyt = dy_array.transpose(1, 0, 2)
         else:
             dyt = dy_array
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
-        dh0 = np.empty((L * D, B, H), self.dtype)
+        L, D, H, E = self.num_layers, self.num_directions, self.hidden_size, self._state_width
+        dh0 = np.empty((L * D, B, E), self.dtype)
         dc0 = np.empty((L * D, B, H), self.dtype) if self._has_cell_state else None
         ctxs, masks = cache["ctxs"], cache["masks"]
         d_output = dyt
@@ -354,7 +405,7 @@ class RNNBase(Module):
             d_input = None
             for direction in range(D):
                 k = layer * D + direction
-                dy_k = np.ascontiguousarray(d_output[:, :, direction * H:(direction + 1) * H])
+                dy_k = np.ascontiguousarray(d_output[:, :, direction * E:(direction + 1) * E])
                 targets = self._grad_targets(layer, direction)
                 into = self._grads_to_add_into(targets)
                 grads = self._cell_backward(
@@ -386,6 +437,8 @@ class RNNBase(Module):
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            text += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
         if not self.bias:
@@ -448,7 +501,7 @@ class RNN(RNNBase):
     ((5, 3, 20), (2, 3, 20))
     """
 
-    _gates = family_gates("rnn")
+    _family = "rnn"
 
     def __init__(
         self,
@@ -466,7 +519,8 @@ class RNN(RNNBase):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, dtype, seed,
+                         cell_options={"nonlinearity": nonlinearity})
         self.nonlinearity = nonlinearity
 
     def forward(  # noqa: D102 (documented in RNNBase.forward)
@@ -477,8 +531,8 @@ class RNN(RNNBase):
     forward.__doc__ = RNNBase.forward.__doc__
 
     def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
-        y, h, ctx = F.rnn_forward(x, *weights, h0, lengths=lengths, reverse=reverse,
-                                  training=training, nonlinearity=self.nonlinearity)
+        y, h, ctx = F.rnn_forward(x, h0=h0, lengths=lengths, reverse=reverse,
+                                  training=training, nonlinearity=self.nonlinearity, **weights)
         return y, h, None, ctx
 
     def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):
@@ -500,29 +554,61 @@ class LSTM(RNNBase):
         o_t = sigmoid(W_io x_t + b_io + W_ho h_{t-1} + b_ho)
         c_t = f_t * c_{t-1} + i_t * g_t
         h_t = o_t * tanh(c_t)
+        h_t = W_hr (o_t * tanh(c_t))        with proj_size = P > 0 (h_t is P wide)
 
     Parameters
     ----------
     input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed
         As in :class:`RNN`.
+    proj_size : int, default 0
+        P > 0 projects each step's output to P < hidden_size features (torch's
+        ``proj_size``): h, the outputs and ``weight_hh`` are P wide; c stays
+        hidden_size wide. 0: no projection.
 
     Attributes
     ----------
     weight_ih_l{k}{_reverse} : Parameter
-        ``(4H, I)`` for k = 0, ``(4H, D*H)`` after: rows W_ii, W_if, W_ig, W_io.
+        ``(4H, I)`` for k = 0, ``(4H, D*H)`` after (``(4H, D*P)`` with a projection):
+        rows W_ii, W_if, W_ig, W_io.
     weight_hh_l{k}{_reverse} : Parameter
-        ``(4H, H)``.
+        ``(4H, H)``, or ``(4H, P)`` with a projection.
     bias_ih_l{k}{_reverse}, bias_hh_l{k}{_reverse} : Parameter
         ``(4H,)``.
+    weight_hr_l{k}{_reverse} : Parameter
+        ``(P, H)``, only with a projection.
 
     Notes
     -----
     States are pairs: ``y, (h_n, c_n) = lstm(x, (h0, c0))`` and
-    ``dx, (dh0, dc0) = lstm.backward(dy, (dh_n, dc_n))``.
+    ``dx, (dh0, dc0) = lstm.backward(dy, (dh_n, dc_n))``. With a projection ``h0``/``h_n``
+    are ``(num_layers * D, B, P)``, ``c0``/``c_n`` ``(num_layers * D, B, H)`` and ``y``
+    ``(T, B, D * P)``.
+
+    Examples
+    --------
+    >>> lstm = LSTM(10, 20, proj_size=5, seed=0)
+    >>> y, (h_n, c_n) = lstm(np.zeros((7, 3, 10)))
+    >>> y.shape, h_n.shape, c_n.shape
+    ((7, 3, 5), (1, 3, 5), (1, 3, 20))
     """
 
-    _gates = family_gates("lstm")
-    _has_cell_state = True
+    _family = "lstm"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: Any = np.float32,
+        seed: SeedLike = None,
+        proj_size: int = 0,
+    ) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed, proj_size=proj_size)
 
     def forward(  # noqa: D102
         self, x: Any, hx: Any = None, lengths: Any = None
@@ -532,8 +618,8 @@ class LSTM(RNNBase):
     forward.__doc__ = RNNBase.forward.__doc__
 
     def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
-        return F.lstm_forward(x, *weights, h0, c0, lengths=lengths, reverse=reverse,
-                              training=training)
+        return F.lstm_forward(x, h0=h0, c0=c0, lengths=lengths, reverse=reverse,
+                              training=training, **weights)
 
     def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):
         return F.lstm_backward(ctx, dy, dh_n, dc_n, accumulate=accumulate)
@@ -568,7 +654,7 @@ class GRU(RNNBase):
         ``(3H,)``.
     """
 
-    _gates = family_gates("gru")
+    _family = "gru"
 
     def __init__(
         self,
@@ -586,7 +672,8 @@ class GRU(RNNBase):
         if not isinstance(reset_after, (bool, np.bool_)):
             raise TypeError(f"reset_after must be a bool, got {type(reset_after).__name__}")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, dtype, seed,
+                         cell_options={"reset_after": bool(reset_after)})
         self.reset_after = bool(reset_after)
 
     def forward(  # noqa: D102
@@ -597,8 +684,8 @@ class GRU(RNNBase):
     forward.__doc__ = RNNBase.forward.__doc__
 
     def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
-        y, h, ctx = F.gru_forward(x, *weights, h0, lengths=lengths, reverse=reverse,
-                                  training=training, reset_after=self.reset_after)
+        y, h, ctx = F.gru_forward(x, h0=h0, lengths=lengths, reverse=reverse,
+                                  training=training, reset_after=self.reset_after, **weights)
         return y, h, None, ctx
 
     def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):

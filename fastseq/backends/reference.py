@@ -5,14 +5,17 @@ is tested against finite differences and against PyTorch. It computes in float64
 whatever the input dtype, and returns arrays of the input dtype.
 
 Shape letters: T steps, B batch, I input size, H hidden size, G gates (1 RNN, 4 LSTM,
-3 GRU). Weights follow PyTorch: ``w_ih (G*H, I)``, ``w_hh (G*H, H)``, ``b_ih, b_hh
-(G*H,)``, gates stacked in the order i, f, g, o (LSTM) and r, z, n (GRU).
+3 GRU), P the LSTM's projection size. Weights follow PyTorch: ``w_ih (G*H, I)``,
+``w_hh (G*H, H)`` (``(4H, P)`` with a projection), ``w_hr (P, H)``, ``b_ih, b_hh (G*H,)``,
+gates stacked in the order i, f, g, o (LSTM) and r, z, n (GRU).
 
 How it is organised: each cell is a small class with ``step`` (one time step for the
 whole batch) and ``step_backward`` (its vector-Jacobian product). The input projection
 ``x @ w_ih.T + b_ih`` is not part of the cell: the driver computes it for all steps
 first and differentiates it after the loop, as the fused kernels do. The driver also
-owns what is common to every cell: lengths, the reverse direction, masking.
+owns what is common to every cell: lengths, the reverse direction, masking. A cell with
+a parameter of its own besides ``w_hh`` (the projection's ``w_hr``) holds it, and hands
+its gradient over through ``parameter_grads`` after the loop.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ __all__ = [
 ]
 
 NAME = "reference"
+#: This backend runs the LSTM with a projection (``lstm_forward(..., w_hr=...)``).
+PROJECTION = True
 
 
 def _sigmoid(a):
@@ -48,6 +53,10 @@ class ElmanCell:
 
     gates = 1
     state_names = ("h",)
+
+    def widths(self, H):
+        """The width of each state, in ``state_names`` order."""
+        return (H,)
 
     def __init__(self, nonlinearity: str):
         self.relu = nonlinearity == "relu"
@@ -83,6 +92,9 @@ class LSTMCell:
     gates = 4
     state_names = ("h", "c")
 
+    def widths(self, H):
+        return (H, H)
+
     def step(self, gx, state, w_hh, b_hh):
         h, c = state
         pre = gx + h @ w_hh.T + b_hh
@@ -105,6 +117,42 @@ class LSTMCell:
         return dpre, (dpre @ w_hh, dc * f), dpre.T @ h, dpre
 
 
+class LSTMPCell(LSTMCell):
+    """LSTM cell with a projection (torch's ``proj_size``): the LSTM step, then the
+    H-wide output projected to P < H features, which are the new h (c stays H wide).
+
+    Equations::
+
+        [i; f; g; o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh   (W_hh is (4H, P))
+        c_t = f * c_{t-1} + i * g
+        m_t = o * tanh(c_t)                                     (H wide)
+        h_t = W_hr m_t                                          (P wide, no bias)
+    """
+
+    def __init__(self, w_hr):
+        self.w_hr = w_hr  # (P, H), float64
+        self.dw_hr = None  # summed over the steps by step_backward
+
+    def widths(self, H):
+        return (self.w_hr.shape[0], H)
+
+    def step(self, gx, state, w_hh, b_hh):
+        (m, c_new), cache = super().step(gx, state, w_hh, b_hh)
+        return (m @ self.w_hr.T, c_new), cache + (m,)
+
+    def step_backward(self, dstate, cache, w_hh):
+        dh_new, dc_new = dstate
+        m = cache[-1]
+        if self.dw_hr is None:
+            self.dw_hr = np.zeros_like(self.w_hr)
+        # h = W_hr m: dW_hr += dh^T m, and the LSTM's own step sees dm = dh W_hr.
+        self.dw_hr += dh_new.T @ m
+        return super().step_backward((dh_new @ self.w_hr, dc_new), cache[:-1], w_hh)
+
+    def parameter_grads(self):
+        return {"dw_hr": self.dw_hr if self.dw_hr is not None else np.zeros_like(self.w_hr)}
+
+
 class GRUCell:
     """GRU cell (gates r, z, n, as in PyTorch), in either formulation.
 
@@ -119,6 +167,9 @@ class GRUCell:
 
     gates = 3
     state_names = ("h",)
+
+    def widths(self, H):
+        return (H,)
 
     def __init__(self, reset_after: bool):
         self.reset_after = reset_after
@@ -196,13 +247,14 @@ def _forward(cell, x, w_ih, w_hh, b_ih, b_hh, state0, lengths, reverse, training
     dtype = x.dtype
     x, w_ih, w_hh = (np.asarray(a, dtype=np.float64) for a in (x, w_ih, w_hh))
     T, B, _ = x.shape
-    H = w_hh.shape[1]
-    GH = cell.gates * H
+    GH = w_hh.shape[0]
+    widths = cell.widths(GH // cell.gates)  # h is P wide with a projection, else H
     has_bias = b_ih is not None
     b_ih = np.zeros(GH) if b_ih is None else np.asarray(b_ih, dtype=np.float64)
     b_hh = np.zeros(GH) if b_hh is None else np.asarray(b_hh, dtype=np.float64)
     state = tuple(
-        np.zeros((B, H)) if s is None else np.asarray(s, dtype=np.float64) for s in state0
+        np.zeros((B, n)) if s is None else np.asarray(s, dtype=np.float64)
+        for s, n in zip(state0, widths)
     )
 
     # 1. input projection for all T steps at once
@@ -211,7 +263,7 @@ def _forward(cell, x, w_ih, w_hh, b_ih, b_hh, state0, lengths, reverse, training
     # 2. the sequential loop
     t_of, active = _schedule(T, B, lengths, reverse)
     rows = np.arange(B)
-    y = np.zeros((T, B, H))
+    y = np.zeros((T, B, widths[0]))
     caches = []
     for s in range(T):
         t, m = t_of[s], active[s]
@@ -229,17 +281,18 @@ def _forward(cell, x, w_ih, w_hh, b_ih, b_hh, state0, lengths, reverse, training
 def _backward(reserve, dy, dstate_n):
     cell, x, w_ih, w_hh = reserve.cell, reserve.x, reserve.w_ih, reserve.w_hh
     T, B, I = x.shape
-    H = w_hh.shape[1]
+    GH = w_hh.shape[0]
     dy = np.asarray(dy, dtype=np.float64)
     dstate = tuple(
-        np.zeros((B, H)) if d is None else np.asarray(d, dtype=np.float64) for d in dstate_n
+        np.zeros((B, n)) if d is None else np.asarray(d, dtype=np.float64)
+        for d, n in zip(dstate_n, cell.widths(GH // cell.gates))
     )
     t_of, active = _schedule(T, B, reserve.lengths, reserve.reverse)
     rows = np.arange(B)
 
-    dgx = np.zeros((T, B, cell.gates * H))
+    dgx = np.zeros((T, B, GH))
     dw_hh = np.zeros_like(w_hh)
-    db_hh = np.zeros(cell.gates * H)
+    db_hh = np.zeros(GH)
     for s in reversed(range(T)):
         t, m = t_of[s], active[s]
         # the output at this step feeds h; past a sequence's length dy is ignored
@@ -265,6 +318,7 @@ def _backward(reserve, dy, dstate_n):
         "db_ih": flat_dgx.sum(axis=0) if reserve.has_bias else None,
         "db_hh": db_hh if reserve.has_bias else None,
     }
+    grads.update(getattr(cell, "parameter_grads", dict)())  # dw_hr of the projection
     for name, d in zip(cell.state_names, dstate):
         grads[f"d{name}0"] = d
     return {k: (None if v is None else v.astype(reserve.dtype)) for k, v in grads.items()}
@@ -278,9 +332,11 @@ def rnn_forward(x, w_ih, w_hh, b_ih, b_hh, h0, lengths, reverse, training, nonli
     return _forward(ElmanCell(nonlinearity), x, w_ih, w_hh, b_ih, b_hh, (h0,), lengths, reverse, training)
 
 
-def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training):
-    """LSTM forward over a whole sequence: ``(y, h_n, c_n, reserve)``. See :class:`LSTMCell`."""
-    return _forward(LSTMCell(), x, w_ih, w_hh, b_ih, b_hh, (h0, c0), lengths, reverse, training)
+def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training, w_hr=None):
+    """LSTM forward over a whole sequence: ``(y, h_n, c_n, reserve)``. See :class:`LSTMCell`;
+    with ``w_hr`` (P, H), :class:`LSTMPCell` (``y`` and ``h`` are P wide)."""
+    cell = LSTMCell() if w_hr is None else LSTMPCell(np.asarray(w_hr, dtype=np.float64))
+    return _forward(cell, x, w_ih, w_hh, b_ih, b_hh, (h0, c0), lengths, reverse, training)
 
 
 def gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0, lengths, reverse, training, reset_after):
@@ -294,7 +350,8 @@ def rnn_backward(reserve, dy, dh_n):
 
 
 def lstm_backward(reserve, dy, dh_n, dc_n):
-    """Backprop through time: ``dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    """Backprop through time: ``dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``, and
+    ``dw_hr`` when the forward had a projection."""
     return _backward(reserve, dy, (dh_n, dc_n))
 
 
