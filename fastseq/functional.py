@@ -195,20 +195,20 @@ def _prepare(cell: str, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths):
 
 
 def _check_lengths(lengths, T: int, B: int) -> np.ndarray:
-    """lengths as a C-contiguous int64 array; any integer dtype, each value in 1..T."""
-    want = f"integers in 1..T = 1..{T}, one per sequence"
+    """lengths as a C-contiguous int64 array; any integer dtype, each value in 0..T."""
+    want = f"integers in 0..T = 0..{T}, one per sequence"
     try:
         a = np.asarray(lengths)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"lengths must be an array of {want}; got {type(lengths).__name__} ({exc})") from None
     if a.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers (any integer dtype), each in 1..T = 1..{T}; "
+        raise TypeError(f"lengths must be integers (any integer dtype), each in 0..T = 0..{T}; "
                         f"got dtype {a.dtype}")
     if a.shape != (B,):
         raise ValueError(f"lengths must have shape (B,) = ({B},), one per sequence; got {a.shape}")
-    if a.min() < 1 or a.max() > T:
+    if a.min() < 0 or a.max() > T:
         raise ValueError(
-            f"lengths must lie in 1..T = 1..{T}; got values from {a.min()} to {a.max()}"
+            f"lengths must lie in 0..T = 0..{T}; got values from {a.min()} to {a.max()}"
         )
     return np.ascontiguousarray(a, dtype=np.int64)
 
@@ -383,8 +383,11 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
     h0 : array (B, H) or None
         Initial state (zeros when None).
     lengths : int array (B,) or None
-        Valid steps per sequence, each in 1..T, any order. Past its length a
-        sequence's state stops changing and its outputs are zero.
+        Valid steps per sequence, each in 0..T, any order. Past its length a
+        sequence's state stops changing and its outputs are zero. A length of 0 is
+        fastseq's choice for an empty sequence (torch refuses it, engines differ): its
+        ``y`` is zero and ``h_n = h0`` (``c_n = c0``); in backward ``dh0 = dh_n``
+        (``dc0 = dc_n``), its ``dx`` is zero and it adds nothing to the weight gradients.
     reverse : bool
         Read each sequence backwards from its own last valid step.
     training : bool

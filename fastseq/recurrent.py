@@ -177,9 +177,9 @@ class RNNBase(Module):
             array = array.reshape(1)
         if array.shape != (B,):
             raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {array.shape}")
-        if array.min() < 1 or array.max() > T:
+        if array.min() < 0 or array.max() > T:
             raise ValueError(
-                f"lengths must lie in 1..{T} (the number of steps of x), got min "
+                f"lengths must lie in 0..{T} (the number of steps of x), got min "
                 f"{array.min()} and max {array.max()}"
             )
         return np.ascontiguousarray(array, dtype=np.int64)
@@ -229,9 +229,11 @@ class RNNBase(Module):
             hidden_size)`` unbatched), D = 2 if bidirectional else 1; zeros if None. The
             LSTM takes a pair ``(h0, c0)`` of such arrays.
         lengths : array_like of int or None
-            ``(B,)`` valid steps per sequence, each in 1..T, any order. Outputs past a
+            ``(B,)`` valid steps per sequence, each in 0..T, any order. Outputs past a
             sequence's length are zero and its final state is the one at its last valid
-            step (torch's packed sequences).
+            step (torch's packed sequences). Length 0 (which torch refuses) is fastseq's
+            choice for an empty sequence: zero outputs, final state = initial state, and
+            in backward the state gradient passes straight through.
 
         Returns
         -------

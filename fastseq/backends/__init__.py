@@ -31,7 +31,7 @@ What a backend may rely on (``functional`` guarantees it):
 - ``b_ih``, ``b_hh``: both None (no bias) or both C-contiguous (G*H,).
 - ``h0``, ``c0``: None (zeros) or C-contiguous (B, H).
 - ``lengths``: None (every sequence has T steps) or a C-contiguous int64 (B,) array with
-  values in 1..T, in any order.
+  values in 0..T, in any order.
 - ``nonlinearity`` is "tanh" or "relu"; ``reverse``, ``training``, ``reset_after`` are bools.
 - backward: ``dy`` C-contiguous (T, B, H); ``dh_n``, ``dc_n`` None (zeros) or (B, H);
   same dtype as the forward; ``reserve`` is what this backend's own forward returned
@@ -46,7 +46,9 @@ What a backend must do:
   ``reverse``: steps L-1..0 (each sequence read backwards from its own last valid step,
   as the reverse half of PyTorch's bidirectional packed sequences). ``y[t, b] = 0`` for
   t >= L; ``h_n``/``c_n`` are the state after the last processed step; ``dy[t, b]`` for
-  t >= L is ignored.
+  t >= L is ignored. L = 0 is allowed: y is zero for that sequence, ``h_n = h0``
+  (``c_n = c0``), and backward gives ``dh0 = dh_n`` (``dc0 = dc_n``), a zero ``dx`` for
+  it and no contribution to the parameter gradients.
 - GRU, ``reset_after=True`` (PyTorch): ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``;
   ``reset_after=False`` (Cho et al.): ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``.
 - Gradients are returned as new arrays. A backend whose module sets ``ACCUMULATES = True``
