@@ -304,6 +304,17 @@ def test_export_runs_in_onnxruntime(cell, shape, lengths, initial, tmp_path):
                                                      "Identity"}
 
 
+@pytest.mark.parametrize("opset", [17, 21])
+def test_export_at_other_opsets(opset):
+    layer = fastseq.LSTM(5, 6, num_layers=2, bidirectional=True, seed=5).eval()
+    model = fo.export(layer, lengths=True, opset=opset)
+    assert model.opset_import[0].version == opset
+    feeds, want = _layer_io(layer, [6, 1, 3, 5], False)
+    got = ort_run(model, feeds)
+    for name in want:
+        assert err(got[name], want[name]) <= TOL32, name
+
+
 @pytest.mark.parametrize("cell", sorted(LAYERS))
 def test_export_then_load_is_exact_in_float64(cell):
     layer = LAYERS[cell](num_layers=2, bidirectional=True, bias=cell != "lstm",
@@ -347,6 +358,22 @@ def _torch_outputs(module, *args):
     with torch.no_grad():
         y, state = module(*args)
     return [y.numpy()] + [s.numpy() for s in (state if isinstance(state, tuple) else (state,))]
+
+
+@torch_warnings
+def test_torch_export_at_opset_11():
+    """Opset 11: Squeeze/Unsqueeze/Slice take their axes as attributes."""
+    torch.manual_seed(2)
+    module = torch.nn.GRU(5, 6, num_layers=2, bidirectional=True).eval()
+    x = torch.randn(4, 3, 5)
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=11,
+                      input_names=["x"], dynamic_axes={"x": {0: "T", 1: "B"}})
+    model = onnx.load_from_string(buffer.getvalue())
+    assert model.opset_import[0].version == 11
+    x2 = torch.randn(6, 2, 5)
+    for g, w in zip(fo.load(model)(x2.numpy()), _torch_outputs(module, x2)):
+        assert g.shape == w.shape and err(g, w) <= TOL_TORCH
 
 
 @torch_warnings
