@@ -2,8 +2,9 @@
 
 ONNX Runtime 1.32's CPU kernels run RNN, LSTM and GRU in float32 only (RNN has no float64
 kernel at all; LSTM and GRU load in float64 and then fail with "does not support double
-yet"), so every comparison with it is float32 (err <= 1e-4); float64 is covered by the
-export -> load round trip, which must reproduce the layer exactly.
+yet"), so every comparison with it is float32 (err <= 1e-4). In float64 the golden is onnx's
+NumPy reference evaluator (full lengths: it ignores sequence_lens), and the export -> load
+round trip must reproduce the layer exactly.
 
 ONNX Runtime 1.32 also refuses ``layout=1`` ("Batchwise recurrent operations (layout ==
 1) are not supported"): the golden for a layout-1 model is ORT on its layout-0 twin (same
@@ -126,6 +127,31 @@ def test_import_matches_onnxruntime(cell, direction, layout, case):
         assert layer.nonlinearity == ("relu" if cell == "rnn_relu" else "tanh")
     if op == "GRU":
         assert layer.reset_after == (cell == "gru_linear_before_reset")
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("cell", sorted(set(CELLS) - {"rnn_relu"}))
+def test_import_matches_the_onnx_reference_in_float64(cell, direction, layout):
+    """float64, which ORT does not run: onnx's own NumPy reference evaluator
+    (onnx.reference) as the golden, to 1e-10. It ignores sequence_lens (its outputs
+    differ from ORT's and the ONNX definition with partial lengths), so full length only,
+    and its RNN knows no Relu (rnn_relu is float32 only, against ORT)."""
+    from onnx.reference import ReferenceEvaluator
+
+    op, attrs = CELLS[cell]
+    D = 2 if direction == "bidirectional" else 1
+    model = recurrent_model(op, direction=direction, layout=layout, initial=True,
+                            attrs=attrs(D), dtype=np.float64, seed=len(cell))
+    feeds = {k: v.astype(np.float64) for k, v in
+             _feeds(op, direction, layout, None, True).items()}
+    want = ReferenceEvaluator(model).run(None, feeds)
+    imported = fo.load(model)
+    assert imported.dtype == np.float64
+    got = imported.run(feeds)
+    for name, value in zip(imported.output_names, want):
+        assert got[name].dtype == np.float64
+        assert err(got[name], value) <= 1e-10, (name, err(got[name], value))
 
 
 def test_import_without_bias_and_by_input_name():
