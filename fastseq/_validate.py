@@ -88,20 +88,20 @@ def check_sizes(T: int, B: int, I: int, H: int) -> None:
 
 
 def check_lengths(lengths, T: int, B: int) -> np.ndarray:
-    """lengths as a C-contiguous int64 array; any integer dtype, each value in 1..T."""
-    want = f"integers in 1..T = 1..{T}, one per sequence"
+    """lengths as a C-contiguous int64 array; any integer dtype, each value in 0..T (a length 0 sequence is allowed: README)."""
+    want = f"integers in 0..T = 0..{T}, one per sequence"
     try:
         a = np.asarray(lengths)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"lengths must be an array of {want}; got {type(lengths).__name__} ({exc})") from None
     if a.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers (any integer dtype), each in 1..T = 1..{T}; "
+        raise TypeError(f"lengths must be integers (any integer dtype), each in 0..T = 0..{T}; "
                         f"got dtype {a.dtype}")
     if a.shape != (B,):
         raise ValueError(f"lengths must have shape (B,) = ({B},), one per sequence; got {a.shape}")
-    if a.min() < 1 or a.max() > T:
+    if a.min() < 0 or a.max() > T:
         raise ValueError(
-            f"lengths must lie in 1..T = 1..{T}; got values from {a.min()} to {a.max()}"
+            f"lengths must lie in 0..T = 0..{T}; got values from {a.min()} to {a.max()}"
         )
     return np.ascontiguousarray(a, dtype=np.int64)
 

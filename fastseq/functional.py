@@ -327,8 +327,11 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, lengths=None,
     h0 : array (B, H) or None
         Initial state (zeros when None).
     lengths : int array (B,) or None
-        Valid steps per sequence, each in 1..T, any order. Past its length a
-        sequence's state stops changing and its outputs are zero.
+        Valid steps per sequence, each in 0..T, any order. Past its length a
+        sequence's state stops changing and its outputs are zero. A length of 0 is
+        fastseq's choice for an empty sequence (torch refuses it, engines differ): its
+        ``y`` is zero and ``h_n = h0`` (``c_n = c0``); in backward ``dh0 = dh_n``
+        (``dc0 = dc_n``), its ``dx`` is zero and it adds nothing to the weight gradients.
     reverse : bool
         Read each sequence backwards from its own last valid step.
     training : bool

@@ -225,7 +225,7 @@ class RNNBase(Module):
     @staticmethod
     def _lengths_layout(lengths: Any, batched: bool) -> Any:
         """lengths as functional takes them: unbatched input takes one length, a scalar.
-        functional checks them (dtype, shape (B,), values in 1..T)."""
+        functional checks them (dtype, shape (B,), values in 0..T)."""
         if lengths is not None and not batched and np.ndim(lengths) == 0:
             return np.reshape(lengths, 1)
         return lengths
@@ -280,9 +280,11 @@ class RNNBase(Module):
             hidden_size)`` unbatched), D = 2 if bidirectional else 1; zeros if None. The
             LSTM takes a pair ``(h0, c0)`` of such arrays.
         lengths : array_like of int or None
-            ``(B,)`` valid steps per sequence, each in 1..T, any order. Outputs past a
+            ``(B,)`` valid steps per sequence, each in 0..T, any order. Outputs past a
             sequence's length are zero and its final state is the one at its last valid
-            step (torch's packed sequences).
+            step (torch's packed sequences). Length 0 (which torch refuses) is fastseq's
+            choice for an empty sequence: zero outputs, final state = initial state, and
+            in backward the state gradient passes straight through.
 
         Returns
         -------

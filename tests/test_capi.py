@@ -181,6 +181,8 @@ CFFI_CASES = {
     "lengths_reverse": dict(lengths="vary", reverse=True, B=4),
     "no_bias_no_state": dict(bias=False, init_state=False, grad_state=False, lengths="vary"),
     "edges": dict(T=1, B=1, I=3, H=1),
+    "empty_sequences": dict(lengths=[0, 5, 2, 0], B=4, reverse=True),  # length 0: h_n = h0
+    "all_empty": dict(lengths=[0, 0, 0]),
     "saturating": dict(scale=30.0, H=17, I=5),
 }
 
@@ -479,10 +481,10 @@ CFFI_ERRORS = {
                           "dc0 is NULL"),
     "query_bytes_null": (lambda: _query(bytes=ffi.NULL), "FASTSEQ_ERR_NULL_POINTER",
                          "bytes is NULL"),
-    "forward_length_zero": (lambda: _forward(lengths=_bad_lengths([3, 0])),
-                            "FASTSEQ_ERR_LENGTHS", "lengths[1] = 0"),
+    "forward_length_negative": (lambda: _forward(lengths=_bad_lengths([3, -1])),
+                                "FASTSEQ_ERR_LENGTHS", "lengths[1] = -1 is outside 0..T = 0..3"),
     "forward_length_above_T": (lambda: _forward(lengths=_bad_lengths([4, 1])),
-                               "FASTSEQ_ERR_LENGTHS", "lengths[0] = 4 is outside 1..T = 1..3"),
+                               "FASTSEQ_ERR_LENGTHS", "lengths[0] = 4 is outside 0..T = 0..3"),
     "backward_length_negative": (lambda: _backward(lengths=_bad_lengths([1, -5])),
                                  "FASTSEQ_ERR_LENGTHS", "-5"),
     "forward_reserve_size": (lambda: _forward(reserve_size=7), "FASTSEQ_ERR_RESERVE_SIZE",
@@ -671,7 +673,7 @@ def test_numba_sees_the_error_status_and_message():
         p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0, p.lengths, p.dy, p.dh_n, 0, 1, reserve,
         scratch)
     assert status == lib.FASTSEQ_ERR_LENGTHS
-    assert capi.last_error() == "fastseq_gru_forward_f64: lengths[1] = 4 is outside 1..T = 1..3"
+    assert capi.last_error() == "fastseq_gru_forward_f64: lengths[1] = 4 is outside 0..T = 0..3"
 
 
 NUMBA_CACHE_PROBE = textwrap.dedent("""
@@ -848,7 +850,8 @@ C_ERRORS = {
     "backward_reserve_null": "FASTSEQ_ERR_NULL_POINTER",
     "backward_one_bias_grad_null": "FASTSEQ_ERR_NULL_POINTER",
     "query_bytes_null": "FASTSEQ_ERR_NULL_POINTER",
-    "forward_length_zero": "FASTSEQ_ERR_LENGTHS",
+    "forward_length_zero_ok": "FASTSEQ_OK",
+    "forward_length_negative": "FASTSEQ_ERR_LENGTHS",
     "forward_length_above_T": "FASTSEQ_ERR_LENGTHS",
     "backward_length_negative": "FASTSEQ_ERR_LENGTHS",
     "forward_reserve_too_small": "FASTSEQ_ERR_RESERVE_SIZE",

@@ -107,9 +107,8 @@ F32 = np.float32
     (dict(lengths=np.array([1, 2, 3], np.int32)), TypeError, ["lengths", "int32", "int64"]),
     (dict(lengths=np.array([1.0, 2, 3])), TypeError, ["lengths", "float64"]),
     (dict(lengths=np.array([1, 2], np.int64)), ValueError, ["lengths", "(2,)", "(3,)"]),
-    (dict(lengths=np.array([1, 0, 3], np.int64)), ValueError, ["lengths[1] = 0", "1..5"]),
-    (dict(lengths=np.array([1, 6, 3], np.int64)), ValueError, ["lengths[1] = 6", "1..5"]),
-    (dict(lengths=np.array([-1, 2, 3], np.int64)), ValueError, ["lengths[0] = -1"]),
+    (dict(lengths=np.array([1, 6, 3], np.int64)), ValueError, ["lengths[1] = 6", "0..5"]),
+    (dict(lengths=np.array([-1, 2, 3], np.int64)), ValueError, ["lengths[0] = -1", "0..5"]),
 ])
 def test_bad_forward_arguments_are_refused(fn, change, exc, words):
     f = _core.lstm_forward if fn == "core" else cpp.lstm_forward

@@ -137,7 +137,7 @@ def test_bad_forward_argument_is_named(backend, case):
 
 
 BAD_LENGTHS = {
-    "zero": lambda T, B: np.r_[np.zeros(1, np.int64), np.ones(B - 1, np.int64)],
+    "one_negative": lambda T, B: np.r_[-np.ones(1, np.int64), np.ones(B - 1, np.int64)],
     "past_T": lambda T, B: np.full(B, T + 1),
     "negative": lambda T, B: np.full(B, -1),
     "huge_uint": lambda T, B: np.full(B, 2**64 - 1, np.uint64),

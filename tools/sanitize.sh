@@ -110,6 +110,7 @@ run_asan() {
     pytest -p no:cacheprovider --capture=sys -k "not numba" \
       tests/test_backends.py tests/test_isa.py tests/test_accumulate.py tests/test_capi.py \
       tests/test_cpp_bindings.py tests/test_threads.py tests/test_buffer_pool.py \
+      tests/test_zero_lengths.py \
       2>&1 | tee "$log" || status=$?
   if [ "$status" -ne 0 ]; then
     echo "sanitize: the ASan+UBSan run failed (exit $status)" >&2

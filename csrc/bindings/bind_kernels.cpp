@@ -142,9 +142,9 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
     auto c = contiguous<std::int64_t>(a);
     const std::int64_t* l = c.data();
     for (std::int64_t b = 0; b < B; ++b)
-      if (l[b] < 1 || l[b] > T)
+      if (l[b] < 0 || l[b] > T)
         throw py::value_error(fn + ": lengths[" + std::to_string(b) + "] = " +
-                              std::to_string(l[b]) + " is outside 1..T = 1.." +
+                              std::to_string(l[b]) + " is outside 0..T = 0.." +
                               std::to_string(T));
     lengths = c;
   }

@@ -165,8 +165,8 @@ SeqConfig query_config(const char* fn, int cell, std::int64_t T, std::int64_t B,
 void check_lengths(const char* fn, const SeqConfig& cfg, const std::int64_t* lengths) {
   if (lengths == nullptr) return;
   for (std::int64_t b = 0; b < cfg.B; ++b)
-    if (lengths[b] < 1 || lengths[b] > cfg.T)
-      fail(FASTSEQ_ERR_LENGTHS, fn, "lengths[%lld] = %lld is outside 1..T = 1..%lld",
+    if (lengths[b] < 0 || lengths[b] > cfg.T)
+      fail(FASTSEQ_ERR_LENGTHS, fn, "lengths[%lld] = %lld is outside 0..T = 0..%lld",
            static_cast<long long>(b), static_cast<long long>(lengths[b]),
            static_cast<long long>(cfg.T));
 }

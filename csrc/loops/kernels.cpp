@@ -95,9 +95,9 @@ void check_lengths(const SeqConfig& cfg, const std::int64_t* lengths) {
   if (!cfg.has_lengths) return;
   require(lengths != nullptr, "lengths is null although the configuration has lengths");
   for (std::int64_t b = 0; b < cfg.B; ++b)
-    if (lengths[b] < 1 || lengths[b] > cfg.T)
+    if (lengths[b] < 0 || lengths[b] > cfg.T)
       fail("lengths[" + std::to_string(b) + "] = " + std::to_string(lengths[b]) +
-           " is outside 1.." + std::to_string(cfg.T));
+           " is outside 0.." + std::to_string(cfg.T));
 }
 
 void check_alignment(const void* buffer, const char* name) {

@@ -32,7 +32,7 @@ What a backend may rely on (``functional`` guarantees it):
 - ``b_ih``, ``b_hh``: both None (no bias) or both C-contiguous (G*H,).
 - ``h0``, ``c0``: None (zeros) or C-contiguous (B, H).
 - ``lengths``: None (every sequence has T steps) or a C-contiguous int64 (B,) array with
-  values in 1..T, in any order.
+  values in 0..T, in any order.
 - ``nonlinearity`` is "tanh" or "relu"; ``reverse``, ``training``, ``reset_after`` are bools.
 - The LSTM with a projection (torch's ``proj_size``; the cell ``lstmp`` of
   ``fastseq.cells``): ``w_hr`` C-contiguous (P, H) with 0 < P < H; then ``w_hh`` is
@@ -54,7 +54,9 @@ What a backend must do:
   ``reverse``: steps L-1..0 (each sequence read backwards from its own last valid step,
   as the reverse half of PyTorch's bidirectional packed sequences). ``y[t, b] = 0`` for
   t >= L; ``h_n``/``c_n`` are the state after the last processed step; ``dy[t, b]`` for
-  t >= L is ignored.
+  t >= L is ignored. L = 0 is allowed: y is zero for that sequence, ``h_n = h0``
+  (``c_n = c0``), and backward gives ``dh0 = dh_n`` (``dc0 = dc_n``), a zero ``dx`` for
+  it and no contribution to the parameter gradients.
 - GRU, ``reset_after=True`` (PyTorch): ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``;
   ``reset_after=False`` (Cho et al.): ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``.
 - LSTM with ``w_hr``: the LSTM step, then ``m = o * tanh(c)`` (H wide) and

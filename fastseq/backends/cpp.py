@@ -8,7 +8,7 @@ and the weight gradients as single GEMMs after the loop (OpenBLAS from scipy-ope
 
 The bindings check every argument again (native code never trusts its caller): TypeError
 for a non-array or a wrong dtype (nothing is cast silently), ValueError naming the argument
-with the shape it got and expected, lengths outside 1..T, or a reserve from another
+with the shape it got and expected, lengths outside 0..T, or a reserve from another
 configuration. Any strides or order are accepted; arrays are copied only when not
 C-contiguous.
 

@@ -152,9 +152,11 @@ int main(void) {
          fastseq_backward_scratch_bytes(NULL, FASTSEQ_CELL_LSTM, FASTSEQ_FLOAT64, T0, B0, I0, H0,
                                         OPTIONS));
 
-  /* lengths out of range */
+  /* lengths out of range (0 is in range: an empty sequence) */
   lengths[1] = 0;
-  f = forward_args(); report("forward_length_zero", forward(&f));
+  f = forward_args(); report("forward_length_zero_ok", forward(&f));
+  lengths[1] = -1;
+  f = forward_args(); report("forward_length_negative", forward(&f));
   lengths[1] = T0 + 1;
   f = forward_args(); report("forward_length_above_T", forward(&f));
   lengths[1] = -2;

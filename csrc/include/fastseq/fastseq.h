@@ -89,7 +89,7 @@ typedef enum fastseq_status {
   FASTSEQ_OK = 0,
   FASTSEQ_ERR_SIZE = 1,          /* T, B, I or H < 1, or too large (T*B, I, 4*H < 2^31) */
   FASTSEQ_ERR_NULL_POINTER = 2,  /* a required pointer is NULL (or only one bias given) */
-  FASTSEQ_ERR_LENGTHS = 3,       /* some lengths[b] outside 1..T */
+  FASTSEQ_ERR_LENGTHS = 3,       /* some lengths[b] outside 0..T */
   FASTSEQ_ERR_RESERVE_SIZE = 4,  /* reserve_size is not this configuration's reserve size */
   FASTSEQ_ERR_SCRATCH_SIZE = 5,  /* scratch_size is smaller than this configuration needs */
   FASTSEQ_ERR_ARGUMENT = 6,      /* a cell, dtype, option or flag value out of range */
@@ -164,7 +164,7 @@ FASTSEQ_API int fastseq_backward_scratch_bytes(size_t* bytes, int cell, int dtyp
  *          w_ih     (G*H, I),  w_hh (G*H, H)
  *          b_ih, b_hh  (G*H,)  optional, both or neither
  *          h0, c0   (B, H)     optional initial state (zeros)
- *          lengths  (B,)       optional, int64, values in 1..T
+ *          lengths  (B,)       optional, int64, values in 0..T (0: y zero, h_n = h0)
  * scratch: scratch_size bytes, >= fastseq_forward_scratch_bytes(..., training); or 0: allocated
  * switches: reverse; relu (RNN: 1 relu, 0 tanh); reset_after (GRU: 1 PyTorch, 0 Cho et al.) */
 FASTSEQ_API int fastseq_rnn_forward_f32(

@@ -9,9 +9,10 @@
 //   G  gates: 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n)   N = T*B rows
 // - Row-major, time-major: x (T, B, I), y and dy (T, B, H); row (t, b) is at t*B + b.
 // - Weights as PyTorch stores them: w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh (G*H,).
-// - Sequence b has L_b = lengths[b] valid steps (1..T; every L_b = T without lengths).
+// - Sequence b has L_b = lengths[b] valid steps (0..T; every L_b = T without lengths).
 //   Step s touches time t = s (forward) or t = L_b-1-s (reverse) while s < L_b; past its
-//   length a sequence's state is frozen, y is zero and dy is ignored.
+//   length a sequence's state is frozen, y is zero and dy is ignored (L_b = 0: h_n = h0,
+//   c_n = c0, y zero; backward: dh0 = dh_n, dc0 = dc_n, dx zero, no weight gradient).
 // - No pointer may alias another unless stated. Pointers marked "optional" may be null.
 // - reserve: written by a training forward, read and then consumed (overwritten) by the
 //   one backward that follows. It opens with a 64-byte header (configuration, format
@@ -105,7 +106,7 @@ struct ForwardArgs {
   const S* b_hh = nullptr;               // (G*H,), iff cfg.has_bias
   const S* h0 = nullptr;                 // (B, H), optional (zeros)
   const S* c0 = nullptr;                 // (B, H), LSTM only, optional (zeros)
-  const std::int64_t* lengths = nullptr; // (B,), iff cfg.has_lengths, values in 1..T
+  const std::int64_t* lengths = nullptr; // (B,), iff cfg.has_lengths, values in 0..T
   // scratch
   void* scratch = nullptr;               // forward_scratch_bytes(cfg, sizeof(S), training)
   std::size_t reserve_size = 0;          // bytes at reserve (checked)
