@@ -242,3 +242,10 @@ def test_ort_export_has_the_recurrent_node():
         with torch.inference_mode():
             want = timing.torch_module(case)(torch.from_numpy(x))[0].numpy()
         np.testing.assert_allclose(outputs["y"], want, rtol=0, atol=2e-4 * max(1, np.abs(want).max()))
+
+
+def test_flag_tags_are_short_forms_of_the_flags():
+    flags = stats.case_flags(row_with([0.1, 0.2] * 4, {"torch": 111.0}, pct_bw=150.0))
+    flags.append(stats.thread_scaling_flag(100.0, 90.0, 2))
+    assert [report.flag_tag(f) for f in flags] == [
+        "SGEMM moved 100%", "torch 111.00x implausible", "%BW 150% implausible", "2t SGEMM ≤ 1t"]

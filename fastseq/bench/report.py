@@ -9,6 +9,7 @@ and "flags" (stats.case_flags and the thread-scaling warning).
 from __future__ import annotations
 
 import json
+import re
 
 from . import stats
 
@@ -49,6 +50,23 @@ def percent_text(spread: dict | None) -> str:
     return f"{spread['median']:.0f}%{mark} ({spread['q1']:.0f}-{spread['q3']:.0f})"
 
 
+#: (pattern of a flag's text, its short form in the Markdown table's "flags" column)
+_FLAG_TAGS = ((r"^yardstick moved (\d+%)", r"SGEMM moved \1"),
+              (r"^vs (\w+) ([\d.]+x) is implausible", r"\1 \2 implausible"),
+              (r"^(%\w+) (\d+%) is implausible", r"\1 \2 implausible"),
+              (r"^(\d+)-thread SGEMM .*", r"\1t SGEMM ≤ 1t"),
+              (r"^ONNX Runtime not timed.*", r"ORT not timed"))
+
+
+def flag_tag(text: str) -> str:
+    """The short form of a flag (stats.case_flags) for a table cell."""
+    for pattern, tag in _FLAG_TAGS:
+        m = re.match(pattern, text)
+        if m:
+            return m.expand(tag)
+    return text.split(":")[0]
+
+
 def _shape(r):
     return f"{r['cell']:<5} {r['T']:>4} {r['B']:>3} {r['I']:>5} {r['H']:>5} {r['mode']:<9} {r['threads']:>3}"
 
@@ -87,7 +105,7 @@ def markdown(rows: list[dict]) -> str:
     lines = [head, "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---:|---|"]
     for r in rows:
         v = r.get("verdicts", {})
-        flags = "; ".join(f.split(":")[0] for f in r.get("flags", [])) or ""
+        flags = "; ".join(flag_tag(f) for f in r.get("flags", []))
         lines.append(
             f"| {r['cell']} | {r['T']},{r['B']},{r['I']},{r['H']} | {r['mode']} | {r['threads']} "
             f"| {_ms(r['fastseq_s'])} | {r['gflops']:.0f} "
