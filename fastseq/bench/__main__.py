@@ -213,6 +213,16 @@ def main(argv=None) -> int:
     print()
 
     run = Run(args, backend, others, use_torch, ort_reason is None)
+    settings = {"rounds": args.rounds, "max_rounds": args.max_rounds, "budget": run.budget,
+                "margin": args.margin, "sgemm_size": n, "threads": threads,
+                "competitors": competitors, "ort_skipped": ort_reason,
+                "environment": {k: os.environ[k] for k in ("FASTSEQ_ISA", "OPENBLAS_CORETYPE")
+                                if k in os.environ}}
+
+    def save(rows, overhead=None):
+        if args.json:
+            report.write_json(args.json, config, sgemm, rows, overhead_us=overhead, settings=settings)
+
     rows = []
     one_thread_sgemm = {}  # (cell, config, mode) -> the 1-thread row's SGEMM median
     print(report.header(), flush=True)
@@ -228,6 +238,7 @@ def main(argv=None) -> int:
                 row["flags"].append(warning)
         rows.append(row)
         print(report.line(row), flush=True)
+        save(rows)  # after every case: a run stopped half-way keeps what it measured
 
     print()
     print(report.summary(rows))
@@ -236,10 +247,7 @@ def main(argv=None) -> int:
     print(f"per-call overhead, LSTM layer in eval mode at T=1, B=1, I=H=32 ({backend}): "
           f"{overhead:.1f} us")
     if args.json:
-        settings = {"rounds": args.rounds, "max_rounds": args.max_rounds, "budget": run.budget,
-                    "margin": args.margin, "sgemm_size": n, "threads": threads,
-                    "competitors": competitors, "ort_skipped": ort_reason}
-        report.write_json(args.json, config, sgemm, rows, overhead_us=overhead, settings=settings)
+        save(rows, overhead)
         print(f"wrote {args.json}")
     if args.markdown:
         with open(args.markdown, "w") as f:

@@ -140,7 +140,7 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def write_json(path: str, config: dict, sgemm: dict, rows: list[dict], overhead_us: float,
+def write_json(path: str, config: dict, sgemm: dict, rows: list[dict], overhead_us: float | None,
                settings: dict | None = None) -> None:
     with open(path, "w") as f:
         json.dump({"version": JSON_VERSION, "config": config, "settings": settings or {},
