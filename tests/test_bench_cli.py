@@ -154,6 +154,20 @@ def test_compare_calls_a_change_only_beyond_both_spreads():
     assert compare.change(legacy, faster)["call"] == "no rounds"
 
 
+def test_compare_normalises_batch_one_by_the_bandwidth_bound():
+    old = dict(compared_row([1.0, 1.1, 1.2, 1.0, 1.1], [50, 52, 54, 50, 52]),
+               pct_bw=spread([80, 82, 84, 80, 82]).as_dict())
+    # faster by the clock and by the GEMV bound, though the SGEMM ran faster still
+    new = dict(compared_row([0.8, 0.85, 0.9, 0.8, 0.85], [30, 31, 32, 30, 31]),
+               pct_bw=spread([95, 97, 99, 95, 97]).as_dict())
+    c = compare.change(old, new)
+    assert c["normalised_by"] == "GEMV" and c["normalised_speedup"] == pytest.approx(97 / 82)
+    assert c["call"] == "faster"
+    without_bw = {k: v for k, v in new.items() if k != "pct_bw"}
+    c = compare.change(old, without_bw)
+    assert c["normalised_by"] == "SGEMM" and c["call"] == "within spread"
+
+
 # -- end to end --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

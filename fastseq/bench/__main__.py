@@ -260,7 +260,7 @@ def main(argv=None) -> int:
         text, _ = compare.compare(old["cases"], rows)
         print()
         print(f"against {args.compare} (speedup = old time / new time; normalised: each run's "
-              "time divided by its own SGEMM yardstick)")
+              "time divided by its own yardstick, the GEMV bound at B = 1, else the SGEMM)")
         print(text)
     return 0
 
