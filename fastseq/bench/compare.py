@@ -7,7 +7,7 @@ yardstick of the case's class (what is left of the change once the host's load i
 out): at B = 1 the GEMV bandwidth bound (%BW now over %BW then), otherwise the SGEMM
 (%SGEMM). Measured on the shared host, the same commit run twice a few minutes apart:
 the B = 1 cases' %SGEMM moved by up to 2.8x between the runs while their %BW moved by
-at most 1.35x (a GEMV and a batch-1 step suffer the same memory traffic of the other
+at most 1.37x (a GEMV and a batch-1 step suffer the same memory traffic of the other
 processes; an SGEMM does not). Then a call:
 
 - "faster" when the new run's per-round times lie below the old run's (new upper quartile
