@@ -46,7 +46,7 @@ from .select import parse_selector, parse_shape, select
 def parse(argv):
     p = argparse.ArgumentParser(prog="python -m fastseq.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="two configurations, about a minute")
+    p.add_argument("--quick", action="store_true", help="two of the five configurations")
     p.add_argument("--cells", nargs="+", choices=list(cases_mod.CELLS), help="cells to run (default: all)")
     p.add_argument("--threads", nargs="+", type=int, help="thread counts (default: 1 and the CPUs available)")
     p.add_argument("--backend", default=None, help="fastseq backend measured (default: the best available)")
