@@ -264,3 +264,12 @@ def test_flag_tags_are_short_forms_of_the_flags():
     flags.append(stats.thread_scaling_flag(100.0, 90.0, 2))
     assert [report.flag_tag(f) for f in flags] == [
         "SGEMM moved 100%", "torch 111.00x implausible", "%BW 150% implausible", "2t SGEMM ≤ 1t"]
+
+
+def test_summary_leaves_implausible_ratios_out_and_says_so():
+    rows = [dict(row_with([0.1] * 7, {"torch": r}), verdicts={"torch": "faster"}, flags=[])
+            for r in (1.2, 1.5, 111.0)]
+    text = report.summary(rows)
+    assert text.startswith("speedup vs torch: geometric mean of medians 1.34x, lowest 1.20x "
+                           "over 2 cases (1 implausible left out); verdicts: faster 3")
+    assert "111" not in text

@@ -117,21 +117,30 @@ def markdown(rows: list[dict]) -> str:
 
 
 def summary(rows: list[dict]) -> str:
-    """Geometric-mean speedups, the slowest case and the verdict counts per competitor."""
+    """Per competitor: the geometric mean and lowest of the median ratios, implausible ones
+    left out (and counted: a summary must not carry a flagged ratio without saying so),
+    and the verdict counts; then how many rows were flagged."""
     import math
     from collections import Counter
 
     out = []
     for name, _ in COMPETITORS:
-        ratios = [r["ratios"][name]["median"] for r in rows if name in r.get("ratios", {})]
-        if not ratios:
+        medians = [r["ratios"][name]["median"] for r in rows if name in r.get("ratios", {})]
+        if not medians:
             continue
-        geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
-        text = (f"speedup vs {name}: geometric mean of medians {geo:.2f}x, lowest "
-                f"{min(ratios):.2f}x over {len(ratios)} cases")
+        ratios = [x for x in medians if not _implausible(name, x)]
+        left_out = len(medians) - len(ratios)
+        if ratios:
+            geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+            text = (f"speedup vs {name}: geometric mean of medians {geo:.2f}x, lowest "
+                    f"{min(ratios):.2f}x over {len(ratios)} cases")
+        else:
+            text = f"speedup vs {name}: no plausible ratio"
+        if left_out:
+            text += f" ({left_out} implausible left out)"
         if name in WITH_VERDICT:
             counts = Counter(r["verdicts"][name] for r in rows if name in r.get("verdicts", {}))
-            text += " (" + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) + ")"
+            text += "; verdicts: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
         out.append(text)
     flagged = sum(1 for r in rows if r.get("flags"))
     if flagged:
