@@ -111,7 +111,7 @@ def measure(run: Run, case: cases_mod.Case) -> dict:
     fastseq_fn = timing.fastseq_call(case, run.backend)
     calls = {"fastseq": fastseq_fn}
     problems = []
-    x, _ = timing._inputs(case)
+    x, _ = timing.case_inputs(case)
     module = timing.torch_module(case) if run.use_torch else None
     if module is not None:
         calls["torch"] = timing.torch_call(case, module)
@@ -146,7 +146,7 @@ def measure(run: Run, case: cases_mod.Case) -> dict:
             spread = stats.Spread.of(stats.per_round_ratios(rounds[name], f))
             row[f"{name}_s"] = float(np.median(rounds[name]))
             row["ratios"][name] = spread.as_dict()
-            row["verdicts"][name] = stats.verdict(spread, run.args.rounds)
+            row["verdicts"][name] = stats.verdict(spread)  # no verdict below 7 rounds
     for other in run.others:
         # Numba's products and the reference's use NumPy's OpenBLAS: paired with fastseq
         # in rounds of their own, waiting its workers out; the reference is slow, 3 rounds.

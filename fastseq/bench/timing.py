@@ -65,7 +65,9 @@ def torch_version() -> str | None:
     return None if torch is None else torch.__version__
 
 
-def _inputs(case: Case, dtype=np.float32):
+def case_inputs(case: Case, dtype=np.float32):
+    """The seeded input x (T, B, I) and output gradient dy (T, B, H) every implementation
+    of ``case`` is called with."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((case.T, case.B, case.I)).astype(dtype)
     dy = rng.standard_normal((case.T, case.B, case.H)).astype(dtype)
@@ -77,7 +79,7 @@ def fastseq_call(case: Case, backend: str) -> Callable[[], object]:
     a forward in eval mode, or a forward and backward."""
     layer_class = {"rnn": fastseq.RNN, "lstm": fastseq.LSTM, "gru": fastseq.GRU}[case.cell]
     layer = layer_class(case.I, case.H, dtype=np.float32, seed=0)
-    x, dy = _inputs(case)
+    x, dy = case_inputs(case)
     if case.mode == "inference":
         layer.eval()
 
@@ -114,7 +116,7 @@ def torch_call(case: Case, layer=None) -> Callable[[], object] | None:
     if torch is None:
         return None
     layer = layer if layer is not None else torch_module(case)
-    x_np, dy_np = _inputs(case)
+    x_np, dy_np = case_inputs(case)
     x, dy = torch.from_numpy(x_np), torch.from_numpy(dy_np)
     if case.mode == "inference":
         layer.eval()
