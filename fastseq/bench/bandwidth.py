@@ -9,7 +9,8 @@ product at B = 1 and nothing else. It is timed T times in a row (2·T in trainin
 backward reads W_hh once more per step for dh), back to back like a kernel's steps, by one
 ``np.matmul`` of the matrix with a stack of T vectors: NumPy calls sgemv once per vector
 from C, so no Python runs between the reads. A bare read loop (``buffer.sum()``) is not
-used: NumPy's pairwise summation is not a clean read rate.
+used: NumPy's pairwise summation is not a clean read rate. (An LSTM with a projection
+would stream W_hr too, each step; fastseq has none yet: its bytes would join W_hh's here.)
 
 The fraction reported ("%BW") is that bound over fastseq's time for the whole call, so
 the call's other work (the input projection, the gate epilogue, dispatch) counts against
