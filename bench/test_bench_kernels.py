@@ -1,17 +1,25 @@
 """pytest-benchmark suite of the sequence kernels: cpp against the reference, Numba (when
-available) and PyTorch (when installed), float32, single layer, single direction.
+available), PyTorch (when installed) and ONNX Runtime (inference, when torch, onnx and
+onnxruntime are installed), float32, single layer, single direction, on the same
+configurations as ``python -m fastseq.bench`` (fastseq.bench.cases.FULL_CONFIGS).
 
     python -m pytest bench/test_bench_kernels.py --benchmark-sort=name
     FASTSEQ_BENCH_THREADS=2 python -m pytest bench/ ...        (default: 1 thread)
-    python -m pytest bench/ -k "lstm and B=1"                  (a subset)
+    python -m pytest bench/ -k "lstm and 25x1x512x512"       (a subset: ids are TxBxIxH)
     FASTSEQ_ISA=avx2 python -m pytest bench/ ...               (another kernel variant)
+
+Regressions (docs/performance.md has the recipe): save a baseline with
+``--benchmark-save=NAME``, compare a later run with ``--benchmark-compare`` and
+``--benchmark-compare-fail=median:10%``.
 
 Each benchmark group is one (cell, mode, T, B, I, H): its rows are the backends, so the
 table pytest-benchmark prints shows the ratios directly. "fwd" is inference
 (training=False); "fwd+bwd" is a training forward followed by the backward of every
 input (torch: ``y.backward(dy)`` with x, h0 and the parameters requiring gradients).
 fastseq's threads and torch's are pinned to the same count. These are regression
-numbers, not the user-facing comparison (that is ``python -m fastseq.bench``).
+numbers, not the user-facing comparison (that is ``python -m fastseq.bench``, which
+alternates the implementations round by round; here each is timed apart, so a busy host
+moves them apart).
 """
 from __future__ import annotations
 
@@ -22,6 +30,8 @@ import pytest
 
 import fastseq
 from fastseq import backends
+from fastseq.bench import ort as ort_bench
+from fastseq.bench.cases import FULL_CONFIGS, Case
 
 try:
     import torch
@@ -30,13 +40,17 @@ except ImportError:  # torch is never required
 
 pytest.importorskip("pytest_benchmark")
 
-CONFIGS = [(50, 16, 256, 256), (25, 1, 512, 512), (50, 64, 512, 512)]
+CONFIGS = FULL_CONFIGS
 CELLS = {"rnn_tanh": 1, "lstm": 4, "gru": 3}
+CASE_CELL = {"rnn_tanh": "rnn", "lstm": "lstm", "gru": "gru"}  # fastseq.bench.cases names
 MODES = ["fwd", "fwd+bwd"]
 THREADS = int(os.environ.get("FASTSEQ_BENCH_THREADS", "1"))
 BACKENDS = [b for b in ("cpp", "numba", "reference") if b in fastseq.available_backends()]
 if torch is not None:
     BACKENDS.append("torch")
+ORT_SKIPPED = ort_bench.unavailable()
+if ORT_SKIPPED is None:
+    BACKENDS.append("ort")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -87,7 +101,8 @@ def fastseq_call(name, cell, mode, a, dy):
     return train
 
 
-def torch_call(cell, mode, a, dy):
+def torch_module(cell, a):
+    """torch.nn.RNN/LSTM/GRU holding the problem's weights."""
     T, B, I = a["x"].shape
     H = a["w_hh"].shape[1]
     kind = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN}[cell]
@@ -96,6 +111,21 @@ def torch_call(cell, mode, a, dy):
         for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
             getattr(m, f"{'weight' if name[0] == 'w' else 'bias'}_{name[2:]}_l0").copy_(
                 torch.from_numpy(a[name]))
+    return m
+
+
+def ort_call(cell, mode, a):
+    """ONNX Runtime's session on the exported torch module, IO bound once
+    (fastseq.bench.ort; its initial state is zero rather than h0: the same work)."""
+    T, B, I = a["x"].shape
+    H = a["w_hh"].shape[1]
+    case = Case(CASE_CELL[cell], T, B, I, H, "inference", THREADS)
+    infer, _ = ort_bench.ort_call(case, torch_module(cell, a), a["x"])
+    return infer
+
+
+def torch_call(cell, mode, a, dy):
+    m = torch_module(cell, a)
     x, h0, dyt = (torch.from_numpy(a["x"]), torch.from_numpy(a["h0"])[None],
                   torch.from_numpy(dy))
     state = (h0, torch.zeros_like(h0)) if cell == "lstm" else h0
@@ -119,16 +149,21 @@ def torch_call(cell, mode, a, dy):
 
 
 # Slow backends get fewer rounds: the NumPy reference takes seconds at the largest size.
-ROUNDS = {"cpp": 7, "numba": 7, "torch": 7, "reference": 1}
+ROUNDS = {"cpp": 7, "numba": 7, "torch": 7, "ort": 7, "reference": 1}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("mode", MODES)
+# ONNX Runtime is an inference engine: no fwd+bwd rows for it.
+BACKEND_MODES = [(b, m) for m in MODES for b in BACKENDS if not (b == "ort" and m != "fwd")]
+
+
+@pytest.mark.parametrize("backend,mode", BACKEND_MODES, ids=[f"{b}-{m}" for b, m in BACKEND_MODES])
 @pytest.mark.parametrize("cell", list(CELLS))
-@pytest.mark.parametrize("T,B,I,H", CONFIGS, ids=[f"T={t},B={b},I={i},H={h}" for t, b, i, h in CONFIGS])
+@pytest.mark.parametrize("T,B,I,H", CONFIGS, ids=[f"{t}x{b}x{i}x{h}" for t, b, i, h in CONFIGS])
 def test_kernel(benchmark, backend, mode, cell, T, B, I, H):
     a, dy = problem(cell, T, B, I, H)
-    if backend == "torch":
+    if backend == "ort":
+        fn = ort_call(cell, mode, a)
+    elif backend == "torch":
         fn = torch_call(cell, mode, a, dy)
     else:
         fn = fastseq_call(backend, cell, mode, a, dy)

@@ -35,12 +35,27 @@ class Case:
         forward = 2.0 * self.T * self.B * CELLS[self.cell] * self.H * (self.I + self.H)
         return forward if self.mode == "inference" else 3.0 * forward
 
+    @property
+    def w_hh_bytes(self) -> int:
+        """Bytes of the float32 recurrent weights W_hh (G·H × H): what every step streams
+        at B = 1."""
+        return 4 * CELLS[self.cell] * self.H * self.H
+
+    @property
+    def w_hh_passes(self) -> int:
+        """How many times a call must read W_hh at least: once per step forward, and once
+        more per step backward (dh_{t-1} = dgates_t · W_hh) in training."""
+        return self.T if self.mode == "inference" else 2 * self.T
+
     def label(self) -> str:
         return f"{self.cell} {self.config} {self.mode} {self.threads}t"
 
 
-def grid(quick: bool, threads: list[int], cells: list[str] | None = None) -> list[Case]:
-    configs = QUICK_CONFIGS if quick else FULL_CONFIGS
+def grid(quick: bool, threads: list[int], cells: list[str] | None = None,
+         configs: list[tuple] | None = None) -> list[Case]:
+    """Every (cell, config, mode, threads), threads innermost (a case's 1-thread row comes
+    right before its 2-thread row). ``configs`` replaces the quick or full list."""
+    configs = configs or (QUICK_CONFIGS if quick else FULL_CONFIGS)
     return [Case(cell, *config, mode, n)
             for cell in (cells or list(CELLS))
             for config in configs

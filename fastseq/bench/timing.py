@@ -1,5 +1,5 @@
 """Timers: one call of a case per implementation (inference: a forward in eval mode;
-training: forward + backward), timed in alternation (alternating_medians) or alone
+training: forward + backward), timed in alternation (alternating_rounds) or alone
 (median_seconds); the SGEMM reference rate.
 Thread counts are pinned for fastseq, NumPy's BLAS and torch alike."""
 from __future__ import annotations
@@ -65,7 +65,9 @@ def torch_version() -> str | None:
     return None if torch is None else torch.__version__
 
 
-def _inputs(case: Case, dtype=np.float32):
+def case_inputs(case: Case, dtype=np.float32):
+    """The seeded input x (T, B, I) and output gradient dy (T, B, H) every implementation
+    of ``case`` is called with."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((case.T, case.B, case.I)).astype(dtype)
     dy = rng.standard_normal((case.T, case.B, case.H)).astype(dtype)
@@ -77,7 +79,7 @@ def fastseq_call(case: Case, backend: str) -> Callable[[], object]:
     a forward in eval mode, or a forward and backward."""
     layer_class = {"rnn": fastseq.RNN, "lstm": fastseq.LSTM, "gru": fastseq.GRU}[case.cell]
     layer = layer_class(case.I, case.H, dtype=np.float32, seed=0)
-    x, dy = _inputs(case)
+    x, dy = case_inputs(case)
     if case.mode == "inference":
         layer.eval()
 
@@ -95,14 +97,26 @@ def fastseq_call(case: Case, backend: str) -> Callable[[], object]:
     return train_step
 
 
-def torch_call(case: Case) -> Callable[[], object] | None:
-    """The same call through torch.nn, or None without torch."""
+def torch_module(case: Case):
+    """The torch.nn.RNN/LSTM/GRU of ``case`` (float32, seeded), or None without torch:
+    what torch_call times and what ort.ort_call exports to ONNX."""
     torch = _torch()
     if torch is None:
         return None
     layer_class = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[case.cell]
-    layer = layer_class(case.I, case.H)
-    x_np, dy_np = _inputs(case)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return layer_class(case.I, case.H)
+
+
+def torch_call(case: Case, layer=None) -> Callable[[], object] | None:
+    """The same call through torch.nn (``layer``, or torch_module(case)), or None without
+    torch."""
+    torch = _torch()
+    if torch is None:
+        return None
+    layer = layer if layer is not None else torch_module(case)
+    x_np, dy_np = case_inputs(case)
     x, dy = torch.from_numpy(x_np), torch.from_numpy(dy_np)
     if case.mode == "inference":
         layer.eval()
@@ -121,11 +135,13 @@ def torch_call(case: Case) -> Callable[[], object] | None:
     return train_step
 
 
-def alternating_medians(calls: dict[str, Callable[[], object]], budget: float,
-                        pause: float = 0.02, min_rounds: int = 5, max_rounds: int = 50,
-                        settle_after: dict[str, float] | None = None) -> dict[str, float]:
-    """Median wall time of each call, measured in rounds that time every call once.
+def alternating_rounds(calls: dict[str, Callable[[], object]], budget: float,
+                       pause: float = 0.02, min_rounds: int = 7, max_rounds: int = 50,
+                       settle_after: dict[str, float] | None = None) -> dict[str, list[float]]:
+    """Wall times of each call, measured in rounds that time every call once, in order.
 
+    Returns ``{name: [seconds of round 0, round 1, ...]}``, all lists of the same length,
+    so that ``a[i] / b[i]`` is a ratio taken under the same load (stats.per_round_ratios).
     On a shared host the load drifts over seconds; alternating call by call puts every
     implementation under the same drift, so the ratios between them hold even when the
     absolute times move. Between two calls the process sleeps ``pause`` seconds: a
@@ -133,10 +149,10 @@ def alternating_medians(calls: dict[str, Callable[[], object]], budget: float,
     OpenMP pool 5-10 ms of CPU, fastseq's team at most 2 ms), and timed right after, the
     next implementation's threads would share their cores with those spinners (measured
     without the pause: an LSTM (25,16,512) on 2 threads, 7 ms alone, 13 ms after each torch
-    call). NumPy's OpenBLAS spins for about 150 ms, too long to wait out between calls:
-    time what calls it (the Numba and reference backends) with median_seconds, apart, or
-    give its name a longer sleep in ``settle_after`` (seconds after that call instead of
-    ``pause``). ``budget`` is in seconds per call.
+    call). NumPy's OpenBLAS spins for about 150 ms, too long to wait out between every two
+    calls: give its name a longer sleep in ``settle_after`` (seconds after that call
+    instead of ``pause``). Rounds go on until ``budget`` seconds per call have passed,
+    at least ``min_rounds`` and at most ``max_rounds`` of them.
     """
     settle_after = settle_after or {}
     for fn in calls.values():
@@ -154,6 +170,15 @@ def alternating_medians(calls: dict[str, Callable[[], object]], budget: float,
             if settle_after.get(name, 0) > pause:
                 time.sleep(settle_after[name] - pause)
         rounds += 1
+    return times
+
+
+def alternating_medians(calls: dict[str, Callable[[], object]], budget: float,
+                        pause: float = 0.02, min_rounds: int = 5, max_rounds: int = 50,
+                        settle_after: dict[str, float] | None = None) -> dict[str, float]:
+    """The median of each call's times from alternating_rounds (same arguments)."""
+    times = alternating_rounds(calls, budget, pause=pause, min_rounds=min_rounds,
+                               max_rounds=max_rounds, settle_after=settle_after)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
