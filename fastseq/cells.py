@@ -43,9 +43,11 @@ class Cell:
 CELLS = MappingProxyType({c.name: c for c in (
     Cell("rnn_tanh", "rnn", ("nonlinearity", "tanh"), gates=1),
     Cell("rnn_relu", "rnn", ("nonlinearity", "relu"), gates=1),
-    Cell("lstm", "lstm", (), gates=4, states=("h", "c")),
+    Cell("lstm", "lstm", ("projection", False), gates=4, states=("h", "c")),
     Cell("gru", "gru", ("reset_after", True), gates=3),
     Cell("gru_reset_before", "gru", ("reset_after", False), gates=3),
+    Cell("lstmp", "lstm", ("projection", True), gates=4, states=("h", "c"),
+         parameters=("w_ih", "w_hh", "w_hr", "b_ih", "b_hh")),
 )})
 
 #: family -> the cells it selects among, in CELLS order.
@@ -70,4 +72,4 @@ def cell_of(family: str, **options) -> Cell:
 
 def _default(family: str):
     # The value a family's option takes when the call leaves it out.
-    return {"rnn": "tanh", "gru": True}.get(family)
+    return {"rnn": "tanh", "gru": True, "lstm": False}.get(family)

@@ -11,7 +11,9 @@ import fastseq
 from fastseq import functional as F
 
 GATES = {name: cell.gates for name, cell in fastseq.cells.CELLS.items()}
-CELLS = tuple(GATES)
+# The projected LSTM (w_hr) joins these problems once every backend runs it; until then
+# tests/test_lstmp_cpp.py holds the C++ kernels to torch's nn.LSTM(proj_size=P).
+CELLS = tuple(name for name, cell in fastseq.cells.CELLS.items() if "w_hr" not in cell.parameters)
 
 
 @dataclass

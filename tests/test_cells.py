@@ -16,12 +16,16 @@ def test_python_and_cpp_lists_agree():
         assert cpp[name]["family"] == cell.family, name
         assert cpp[name]["gates"] == cell.gates, name
         assert cpp[name]["states"] == len(cell.states), name
+        assert cpp[name]["parameters"] == cell.parameters, name
+        assert cpp[name]["projected"] == ("w_hr" in cell.parameters), name
 
 
 def test_families_select_their_cells():
     assert cells.cell_of("rnn").name == "rnn_tanh"
     assert cells.cell_of("rnn", nonlinearity="relu").name == "rnn_relu"
     assert cells.cell_of("lstm").name == "lstm"
+    assert cells.cell_of("lstm", projection=False).name == "lstm"
+    assert cells.cell_of("lstm", projection=True).name == "lstmp"
     assert cells.cell_of("gru").name == "gru"
     assert cells.cell_of("gru", reset_after=False).name == "gru_reset_before"
     for family, members in cells.FAMILIES.items():

@@ -18,7 +18,9 @@ cpp = fastseq.backends.backend_module("cpp") if "cpp" in fastseq.available_backe
 pytestmark = pytest.mark.skipif(cpp is None, reason="the cpp backend does not load")
 
 GATES = {name: cell.gates for name, cell in fastseq.cells.CELLS.items()}
-CELLS = tuple(GATES)
+# The projected LSTM's binding (lstm_forward's w_hr) is tested against torch in
+# tests/test_lstmp_cpp.py; these compare with the reference backend, which has no w_hr here.
+CELLS = tuple(name for name, cell in fastseq.cells.CELLS.items() if "w_hr" not in cell.parameters)
 
 
 def make(cell, T=5, B=3, I=4, H=6, dtype=np.float64, bias=True, state=True, lengths=None,
