@@ -29,12 +29,15 @@ class Reserve:
     """What a training forward keeps for its backward (opaque; consumed by the one backward
     call it is passed to). Made only by ``*_forward(..., training=True)``."""
     @property
-    def cell(self) -> str: ...  # "rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"
+    def cell(self) -> str: ...  # "rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before", "lstmp"
     @property
     def dtype(self) -> np.dtype[np.floating]: ...
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(T, B, I, H)"""
+    @property
+    def proj_size(self) -> int:
+        """P, the projection's width (0 without a projection)"""
     @property
     def has_bias(self) -> bool: ...
     @property
@@ -49,8 +52,9 @@ class Reserve:
 def cpu_features() -> dict[str, bool]:
     """Instruction-set features detected on this CPU."""
 
-def cell_registry() -> list[dict[str, str | int]]:
-    """The C++ list of cells (csrc/cells/registry.hpp): name, family, gates, states."""
+def cell_registry() -> list[dict[str, str | int | bool | tuple[str, ...]]]:
+    """The C++ list of cells (csrc/cells/registry.hpp): name, family, gates, states,
+    projected, parameters."""
 
 def smoke(a: int, b: int) -> int:
     """Adds two integers: proves the extension loads and runs."""
@@ -107,8 +111,11 @@ def lstm_forward(
     lengths: _Lengths | None = None,
     reverse: bool = False,
     training: bool = False,
+    w_hr: _Float | None = None,
 ) -> tuple[_Float, _Float, _Float, Reserve | None]:
-    """LSTM over a whole sequence -> (y, h_n, c_n, reserve). See fastseq.backends."""
+    """LSTM over a whole sequence -> (y, h_n, c_n, reserve); with w_hr (P, H), the projected
+    LSTM (torch's proj_size): h, h0, h_n and y are P wide, w_hh is (4H, P). See
+    fastseq.backends."""
 
 def gru_forward(
     x: _Float,
@@ -135,8 +142,9 @@ def lstm_backward(
     reserve: Reserve, dy: _Float, dh_n: _Float | None = None, dc_n: _Float | None = None, *,
     accumulate: dict[str, _Float] | None = None,
 ) -> dict[str, _Float | None]:
-    """Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); with
-    accumulate, the parameter gradients are added into its arrays (see fastseq.backends)."""
+    """Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), and dw_hr
+    when the forward had w_hr; with accumulate, the parameter gradients are added into its
+    arrays (see fastseq.backends)."""
 
 def gru_backward(
     reserve: Reserve, dy: _Float, dh_n: _Float | None = None, *,

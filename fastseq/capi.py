@@ -4,8 +4,11 @@
 enum constants (``lib.FASTSEQ_OK``, ``lib.FASTSEQ_CELL_LSTM`` ...); ``ffi`` is the cffi
 instance that declares them. The declarations are read from the header itself at import,
 so the binding cannot drift from it. Around them: ``ptr`` (a NumPy array as a checked cffi
-pointer), ``check`` (a status as ``CapiError``), the size queries returning ints, and
-``kernel`` (the function of a cell, direction and dtype).
+pointer), ``check`` (a status as ``CapiError``), the size queries returning ints,
+``kernel`` (the function of a cell, direction and dtype), and for the generic calls
+``lib.fastseq_forward`` / ``lib.fastseq_backward`` (any cell, the projected LSTM too)
+``options`` (a ``fastseq_options``), ``pointers`` (an array of pointers) and
+``buffer_bytes``.
 
 From Numba's nopython code, call the cffi functions with ``ffi.from_buffer(array)`` for
 each pointer, and pass the functions in as *arguments* of the jitted function: a cffi
@@ -35,7 +38,8 @@ from .paths import get_include, get_library
 __all__ = [
     "ffi", "lib", "CapiError", "check", "ptr", "aligned_bytes", "kernel", "version",
     "last_error", "reserve_bytes", "forward_scratch_bytes", "backward_scratch_bytes",
-    "header_path", "cdef_source", "STATUS_NAMES", "CELLS", "DTYPES",
+    "header_path", "cdef_source", "STATUS_NAMES", "CELLS", "DTYPES", "BUFFERS", "options",
+    "pointers", "buffer_bytes",
 ]
 
 
@@ -80,6 +84,13 @@ CELLS: dict[str, int] = {name: getattr(lib, "FASTSEQ_CELL_" + name.upper())
 DTYPES: dict[np.dtype, int] = {
     np.dtype(np.float32): lib.FASTSEQ_FLOAT32,
     np.dtype(np.float64): lib.FASTSEQ_FLOAT64,
+}
+#: Buffer name -> fastseq_buffer value, for buffer_bytes.
+BUFFERS: dict[str, int] = {
+    "reserve": lib.FASTSEQ_RESERVE,
+    "forward_scratch": lib.FASTSEQ_FORWARD_SCRATCH,
+    "training_scratch": lib.FASTSEQ_TRAINING_SCRATCH,
+    "backward_scratch": lib.FASTSEQ_BACKWARD_SCRATCH,
 }
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 # The C element type of each dtype a fastseq pointer can take (bytes for reserve/scratch).
@@ -228,3 +239,37 @@ def kernel(family: str, direction: str, dtype):
     if suffix is None:
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     return getattr(lib, f"fastseq_{family}_{direction}_{suffix}")
+
+
+def options(dtype, T: int, B: int, I: int, H: int, *, proj_size: int = 0, bias: bool = False,
+            lengths: bool = False, reverse: bool = False, accumulate: bool = False):
+    """A ``fastseq_options *`` for the generic calls, its ``struct_size`` set.
+
+    ``dtype``: float32 or float64; ``proj_size``: P of the projected LSTM (else 0); ``bias``,
+    ``lengths``, ``reverse``: the ``FASTSEQ_BIAS | FASTSEQ_LENGTHS | FASTSEQ_REVERSE`` flags
+    (what the call gives); ``accumulate``: the backward adds the parameter gradients.
+    """
+    o = ffi.new("fastseq_options *")
+    o.struct_size = ffi.sizeof("fastseq_options")
+    o.dtype = DTYPES[np.dtype(dtype)]
+    o.flags = ((lib.FASTSEQ_BIAS if bias else 0) | (lib.FASTSEQ_LENGTHS if lengths else 0)
+               | (lib.FASTSEQ_REVERSE if reverse else 0))
+    o.T, o.B, o.I, o.H = T, B, I, H
+    o.proj_size = proj_size
+    o.accumulate = int(bool(accumulate))
+    return o
+
+
+def pointers(arrays, dtype=None, *, writable: bool = False, name: str = "arrays"):
+    """A ``void *[]`` of the arrays' data (None gives NULL), for the generic calls' arrays
+    of parameters and states; checked as ``ptr`` checks. Keep the arrays alive meanwhile."""
+    return ffi.new("void *[]", [ptr(a, dtype, writable=writable, name=f"{name}[{i}]")
+                                for i, a in enumerate(arrays)])
+
+
+def buffer_bytes(buffer: str, cell: str, opts) -> int:
+    """``fastseq_buffer_bytes``: bytes of ``buffer`` (a key of ``BUFFERS``) for a generic
+    call of ``cell`` with ``opts`` (``options(...)``)."""
+    out = ffi.new("size_t *")
+    check(lib.fastseq_buffer_bytes(out, BUFFERS[buffer], CELLS[cell], opts))
+    return int(out[0])

@@ -45,11 +45,10 @@ CELLS = MappingProxyType({c.name: c for c in (
     Cell("rnn_tanh", "rnn", ("nonlinearity", "tanh"), gates=1),
     Cell("rnn_relu", "rnn", ("nonlinearity", "relu"), gates=1),
     Cell("lstm", "lstm", ("projection", False), gates=4, states=("h", "c")),
-    # torch's LSTM with proj_size: h_t = W_hr (o * tanh(c_t)) is P wide, c_t stays H wide.
-    Cell("lstmp", "lstm", ("projection", True), gates=4, states=("h", "c"),
-         parameters=("w_ih", "w_hh", "w_hr", "b_ih", "b_hh")),
     Cell("gru", "gru", ("reset_after", True), gates=3),
     Cell("gru_reset_before", "gru", ("reset_after", False), gates=3),
+    Cell("lstmp", "lstm", ("projection", True), gates=4, states=("h", "c"),
+         parameters=("w_ih", "w_hh", "w_hr", "b_ih", "b_hh")),
 )})
 
 #: family -> the cells it selects among, in CELLS order.

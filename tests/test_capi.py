@@ -73,7 +73,8 @@ def test_header_declares_what_the_library_exports():
                 for d in ("forward", "backward") for s in ("f32", "f64")}
     expected |= {"fastseq_version", "fastseq_last_error", "fastseq_reserve_bytes",
                  "fastseq_forward_scratch_bytes", "fastseq_backward_scratch_bytes",
-                 "fastseq_get_num_threads", "fastseq_set_num_threads"}
+                 "fastseq_get_num_threads", "fastseq_set_num_threads",
+                 "fastseq_forward", "fastseq_backward", "fastseq_buffer_bytes"}
     assert declared == expected
     assert set(DECLARATIONS) == expected  # the cdef that cffi was given holds them all
     for name in expected:

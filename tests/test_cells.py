@@ -34,6 +34,8 @@ def test_python_and_cpp_lists_agree():
         assert cpp[name]["family"] == cell.family, name
         assert cpp[name]["gates"] == cell.gates, name
         assert cpp[name]["states"] == len(cell.states), name
+        assert cpp[name]["parameters"] == cell.parameters, name
+        assert cpp[name]["projected"] == ("w_hr" in cell.parameters), name
 
 
 def test_families_select_their_cells():

@@ -17,7 +17,8 @@ _core = pytest.importorskip("fastseq._core")
 cpp = fastseq.backends.backend_module("cpp") if "cpp" in fastseq.available_backends() else None
 pytestmark = pytest.mark.skipif(cpp is None, reason="the cpp backend does not load")
 
-# The projection cell (lstmp) is left to test_lstmp.py until the cpp backend has it.
+# The projection cell (lstmp) is held to torch on every backend by tests/test_lstmp.py and,
+# the C++ kernels in more depth, by tests/test_lstmp_cpp.py; make() here builds no w_hr.
 GATES = {name: cell.gates for name, cell in fastseq.cells.CELLS.items()
          if "w_hr" not in cell.parameters}
 CELLS = tuple(GATES)

@@ -4,7 +4,7 @@ call and the layer on every backend that has it, against torch.nn.LSTM(proj_size
 errors of bad shapes and options.
 
 ``PROJECTION_BACKENDS`` lists the backends that run the projection; every backend-level
-test here runs on each of them (the cpp and numba backends join it when they have it).
+test here runs on each of them.
 """
 import itertools
 import pickle
@@ -20,7 +20,7 @@ from fastseq.recurrent import GRU, LSTM, RNN
 from problems import (assert_matches, backward, forward, gradcheck_problem, make_problem,
                       reference_of, run, tolerance)
 
-PROJECTION_BACKENDS = ("reference",)
+PROJECTION_BACKENDS = ("reference", "cpp")
 
 torch = pytest.importorskip("torch", reason="torch.nn.LSTM(proj_size) is the comparison")
 torch_layers = pytest.importorskip("torch_layers")

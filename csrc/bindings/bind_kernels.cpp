@@ -24,14 +24,14 @@ namespace {
 
 // What a training forward hands to its backward: the configuration (checked against the
 // backward's arguments), the reserve bytes, and references to the forward's own inputs that
-// backward needs (x, w_ih, w_hh, lengths) — references, not copies, as in every framework:
-// change them in place between forward and backward and the gradients are wrong.
+// backward needs (x, w_ih, w_hh, w_hr, lengths) — references, not copies, as in every
+// framework: change them in place between forward and backward and the gradients are wrong.
 struct Reserve {
   SeqConfig cfg;
   bool is_double = false;
   runtime::PooledBuffer buffer;  // back to the pool as soon as backward has used it
   std::size_t nbytes = 0;
-  py::object x, w_ih, w_hh, lengths;
+  py::object x, w_ih, w_hh, w_hr, lengths;  // w_hr: None unless projected
   bool consumed = false;
 };
 
@@ -66,14 +66,15 @@ py::dtype dtype_of() {
   return py::dtype::of<S>();
 }
 
-// Checked optional (B, H) state: None or a contiguous array of dtype S.
+// Checked optional (B, H) state: None or a contiguous array of dtype S. letters: how the
+// shape is spelled in the error ("(B, H)", or "(B, P)" for a projected h).
 template <class S>
 py::object optional_state(const py::object& obj, const std::string& fn, const char* name,
-                          std::int64_t B, std::int64_t H) {
+                          std::int64_t B, std::int64_t H, const char* letters = "(B, H)") {
   if (obj.is_none()) return py::none();
   py::array a = require_ndarray(obj, fn, name);
   require_dtype(a, dtype_of<S>(), fn, name, " (the dtype of x)");
-  require_shape(a, {B, H}, fn, name, "(B, H)");
+  require_shape(a, {B, H}, fn, name, letters);
   return contiguous<S>(a);
 }
 
@@ -88,12 +89,15 @@ py::array_t<S> new_array(std::initializer_list<py::ssize_t> shape) {
   return py::array_t<S>(std::vector<py::ssize_t>(shape));
 }
 
+// cell: the family's cell without the projection; with w_hr_o not None, its projected
+// variant (the LSTM's: lstmp), whose state h is P = w_hr.shape[0] wide.
 template <class S>
 py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x_in,
                         const py::object& w_ih_o, const py::object& w_hh_o,
                         const py::object& b_ih_o, const py::object& b_hh_o,
                         const py::object& h0_o, const py::object& c0_o,
-                        const py::object& lengths_o, bool reverse, bool training) {
+                        const py::object& lengths_o, bool reverse, bool training,
+                        const py::object& w_hr_o) {
   const py::dtype dt = dtype_of<S>();
   const char* same = " (the dtype of x)";
   if (x_in.ndim() != 3)
@@ -104,13 +108,35 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
                           ": T, B and I must all be >= 1");
   const std::int64_t G = gate_count(cell);
 
+  // The projection, if any: w_hr (P, H) fixes both widths, w_hh is then (G*H, P).
+  const bool projected = !w_hr_o.is_none();
+  py::object w_hr = py::none();
+  std::int64_t H = 0, P = 0;
+  if (projected) {
+    py::array a = require_ndarray(w_hr_o, fn, "w_hr");
+    require_dtype(a, dt, fn, "w_hr", same);
+    if (a.ndim() != 2 || a.shape(0) < 1 || a.shape(0) >= a.shape(1))
+      throw py::value_error(fn + ": w_hr has shape " + shape_str(a) +
+                            ", expected (P, H) with 0 < P < H");
+    P = a.shape(0);
+    H = a.shape(1);
+    w_hr = contiguous<S>(a);
+    for (const cells::CellInfo& c : cells::kCells)
+      if (c.projected && std::string(c.family) == family(cell)) cell = c.kind;
+  }
+
   py::array w_hh_a = require_ndarray(w_hh_o, fn, "w_hh");
   require_dtype(w_hh_a, dt, fn, "w_hh", same);
-  if (w_hh_a.ndim() != 2 || w_hh_a.shape(1) < 1)
-    throw py::value_error(fn + ": w_hh has shape " + shape_str(w_hh_a) +
-                          ", expected (G*H, H) with G = " + std::to_string(G) + " and H >= 1");
-  const std::int64_t H = w_hh_a.shape(1);
-  require_shape(w_hh_a, {G * H, H}, fn, "w_hh", "(G*H, H)");
+  if (projected) {
+    require_shape(w_hh_a, {G * H, P}, fn, "w_hh", "(G*H, P)");
+  } else {
+    if (w_hh_a.ndim() != 2 || w_hh_a.shape(1) < 1)
+      throw py::value_error(fn + ": w_hh has shape " + shape_str(w_hh_a) +
+                            ", expected (G*H, H) with G = " + std::to_string(G) + " and H >= 1");
+    H = w_hh_a.shape(1);
+    require_shape(w_hh_a, {G * H, H}, fn, "w_hh", "(G*H, H)");
+  }
+  const std::int64_t S_w = projected ? P : H;  // the state width Hs
   py::array w_ih_a = require_ndarray(w_ih_o, fn, "w_ih");
   require_dtype(w_ih_a, dt, fn, "w_ih", same);
   require_shape(w_ih_a, {G * H, I}, fn, "w_ih", "(G*H, I)");
@@ -130,7 +156,8 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
     b_ih = contiguous<S>(a);
     b_hh = contiguous<S>(c);
   }
-  const py::object h0 = optional_state<S>(h0_o, fn, "h0", B, H);
+  const py::object h0 =
+      optional_state<S>(h0_o, fn, "h0", B, S_w, projected ? "(B, P)" : "(B, H)");
   const py::object c0 = has_c(cell) ? optional_state<S>(c0_o, fn, "c0", B, H)
                                                : py::object(py::none());
 
@@ -155,6 +182,7 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
   cfg.B = B;
   cfg.I = I;
   cfg.H = H;
+  cfg.P = P;
   cfg.has_bias = has_bias;
   cfg.has_lengths = !lengths.is_none();
   cfg.reverse = reverse;
@@ -169,8 +197,8 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
   auto w_hh = contiguous<S>(w_hh_a);
 
   // Every allocation happens here, with the GIL held; the kernel itself never allocates.
-  auto y = new_array<S>({T, B, H});
-  auto h_n = new_array<S>({B, H});
+  auto y = new_array<S>({T, B, S_w});
+  auto h_n = new_array<S>({B, S_w});
   py::object c_n = py::none();
   if (has_c(cell)) c_n = new_array<S>({B, H});
   std::unique_ptr<Reserve> reserve;
@@ -183,6 +211,7 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
     reserve->x = x;
     reserve->w_ih = w_ih;
     reserve->w_hh = w_hh;
+    reserve->w_hr = w_hr;
     reserve->lengths = lengths;
   }
   runtime::PooledBuffer scratch(forward_scratch_bytes(cfg, sizeof(S), training));
@@ -197,6 +226,7 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
   a.x = x.data();
   a.w_ih = w_ih.data();
   a.w_hh = w_hh.data();
+  a.w_hr = data_or_null<S>(w_hr);
   a.b_ih = data_or_null<S>(b_ih);
   a.b_hh = data_or_null<S>(b_hh);
   a.h0 = data_or_null<S>(h0);
@@ -214,39 +244,49 @@ py::tuple forward_typed(const std::string& fn, CellKind cell, const py::array& x
 py::tuple forward(const std::string& fn, CellKind cell, const py::object& x_o,
                   const py::object& w_ih, const py::object& w_hh, const py::object& b_ih,
                   const py::object& b_hh, const py::object& h0, const py::object& c0,
-                  const py::object& lengths, bool reverse, bool training) {
+                  const py::object& lengths, bool reverse, bool training,
+                  const py::object& w_hr = py::none()) {
   py::array x = require_ndarray(x_o, fn, "x");
   if (x.dtype().equal(py::dtype::of<float>()))
     return forward_typed<float>(fn, cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse,
-                                training);
+                                training, w_hr);
   if (x.dtype().equal(py::dtype::of<double>()))
     return forward_typed<double>(fn, cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse,
-                                 training);
+                                 training, w_hr);
   throw py::type_error(fn + ": x has dtype " + dtype_str(x.dtype()) +
                        ", expected float32 or float64");
 }
 
-// Where the kernel writes the parameter gradients dw_ih, dw_hh (and db_ih, db_hh iff the
-// forward had biases), and what backward returns for them. Without accumulate: fresh
-// arrays. With accumulate, {"dw_ih": ..., ...}: the caller's arrays, added into; each must
-// be a writeable array of dtype S and the parameter's shape, any strides. The kernel adds
-// straight into those that are C-contiguous, aligned and share no memory with an input or
-// another target; the others get a zeroed array that is added into them afterwards, as
-// grad += g would.
+// Where the kernel writes the parameter gradients dw_ih, dw_hh (dw_hr iff the forward was
+// projected; db_ih, db_hh iff it had biases), and what backward returns for them. Without
+// accumulate: fresh arrays. With accumulate, {"dw_ih": ..., ...}: the caller's arrays,
+// added into; each must be a writeable array of dtype S and the parameter's shape, any
+// strides. The kernel adds straight into those that are C-contiguous, aligned and share no
+// memory with an input or another target; the others get a zeroed array that is added into
+// them afterwards, as grad += g would.
 template <class S>
 struct ParamGrads {
-  static constexpr const char* kKeys[4] = {"dw_ih", "dw_hh", "db_ih", "db_hh"};
-  std::vector<py::array> out;     // what backward returns, in kKeys order
+  struct Entry {
+    const char* key;
+    std::vector<std::int64_t> shape;
+    const char* letters;
+  };
+  std::vector<Entry> entries;     // the gradients this configuration has
+  std::vector<py::array> out;     // what backward returns, in entries order
   std::vector<py::array> kernel;  // what the kernel writes: out[i] or a zeroed array
   bool accumulate = false;
 
   ParamGrads(const py::object& acc, const std::string& fn, const SeqConfig& cfg,
              std::int64_t G, std::initializer_list<py::object> inputs) {
-    const int count = cfg.has_bias ? 4 : 2;
-    const std::int64_t GH = G * cfg.H;
+    const std::int64_t GH = G * cfg.H, Hs = state_width(cfg);
+    entries = {{"dw_ih", {GH, cfg.I}, "(G*H, I)"},
+               {"dw_hh", {GH, Hs}, cfg.P ? "(G*H, P)" : "(G*H, H)"}};
+    if (cfg.P) entries.push_back({"dw_hr", {cfg.P, cfg.H}, "(P, H)"});
+    if (cfg.has_bias)
+      entries.insert(entries.end(), {{"db_ih", {GH}, "(G*H,)"}, {"db_hh", {GH}, "(G*H,)"}});
+    const std::size_t count = entries.size();
     if (acc.is_none()) {
-      out = {new_array<S>({GH, cfg.I}), new_array<S>({GH, cfg.H})};
-      if (cfg.has_bias) out.insert(out.end(), {new_array<S>({GH}), new_array<S>({GH})});
+      for (const Entry& e : entries) out.push_back(py::array_t<S>(e.shape));
       kernel = out;
       return;
     }
@@ -254,36 +294,39 @@ struct ParamGrads {
       throw py::type_error(fn + ": accumulate must be None or a dict of the parameter "
                                 "gradients to add into, got " + type_name(acc));
     const py::dict d = py::reinterpret_borrow<py::dict>(acc);
-    const char* wanted = cfg.has_bias ? "dw_ih, dw_hh, db_ih and db_hh"
-                                      : "dw_ih and dw_hh (the forward had no biases)";
+    std::string wanted;
+    for (std::size_t i = 0; i < count; ++i)
+      wanted += std::string(i == 0 ? "" : i + 1 == count ? " and " : ", ") + entries[i].key;
+    if (!cfg.has_bias) wanted += " (the forward had no biases)";
     for (auto item : d) {
       const std::string key = py::str(item.first).cast<std::string>();
       bool known = false;
-      for (int i = 0; i < count; ++i) known = known || key == kKeys[i];
+      for (const Entry& e : entries) known = known || key == e.key;
       if (!known)
         throw py::value_error(fn + ": accumulate has key '" + key + "', expected " + wanted);
     }
-    for (int i = 0; i < count; ++i) {
-      const std::string name = std::string("accumulate['") + kKeys[i] + "']";
-      if (!d.contains(kKeys[i]))
-        throw py::value_error(fn + ": accumulate has no '" + kKeys[i] + "'; it needs " + wanted);
-      py::array a = require_ndarray(d[kKeys[i]], fn, name.c_str());
+    for (const Entry& e : entries) {
+      const std::string name = std::string("accumulate['") + e.key + "']";
+      if (!d.contains(e.key))
+        throw py::value_error(fn + ": accumulate has no '" + e.key + "'; it needs " + wanted);
+      py::array a = require_ndarray(d[e.key], fn, name.c_str());
       require_dtype(a, py::dtype::of<S>(), fn, name.c_str(), " (the dtype of the forward)");
-      if (i == 0) require_shape(a, {GH, cfg.I}, fn, name.c_str(), "(G*H, I)");
-      if (i == 1) require_shape(a, {GH, cfg.H}, fn, name.c_str(), "(G*H, H)");
-      if (i >= 2) require_shape(a, {GH}, fn, name.c_str(), "(G*H,)");
+      if (e.shape.size() == 2)
+        require_shape(a, {e.shape[0], e.shape[1]}, fn, name.c_str(), e.letters);
+      else
+        require_shape(a, {e.shape[0]}, fn, name.c_str(), e.letters);
       if (!a.writeable())
         throw py::value_error(fn + ": " + name + " is read-only; it is added into in place");
       out.push_back(a);
     }
     constexpr int kDirect = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
                             py::detail::npy_api::NPY_ARRAY_ALIGNED_;
-    for (int i = 0; i < count; ++i) {
+    for (std::size_t i = 0; i < count; ++i) {
       bool direct = (out[i].flags() & kDirect) == kDirect;
       for (const py::object& in : inputs)
         direct = direct &&
                  (in.is_none() || !may_overlap(out[i], py::reinterpret_borrow<py::array>(in)));
-      for (int j = 0; j < count; ++j)
+      for (std::size_t j = 0; j < count; ++j)
         direct = direct && (j == i || !may_overlap(out[i], out[j]));
       if (direct) {
         kernel.push_back(out[i]);
@@ -296,12 +339,18 @@ struct ParamGrads {
     accumulate = true;
   }
 
-  // The kernel's pointer for gradient i, or null past the biases it does not have.
-  S* data(std::size_t i) {
-    return i < kernel.size() ? static_cast<S*>(kernel[i].mutable_data()) : nullptr;
+  // The kernel's pointer for gradient key, or null where this configuration has none.
+  S* data(const char* key) {
+    for (std::size_t i = 0; i < entries.size(); ++i)
+      if (std::string(entries[i].key) == key) return static_cast<S*>(kernel[i].mutable_data());
+    return nullptr;
   }
-  // What backward returns for gradient i (None past the biases).
-  py::object result(std::size_t i) const { return i < out.size() ? py::object(out[i]) : py::none(); }
+
+  // The result dict's parameter gradients: every entry; db_ih and db_hh None without biases.
+  void put_results(py::dict& d) const {
+    for (const char* key : {"dw_ih", "dw_hh", "db_ih", "db_hh"}) d[key] = py::none();
+    for (std::size_t i = 0; i < entries.size(); ++i) d[entries[i].key] = out[i];
+  }
 
   // Targets that got a zeroed array: out += it (with the GIL).
   void add_back() const {
@@ -317,16 +366,17 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
                         const py::object& accumulate_o) {
   const SeqConfig& cfg = r.cfg;
   const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, G = gate_count(cfg.cell);
+  const std::int64_t Hs = state_width(cfg);
   const py::dtype dt = dtype_of<S>();
   const char* same = " (the dtype of the forward)";
   py::array dy_a = require_ndarray(dy_o, fn, "dy");
   require_dtype(dy_a, dt, fn, "dy", same);
-  require_shape(dy_a, {T, B, H}, fn, "dy", "(T, B, H)");
+  require_shape(dy_a, {T, B, Hs}, fn, "dy", cfg.P ? "(T, B, P)" : "(T, B, H)");
   py::object dh_n = py::none(), dc_n = py::none();
   if (!dh_n_o.is_none()) {
     py::array a = require_ndarray(dh_n_o, fn, "dh_n");
     require_dtype(a, dt, fn, "dh_n", same);
-    require_shape(a, {B, H}, fn, "dh_n", "(B, H)");
+    require_shape(a, {B, Hs}, fn, "dh_n", cfg.P ? "(B, P)" : "(B, H)");
     dh_n = contiguous<S>(a);
   }
   if (has_c(cfg.cell) && !dc_n_o.is_none()) {
@@ -337,10 +387,10 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   }
   auto dy = contiguous<S>(dy_a);
   ParamGrads<S> grads(accumulate_o, fn, cfg, G,
-                      {r.x, r.w_ih, r.w_hh, r.lengths, dy, dh_n, dc_n});
+                      {r.x, r.w_ih, r.w_hh, r.w_hr, r.lengths, dy, dh_n, dc_n});
 
   auto dx = new_array<S>({T, B, I});
-  auto dh0 = new_array<S>({B, H});
+  auto dh0 = new_array<S>({B, Hs});
   py::object dc0 = py::none();
   if (has_c(cfg.cell)) dc0 = new_array<S>({B, H});
   runtime::PooledBuffer scratch(backward_scratch_bytes(cfg, sizeof(S)));
@@ -353,15 +403,17 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   a.dh0 = dh0.mutable_data();
   a.dc0 = mut(dc0);
   a.accumulate = grads.accumulate;
-  a.dw_ih = grads.data(0);
-  a.dw_hh = grads.data(1);
-  a.db_ih = grads.data(2);
-  a.db_hh = grads.data(3);
+  a.dw_ih = grads.data("dw_ih");
+  a.dw_hh = grads.data("dw_hh");
+  a.dw_hr = grads.data("dw_hr");
+  a.db_ih = grads.data("db_ih");
+  a.db_hh = grads.data("db_hh");
   a.reserve = r.buffer.data();
   a.reserve_size = r.buffer.size();
   a.x = data_or_null<S>(r.x);
   a.w_ih = data_or_null<S>(r.w_ih);
   a.w_hh = data_or_null<S>(r.w_hh);
+  a.w_hr = data_or_null<S>(r.w_hr);
   a.lengths = data_or_null<std::int64_t>(r.lengths);
   a.dy = dy.data();
   a.dh_n = data_or_null<S>(dh_n);
@@ -379,7 +431,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   out["dx"] = dx;
   out["dh0"] = dh0;
   if (has_c(cfg.cell)) out["dc0"] = dc0;
-  for (std::size_t i = 0; i < 4; ++i) out[ParamGrads<S>::kKeys[i]] = grads.result(i);
+  grads.put_results(out);
   return out;
 }
 
@@ -424,6 +476,8 @@ void bind_kernels(py::module_& m) {
                                return py::make_tuple(r.cfg.T, r.cfg.B, r.cfg.I, r.cfg.H);
                              },
                              "(T, B, I, H)")
+      .def_property_readonly("proj_size", [](const Reserve& r) { return r.cfg.P; },
+                             "P, the projection's width (0 without a projection)")
       .def_property_readonly("has_bias", [](const Reserve& r) { return r.cfg.has_bias; })
       .def_property_readonly("has_lengths", [](const Reserve& r) { return r.cfg.has_lengths; })
       .def_property_readonly("reverse", [](const Reserve& r) { return r.cfg.reverse; })
@@ -433,7 +487,9 @@ void bind_kernels(py::module_& m) {
         return std::string("<fastseq._core.Reserve ") + cell_name(r.cfg.cell) +
                (r.is_double ? " float64" : " float32") + " T=" + std::to_string(r.cfg.T) +
                " B=" + std::to_string(r.cfg.B) + " I=" + std::to_string(r.cfg.I) +
-               " H=" + std::to_string(r.cfg.H) + (r.consumed ? " consumed>" : ">");
+               " H=" + std::to_string(r.cfg.H) +
+               (r.cfg.P ? " P=" + std::to_string(r.cfg.P) : std::string()) +
+               (r.consumed ? " consumed>" : ">");
       });
 
   const py::none none;
@@ -454,14 +510,18 @@ void bind_kernels(py::module_& m) {
       "lstm_forward",
       [](const py::object& x, const py::object& w_ih, const py::object& w_hh,
          const py::object& b_ih, const py::object& b_hh, const py::object& h0,
-         const py::object& c0, const py::object& lengths, bool reverse, bool training) {
+         const py::object& c0, const py::object& lengths, bool reverse, bool training,
+         const py::object& w_hr) {
         return forward("lstm_forward", CellKind::lstm, x, w_ih, w_hh, b_ih, b_hh, h0, c0,
-                       lengths, reverse, training);
+                       lengths, reverse, training, w_hr);
       },
       py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = none,
       py::arg("b_hh") = none, py::arg("h0") = none, py::arg("c0") = none,
       py::arg("lengths") = none, py::arg("reverse") = false, py::arg("training") = false,
-      "LSTM over a whole sequence -> (y, h_n, c_n, reserve). See fastseq.backends.");
+      py::arg("w_hr") = none,
+      "LSTM over a whole sequence -> (y, h_n, c_n, reserve); with w_hr (P, H), the projected "
+      "LSTM (torch's proj_size): h, h0, h_n and y are P wide, w_hh is (4H, P). See "
+      "fastseq.backends.");
   m.def(
       "gru_forward",
       [](const py::object& x, const py::object& w_ih, const py::object& w_hh,
@@ -498,8 +558,9 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::arg("dc_n") = none,
       py::kw_only(), py::arg("accumulate") = none,
-      "Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); with "
-      "accumulate, the parameter gradients are added into its arrays (see fastseq.backends).");
+      "Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), and dw_hr "
+      "when the forward had w_hr; with accumulate, the parameter gradients are added into its "
+      "arrays (see fastseq.backends).");
 }
 
 }  // namespace fastseq::bindings

@@ -52,10 +52,16 @@ PYBIND11_MODULE(_core, m) {
           d["family"] = c.family;
           d["gates"] = c.gates;
           d["states"] = c.states;
+          d["projected"] = c.projected;
+          py::list params;
+          for (int i = 0; i < fastseq::cells::parameter_count(c); ++i)
+            params.append(fastseq::cells::parameter_name(c, i));
+          d["parameters"] = py::tuple(params);
           out.append(d);
         }
         return out;
-      }, "The C++ list of cells (csrc/cells/registry.hpp): name, family, gates, states.");
+      }, "The C++ list of cells (csrc/cells/registry.hpp): name, family, gates, states, "
+         "projected, parameters.");
   m.def("smoke", [](int a, int b) { return a + b; }, py::arg("a"), py::arg("b"),
         "Adds two integers: proves the extension loads and runs.");
   m.def("blas_num_threads", &scipy_openblas_get_num_threads,

@@ -6,10 +6,13 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <string>
 #include <new>
 #include <stdexcept>
 
+#include "cells/registry.hpp"
 #include "fastseq/kernels.hpp"
 #include "runtime/buffer_pool.hpp"
 #include "runtime/thread_pool.hpp"
@@ -98,14 +101,14 @@ static_assert(kBufferAlign == 8, "fastseq.h documents the 8-byte alignment of re
 static_assert(int(CellKind::rnn_tanh) == FASTSEQ_CELL_RNN_TANH &&
                   int(CellKind::rnn_relu) == FASTSEQ_CELL_RNN_RELU &&
                   int(CellKind::lstm) == FASTSEQ_CELL_LSTM && int(CellKind::gru) == FASTSEQ_CELL_GRU &&
-                  int(CellKind::gru_reset_before) == FASTSEQ_CELL_GRU_RESET_BEFORE,
+                  int(CellKind::gru_reset_before) == FASTSEQ_CELL_GRU_RESET_BEFORE &&
+                  int(CellKind::lstmp) == FASTSEQ_CELL_LSTMP,
               "fastseq_cell must mirror fastseq::CellKind");
 
 CellKind cell_of(int cell, const char* fn) {
-  if (cell < FASTSEQ_CELL_RNN_TANH || cell > FASTSEQ_CELL_GRU_RESET_BEFORE)
+  if (cell < FASTSEQ_CELL_RNN_TANH || cell > FASTSEQ_CELL_LSTMP)
     fail(FASTSEQ_ERR_ARGUMENT, fn,
-         "cell = %d is not a fastseq_cell (FASTSEQ_CELL_RNN_TANH .. FASTSEQ_CELL_GRU_RESET_BEFORE "
-         "= 0..4)",
+         "cell = %d is not a fastseq_cell (FASTSEQ_CELL_RNN_TANH .. FASTSEQ_CELL_LSTMP = 0..5)",
          cell);
   return static_cast<CellKind>(cell);
 }
@@ -131,13 +134,14 @@ CellKind cell_of(Family family, int kind_flag, const char* fn) {
 }
 
 SeqConfig config(const char* fn, CellKind cell, std::int64_t T, std::int64_t B, std::int64_t I,
-                 std::int64_t H) {
+                 std::int64_t H, std::int64_t P = 0) {
   SeqConfig cfg;
   cfg.cell = cell;
   cfg.T = T;
   cfg.B = B;
   cfg.I = I;
   cfg.H = H;
+  cfg.P = P;
   try {
     validate_config(cfg);
   } catch (const std::invalid_argument& e) {
@@ -155,7 +159,13 @@ SeqConfig query_config(const char* fn, int cell, std::int64_t T, std::int64_t B,
          "flags = %d has bits that are no fastseq_option (FASTSEQ_BIAS | FASTSEQ_LENGTHS | "
          "FASTSEQ_REVERSE = %d)",
          flags, known);
-  SeqConfig cfg = config(fn, cell_of(cell, fn), T, B, I, H);
+  const CellKind kind = cell_of(cell, fn);
+  if (cells::cell_info(kind).projected)
+    fail(FASTSEQ_ERR_ARGUMENT, fn,
+         "cell = %d (%s) has a projection, whose width P these queries cannot take: ask "
+         "fastseq_buffer_bytes with opts->proj_size",
+         cell, cell_name(kind));
+  SeqConfig cfg = config(fn, kind, T, B, I, H);
   cfg.has_bias = (flags & FASTSEQ_BIAS) != 0;
   cfg.has_lengths = (flags & FASTSEQ_LENGTHS) != 0;
   cfg.reverse = (flags & FASTSEQ_REVERSE) != 0;
@@ -215,6 +225,195 @@ struct Scratch {
   }
 };
 
+// The options of a generic call, read as far as the caller's struct_size covers and
+// checked; the configuration they describe (cell, sizes, P, flags).
+struct Options {
+  SeqConfig cfg;
+  std::size_t scalar = 0;
+  bool accumulate = false;
+};
+
+Options read_options(const char* fn, int cell, const fastseq_options* opts) {
+  require(opts, fn, "opts");
+  fastseq_options o{};
+  const std::size_t size = opts->struct_size;
+  if (size < sizeof(fastseq_options))
+    fail(FASTSEQ_ERR_ARGUMENT, fn,
+         "opts->struct_size = %zu is smaller than this version's fastseq_options (%zu "
+         "bytes): set it to sizeof(fastseq_options)",
+         size, sizeof(fastseq_options));
+  std::memcpy(&o, opts, sizeof o);
+  // A newer caller's struct: the fields this library does not know must be zero (unset).
+  const unsigned char* extra = reinterpret_cast<const unsigned char*>(opts) + sizeof o;
+  for (std::size_t i = 0; i < size - sizeof o; ++i)
+    if (extra[i] != 0)
+      fail(FASTSEQ_ERR_ARGUMENT, fn,
+           "opts sets options this library (C API version %d) does not know: byte %zu of "
+           "its %zu is not zero",
+           FASTSEQ_C_API_VERSION, sizeof o + i, size);
+  Options out;
+  out.scalar = scalar_size_of(o.dtype, fn);
+  constexpr int known = FASTSEQ_BIAS | FASTSEQ_LENGTHS | FASTSEQ_REVERSE;
+  if (o.flags & ~known)
+    fail(FASTSEQ_ERR_ARGUMENT, fn,
+         "opts->flags = %d has bits that are no fastseq_option (FASTSEQ_BIAS | "
+         "FASTSEQ_LENGTHS | FASTSEQ_REVERSE = %d)",
+         o.flags, known);
+  out.accumulate = flag(o.accumulate, fn, "opts->accumulate");
+  out.cfg = config(fn, cell_of(cell, fn), o.T, o.B, o.I, o.H, o.proj_size);
+  out.cfg.has_bias = (o.flags & FASTSEQ_BIAS) != 0;
+  out.cfg.has_lengths = (o.flags & FASTSEQ_LENGTHS) != 0;
+  out.cfg.reverse = (o.flags & FASTSEQ_REVERSE) != 0;
+  return out;
+}
+
+// Whether what the call gives (biases, lengths) is what its options say.
+void check_given(const char* fn, const SeqConfig& cfg, bool bias, bool lengths,
+                 const char* bias_names) {
+  if (bias != cfg.has_bias)
+    fail(FASTSEQ_ERR_ARGUMENT, fn, "%s %s given but opts->flags %s FASTSEQ_BIAS", bias_names,
+         bias ? "are" : "are not", cfg.has_bias ? "has" : "lacks");
+  if (lengths != cfg.has_lengths)
+    fail(FASTSEQ_ERR_ARGUMENT, fn, "lengths is %s but opts->flags %s FASTSEQ_LENGTHS",
+         lengths ? "given" : "NULL", cfg.has_lengths ? "has" : "lacks");
+}
+
+// A cell's parameter (or gradient) pointers by role: the weights, w_hr (projected), biases.
+template <class P>
+struct Params {
+  P w_ih = nullptr, w_hh = nullptr, w_hr = nullptr, b_ih = nullptr, b_hh = nullptr;
+
+  // From an array in the cell's parameter order (cells/registry.hpp: parameter_name).
+  template <class Q>
+  static Params from(const cells::CellInfo& info, Q const* a) {
+    Params p;
+    for (int i = 0; i < cells::parameter_count(info); ++i) {
+      const std::string name = cells::parameter_name(info, i);
+      P v = static_cast<P>(a[i]);
+      if (name == "w_ih") p.w_ih = v;
+      else if (name == "w_hh") p.w_hh = v;
+      else if (name == "w_hr") p.w_hr = v;
+      else if (name == "b_ih") p.b_ih = v;
+      else p.b_hh = v;
+    }
+    return p;
+  }
+};
+
+// Both calls, generic or per family, after their own checks: cfg has the sizes, P, the
+// direction and (from the options, which the per-family functions derive from their
+// pointers) whether biases and lengths are given.
+template <class S>
+void forward_call(const char* fn, const SeqConfig& cfg, S* y, S* h_n, S* c_n,
+                  unsigned char* reserve, std::size_t reserve_size, const S* x,
+                  const Params<const S*>& w, const S* h0, const S* c0,
+                  const std::int64_t* lengths, unsigned char* scratch,
+                  std::size_t scratch_size) {
+  const cells::CellInfo& info = cells::cell_info(cfg.cell);
+  const bool has_c = info.states == 2;
+  require(y, fn, "y");
+  require(h_n, fn, "h_n");
+  if (has_c) require(c_n, fn, "c_n");
+  require(x, fn, "x");
+  require(w.w_ih, fn, "w_ih");
+  require(w.w_hh, fn, "w_hh");
+  if (info.projected) require(w.w_hr, fn, "w_hr");
+  if ((w.b_ih == nullptr) != (w.b_hh == nullptr))
+    fail(FASTSEQ_ERR_NULL_POINTER, fn, "%s is NULL but %s is not: pass both biases or neither",
+         w.b_ih ? "b_hh" : "b_ih", w.b_ih ? "b_ih" : "b_hh");
+  check_given(fn, cfg, w.b_ih != nullptr, lengths != nullptr, "b_ih and b_hh");
+  check_lengths(fn, cfg, lengths);
+  const bool training = reserve_size != 0;
+  if (training) check_reserve(fn, cfg, sizeof(S), reserve, reserve_size);
+  Scratch s(fn, scratch, scratch_size, forward_scratch_bytes(cfg, sizeof(S), training),
+            "fastseq_forward_scratch_bytes");
+
+  ForwardArgs<S> a;
+  a.y = y;
+  a.h_n = h_n;
+  a.c_n = has_c ? c_n : nullptr;
+  a.reserve = training ? reserve : nullptr;
+  a.reserve_size = training ? reserve_size : 0;
+  a.x = x;
+  a.w_ih = w.w_ih;
+  a.w_hh = w.w_hh;
+  a.w_hr = info.projected ? w.w_hr : nullptr;
+  a.b_ih = w.b_ih;
+  a.b_hh = w.b_hh;
+  a.h0 = h0;
+  a.c0 = has_c ? c0 : nullptr;
+  a.lengths = lengths;
+  a.scratch = s.data;
+  a.scratch_size = s.size;
+  sequence_forward<S>(cfg, training, a);
+}
+
+template <class S>
+void backward_call(const char* fn, const SeqConfig& cfg, bool accumulate, S* dx, S* dh0,
+                   S* dc0, const Params<S*>& d, unsigned char* reserve,
+                   std::size_t reserve_size, const S* x, const Params<const S*>& w,
+                   const std::int64_t* lengths, const S* dy, const S* dh_n, const S* dc_n,
+                   unsigned char* scratch, std::size_t scratch_size) {
+  const cells::CellInfo& info = cells::cell_info(cfg.cell);
+  const bool has_c = info.states == 2;
+  require(dx, fn, "dx");
+  require(dh0, fn, "dh0");
+  if (has_c) require(dc0, fn, "dc0");
+  require(d.w_ih, fn, "dw_ih");
+  require(d.w_hh, fn, "dw_hh");
+  if (info.projected) require(d.w_hr, fn, "dw_hr");
+  if ((d.b_ih == nullptr) != (d.b_hh == nullptr))
+    fail(FASTSEQ_ERR_NULL_POINTER, fn,
+         "%s is NULL but %s is not: pass both bias gradients (the forward had biases) or "
+         "neither",
+         d.b_ih ? "db_hh" : "db_ih", d.b_ih ? "db_ih" : "db_hh");
+  require(x, fn, "x");
+  require(w.w_ih, fn, "w_ih");
+  require(w.w_hh, fn, "w_hh");
+  if (info.projected) require(w.w_hr, fn, "w_hr");
+  require(dy, fn, "dy");
+  check_given(fn, cfg, d.b_ih != nullptr, lengths != nullptr, "db_ih and db_hh");
+  check_lengths(fn, cfg, lengths);
+  check_reserve(fn, cfg, sizeof(S), reserve, reserve_size);
+  Scratch s(fn, scratch, scratch_size, backward_scratch_bytes(cfg, sizeof(S)),
+            "fastseq_backward_scratch_bytes");
+
+  BackwardArgs<S> a;
+  a.accumulate = accumulate;
+  a.dx = dx;
+  a.dh0 = dh0;
+  a.dc0 = has_c ? dc0 : nullptr;
+  a.dw_ih = d.w_ih;
+  a.dw_hh = d.w_hh;
+  a.dw_hr = info.projected ? d.w_hr : nullptr;
+  a.db_ih = d.b_ih;
+  a.db_hh = d.b_hh;
+  a.reserve = reserve;
+  a.reserve_size = reserve_size;
+  a.x = x;
+  a.w_ih = w.w_ih;
+  a.w_hh = w.w_hh;
+  a.w_hr = info.projected ? w.w_hr : nullptr;
+  a.lengths = lengths;
+  a.dy = dy;
+  a.dh_n = dh_n;
+  a.dc_n = has_c ? dc_n : nullptr;
+  a.scratch = s.data;
+  a.scratch_size = s.size;
+  sequence_backward<S>(cfg, a);
+}
+
+// The per-family functions: their switches and pointers as the generic call's options.
+SeqConfig family_config(const char* fn, Family family, int kind_flag, std::int64_t T,
+                        std::int64_t B, std::int64_t I, std::int64_t H, int reverse,
+                        bool bias, const std::int64_t* lengths) {
+  SeqConfig cfg = config(fn, cell_of(family, kind_flag, fn), T, B, I, H);
+  cfg.reverse = flag(reverse, fn, "reverse");
+  cfg.has_bias = bias;
+  cfg.has_lengths = lengths != nullptr;
+  return cfg;
+}
+
 template <class S>
 int forward(const char* fn, Family family, int kind_flag, S* y, S* h_n, S* c_n, unsigned char* reserve,
             std::size_t reserve_size, const S* x, const S* w_ih, const S* w_hh, const S* b_ih,
@@ -222,44 +421,15 @@ int forward(const char* fn, Family family, int kind_flag, S* y, S* h_n, S* c_n, 
             std::size_t scratch_size, std::int64_t T, std::int64_t B, std::int64_t I,
             std::int64_t H, int reverse) {
   return guarded(fn, [&] {
-    const CellKind cell = cell_of(family, kind_flag, fn);
-    SeqConfig cfg = config(fn, cell, T, B, I, H);
-    cfg.reverse = flag(reverse, fn, "reverse");
-    const bool lstm = cell == CellKind::lstm;
-    require(y, fn, "y");
-    require(h_n, fn, "h_n");
-    if (lstm) require(c_n, fn, "c_n");
-    require(x, fn, "x");
-    require(w_ih, fn, "w_ih");
-    require(w_hh, fn, "w_hh");
-    if ((b_ih == nullptr) != (b_hh == nullptr))
-      fail(FASTSEQ_ERR_NULL_POINTER, fn, "%s is NULL but %s is not: pass both biases or neither",
-           b_ih ? "b_hh" : "b_ih", b_ih ? "b_ih" : "b_hh");
-    cfg.has_bias = b_ih != nullptr;
-    cfg.has_lengths = lengths != nullptr;
-    check_lengths(fn, cfg, lengths);
-    const bool training = reserve_size != 0;
-    if (training) check_reserve(fn, cfg, sizeof(S), reserve, reserve_size);
-    Scratch s(fn, scratch, scratch_size, forward_scratch_bytes(cfg, sizeof(S), training),
-              "fastseq_forward_scratch_bytes");
-
-    ForwardArgs<S> a;
-    a.y = y;
-    a.h_n = h_n;
-    a.c_n = lstm ? c_n : nullptr;
-    a.reserve = training ? reserve : nullptr;
-    a.reserve_size = training ? reserve_size : 0;
-    a.x = x;
-    a.w_ih = w_ih;
-    a.w_hh = w_hh;
-    a.b_ih = b_ih;
-    a.b_hh = b_hh;
-    a.h0 = h0;
-    a.c0 = lstm ? c0 : nullptr;
-    a.lengths = lengths;
-    a.scratch = s.data;
-    a.scratch_size = s.size;
-    sequence_forward<S>(cfg, training, a);
+    const SeqConfig cfg =
+        family_config(fn, family, kind_flag, T, B, I, H, reverse, b_ih != nullptr, lengths);
+    Params<const S*> w;
+    w.w_ih = w_ih;
+    w.w_hh = w_hh;
+    w.b_ih = b_ih;
+    w.b_hh = b_hh;
+    forward_call<S>(fn, cfg, y, h_n, c_n, reserve, reserve_size, x, w, h0, c0, lengths, scratch,
+                    scratch_size);
   });
 }
 
@@ -270,52 +440,60 @@ int backward(const char* fn, Family family, int kind_flag, S* dx, S* dh0, S* dc0
              const S* dc_n, unsigned char* scratch, std::size_t scratch_size, std::int64_t T,
              std::int64_t B, std::int64_t I, std::int64_t H, int reverse) {
   return guarded(fn, [&] {
-    const CellKind cell = cell_of(family, kind_flag, fn);
-    SeqConfig cfg = config(fn, cell, T, B, I, H);
-    cfg.reverse = flag(reverse, fn, "reverse");
-    const bool lstm = cell == CellKind::lstm;
-    require(dx, fn, "dx");
-    require(dh0, fn, "dh0");
-    if (lstm) require(dc0, fn, "dc0");
-    require(dw_ih, fn, "dw_ih");
-    require(dw_hh, fn, "dw_hh");
-    if ((db_ih == nullptr) != (db_hh == nullptr))
-      fail(FASTSEQ_ERR_NULL_POINTER, fn,
-           "%s is NULL but %s is not: pass both bias gradients (the forward had biases) or "
-           "neither",
-           db_ih ? "db_hh" : "db_ih", db_ih ? "db_ih" : "db_hh");
-    require(x, fn, "x");
-    require(w_ih, fn, "w_ih");
-    require(w_hh, fn, "w_hh");
-    require(dy, fn, "dy");
-    cfg.has_bias = db_ih != nullptr;
-    cfg.has_lengths = lengths != nullptr;
-    check_lengths(fn, cfg, lengths);
-    check_reserve(fn, cfg, sizeof(S), reserve, reserve_size);
-    Scratch s(fn, scratch, scratch_size, backward_scratch_bytes(cfg, sizeof(S)),
-              "fastseq_backward_scratch_bytes");
-
-    BackwardArgs<S> a;
-    a.dx = dx;
-    a.dh0 = dh0;
-    a.dc0 = lstm ? dc0 : nullptr;
-    a.dw_ih = dw_ih;
-    a.dw_hh = dw_hh;
-    a.db_ih = db_ih;
-    a.db_hh = db_hh;
-    a.reserve = reserve;
-    a.reserve_size = reserve_size;
-    a.x = x;
-    a.w_ih = w_ih;
-    a.w_hh = w_hh;
-    a.lengths = lengths;
-    a.dy = dy;
-    a.dh_n = dh_n;
-    a.dc_n = lstm ? dc_n : nullptr;
-    a.scratch = s.data;
-    a.scratch_size = s.size;
-    sequence_backward<S>(cfg, a);
+    const SeqConfig cfg =
+        family_config(fn, family, kind_flag, T, B, I, H, reverse, db_ih != nullptr, lengths);
+    Params<S*> d;
+    d.w_ih = dw_ih;
+    d.w_hh = dw_hh;
+    d.b_ih = db_ih;
+    d.b_hh = db_hh;
+    Params<const S*> w;
+    w.w_ih = w_ih;
+    w.w_hh = w_hh;
+    backward_call<S>(fn, cfg, false, dx, dh0, dc0, d, reserve, reserve_size, x, w, lengths, dy,
+                     dh_n, dc_n, scratch, scratch_size);
   });
+}
+
+// The generic calls for scalar S: the arrays of pointers read by the cell's order.
+template <class S>
+void generic_forward(const char* fn, const SeqConfig& cfg, void* y, void* const* states_n,
+                     unsigned char* reserve, std::size_t reserve_size, const void* x,
+                     const void* const* params, const void* const* states0,
+                     const std::int64_t* lengths, unsigned char* scratch,
+                     std::size_t scratch_size) {
+  const cells::CellInfo& info = cells::cell_info(cfg.cell);
+  require(states_n, fn, "states_n");
+  require(params, fn, "params");
+  const bool has_c = info.states == 2;
+  forward_call<S>(fn, cfg, static_cast<S*>(y), static_cast<S*>(states_n[0]),
+                  has_c ? static_cast<S*>(states_n[1]) : nullptr, reserve, reserve_size,
+                  static_cast<const S*>(x), Params<const S*>::from(info, params),
+                  states0 ? static_cast<const S*>(states0[0]) : nullptr,
+                  states0 && has_c ? static_cast<const S*>(states0[1]) : nullptr, lengths,
+                  scratch, scratch_size);
+}
+
+template <class S>
+void generic_backward(const char* fn, const SeqConfig& cfg, bool accumulate, void* dx,
+                      void* const* dstates0, void* const* dparams, unsigned char* reserve,
+                      std::size_t reserve_size, const void* x, const void* const* params,
+                      const std::int64_t* lengths, const void* dy,
+                      const void* const* dstates_n, unsigned char* scratch,
+                      std::size_t scratch_size) {
+  const cells::CellInfo& info = cells::cell_info(cfg.cell);
+  require(dstates0, fn, "dstates0");
+  require(dparams, fn, "dparams");
+  require(params, fn, "params");
+  const bool has_c = info.states == 2;
+  backward_call<S>(fn, cfg, accumulate, static_cast<S*>(dx), static_cast<S*>(dstates0[0]),
+                   has_c ? static_cast<S*>(dstates0[1]) : nullptr,
+                   Params<S*>::from(info, dparams), reserve, reserve_size,
+                   static_cast<const S*>(x), Params<const S*>::from(info, params), lengths,
+                   static_cast<const S*>(dy),
+                   dstates_n ? static_cast<const S*>(dstates_n[0]) : nullptr,
+                   dstates_n && has_c ? static_cast<const S*>(dstates_n[1]) : nullptr, scratch,
+                   scratch_size);
 }
 
 }  // namespace
@@ -371,6 +549,65 @@ FASTSEQ_API int fastseq_backward_scratch_bytes(size_t* bytes, int cell, int dtyp
     require(bytes, fn, "bytes");
     const std::size_t scalar = scalar_size_of(dtype, fn);
     *bytes = fastseq::backward_scratch_bytes(query_config(fn, cell, T, B, I, H, flags), scalar);
+  });
+}
+
+FASTSEQ_API int fastseq_buffer_bytes(size_t* bytes, int buffer, int cell,
+                                     const fastseq_options* opts) {
+  const char* fn = "fastseq_buffer_bytes";
+  return guarded(fn, [&] {
+    require(bytes, fn, "bytes");
+    const Options o = read_options(fn, cell, opts);
+    switch (buffer) {
+      case FASTSEQ_RESERVE: *bytes = fastseq::reserve_bytes(o.cfg, o.scalar); return;
+      case FASTSEQ_FORWARD_SCRATCH:
+      case FASTSEQ_TRAINING_SCRATCH:
+        *bytes = fastseq::forward_scratch_bytes(o.cfg, o.scalar, buffer == FASTSEQ_TRAINING_SCRATCH);
+        return;
+      case FASTSEQ_BACKWARD_SCRATCH: *bytes = fastseq::backward_scratch_bytes(o.cfg, o.scalar); return;
+      default:
+        fail(FASTSEQ_ERR_ARGUMENT, fn,
+             "buffer = %d is not a fastseq_buffer (FASTSEQ_RESERVE .. FASTSEQ_BACKWARD_SCRATCH "
+             "= 1..4)",
+             buffer);
+    }
+  });
+}
+
+FASTSEQ_API int fastseq_forward(int cell, const fastseq_options* opts, void* y,
+                                void* const* states_n, unsigned char* reserve,
+                                size_t reserve_size, const void* x, const void* const* params,
+                                const void* const* states0, const int64_t* lengths,
+                                unsigned char* scratch, size_t scratch_size) {
+  const char* fn = "fastseq_forward";
+  return guarded(fn, [&] {
+    const Options o = read_options(fn, cell, opts);
+    if (o.scalar == sizeof(float))
+      generic_forward<float>(fn, o.cfg, y, states_n, reserve, reserve_size, x, params, states0,
+                             lengths, scratch, scratch_size);
+    else
+      generic_forward<double>(fn, o.cfg, y, states_n, reserve, reserve_size, x, params, states0,
+                              lengths, scratch, scratch_size);
+  });
+}
+
+FASTSEQ_API int fastseq_backward(int cell, const fastseq_options* opts, void* dx,
+                                 void* const* dstates0, void* const* dparams,
+                                 unsigned char* reserve, size_t reserve_size, const void* x,
+                                 const void* const* params, const int64_t* lengths,
+                                 const void* dy, const void* const* dstates_n,
+                                 unsigned char* scratch, size_t scratch_size) {
+  const char* fn = "fastseq_backward";
+  return guarded(fn, [&] {
+    const Options o = read_options(fn, cell, opts);
+    if (o.scalar == sizeof(float))
+      generic_backward<float>(fn, o.cfg, o.accumulate, dx, dstates0, dparams, reserve,
+                              reserve_size, x, params, lengths, dy, dstates_n, scratch,
+                              scratch_size);
+    else
+      generic_backward<double>(fn, o.cfg, o.accumulate, dx, dstates0, dparams, reserve,
+                               reserve_size, x, params, lengths, dy, dstates_n, scratch,
+                               scratch_size);
   });
 }
 

@@ -14,7 +14,8 @@ template <class... C>
 struct CellList {};
 
 template <class S>
-using Cells = CellList<Rnn<S, false>, Rnn<S, true>, Lstm<S>, GruAfter<S>, GruBefore<S>>;
+using Cells =
+    CellList<Rnn<S, false>, Rnn<S, true>, Lstm<S>, GruAfter<S>, GruBefore<S>, Lstmp<S>>;
 
 template <class F, class... C>
 void with_cell_in(CellKind kind, F&& f, CellList<C...>) {

@@ -1,5 +1,8 @@
 // LSTM cell (PyTorch gate order i, f, g, o):
 //   i, f, o = σ(·), g = tanh(·);  c' = f ⊙ c + i ⊙ g;  h' = o ⊙ tanh(c')
+// and the projected LSTM (lstmp, torch's proj_size): the same cell whose output m = o ⊙ tanh(c')
+// the loops project, h' = m·W_hrᵀ (a product phase of their own): here m goes to h_out (the
+// dense m buffer) and the reserve, and backward's acc is the whole dm.
 // forward epilogue and backward pointwise step for one batch row and one block of L units
 // (cells/rows.hpp): the tile holds all four gates of the same units.
 #pragma once
@@ -14,9 +17,11 @@
 namespace fastseq::cells {
 inline namespace FASTSEQ_ISA_NS {
 
-template <class S>
-struct Lstm : Facts<CellKind::lstm> {
-  // Reserve gate row: [i f g o] activated; hprev, cprev, tanhc beside it.
+template <class S, CellKind K = CellKind::lstm>
+struct Lstm : Facts<K> {
+  // Reserve gate row: [i f g o] activated; hprev (the loops', projected), cprev, tanhc and
+  // (projected) m beside it.
+  static constexpr bool proj = Facts<K>::projected;
 
   // GxIn: gx holds the input projection; false where the loop folded it into acc
   // (loops/layout.hpp, fuses_projection), and gx is only written.
@@ -30,7 +35,7 @@ struct Lstm : Facts<CellKind::lstm> {
         pre[g][u] = GxIn ? w.gx[g * H + u] + w.bias[g * H + u] : w.bias[g * H + u];
     for (int u = 0; u < n; ++u) {
       cp[u] = w.c[u];
-      hp[u] = w.h_in[u];
+      if constexpr (!proj) hp[u] = w.h_in[u];
     }
     S ig[L], fg[L], gg[L], og[L], cn[L], tc[L], hn[L];
     for (int u = 0; u < L; ++u) {
@@ -44,23 +49,27 @@ struct Lstm : Facts<CellKind::lstm> {
     }
     if constexpr (Training) {
       put_gates(w.gx, H, n, ig, fg, gg, og);
-      put(w.hprev, hp, n);
+      if constexpr (!proj) put(w.hprev, hp, n);
       put(w.cprev, cp, n);
       put(w.tanhc, tc, n);
+      if constexpr (proj) put(w.m_keep, hn, n);
     }
     put(w.c, cn, n);
     put(w.h_out, hn, n);
-    put(w.y, hn, n);
+    if constexpr (!proj) put(w.y, hn, n);
   }
 
-  // gates: [i f g o] in, dG out; dgs <- dG; dc carried; dhd <- 0.
+  // gates: [i f g o] in, dG out; dgs <- dG; dc carried; dhd <- 0 (projected: dh at m is acc).
   template <int L, bool Full>
   FASTSEQ_TILE_FN static void backward(const BwdRow<S>& w) {
     const int n = Full ? L : w.n;
     const std::int64_t H = w.H;
     S dht[L] = {}, dcc[L] = {}, a[4][L] = {}, tc[L] = {}, cp[L] = {};
     for (int u = 0; u < n; ++u) {
-      dht[u] = w.dhd[u] + w.acc[u] + w.dy[u];
+      if constexpr (proj)
+        dht[u] = w.acc[u];
+      else
+        dht[u] = w.dhd[u] + w.acc[u] + w.dy[u];
       dcc[u] = w.dc[u];
       tc[u] = w.tanhc[u];
       cp[u] = w.cprev[u];
@@ -80,9 +89,12 @@ struct Lstm : Facts<CellKind::lstm> {
     put_gates(w.gates, H, n, di, df, dg, d_o);
     put_gates(w.dgs, H, n, di, df, dg, d_o);
     put(w.dc, dcn, n);
-    put_zeros(w.dhd, n);
+    if constexpr (!proj) put_zeros(w.dhd, n);
   }
 };
+
+template <class S>
+using Lstmp = Lstm<S, CellKind::lstmp>;
 
 }  // namespace FASTSEQ_ISA_NS
 }  // namespace fastseq::cells

@@ -40,6 +40,10 @@ struct CellInfo {
   RecurrentGradPart dw_hh[2];
   int dw_hh_parts;
   int db_hh_col[4];
+  // The state h is a projection of the cell's output, h = m·W_hrᵀ (P wide, m = the cell's
+  // H-wide output): the loops run a product phase more per step (loops/forward.hpp,
+  // backward.hpp), the recurrent product's K is P, and w_hr joins the parameters after w_hh.
+  bool projected = false;
 };
 
 inline constexpr CellInfo kCells[] = {
@@ -59,7 +63,19 @@ inline constexpr CellInfo kCells[] = {
     // dW_hn is taken against r ⊙ h_{t-1}.
     {CellKind::gru_reset_before, "gru_reset_before", "gru", 3, 1, 3, true, false, false,
      {{0, 0, 2, Against::hprev}, {2, 2, 1, Against::rh}}, 2, {0, 1, 2}},
+    // torch's LSTM with proj_size: the LSTM's gates, h = (o ⊙ tanh c)·W_hrᵀ.
+    {CellKind::lstmp, "lstmp", "lstm", 4, 2, 4, false, false, true,
+     {{0, 0, 4, Against::hprev}}, 1, {0, 1, 2, 3}, true},
 };
+
+// The parameter arrays of a cell in call order (fastseq/cells.py's Cell.parameters): the
+// weights, w_hr after w_hh when projected, then the two biases.
+constexpr int parameter_count(const CellInfo& c) { return c.projected ? 5 : 4; }
+constexpr const char* parameter_name(const CellInfo& c, int i) {
+  const char* const plain[] = {"w_ih", "w_hh", "b_ih", "b_hh"};
+  const char* const projected[] = {"w_ih", "w_hh", "w_hr", "b_ih", "b_hh"};
+  return c.projected ? projected[i] : plain[i];
+}
 
 // The entry of a cell kind, or null for a value no entry has (a C caller's bad int).
 constexpr const CellInfo* find_cell(CellKind kind) {
@@ -79,6 +95,7 @@ struct Facts {
   static constexpr int G = info.gates;
   static constexpr bool two_products = info.two_products;
   static constexpr bool has_c = info.states == 2;
+  static constexpr bool projected = info.projected;
 };
 
 }  // namespace fastseq::cells

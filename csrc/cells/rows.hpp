@@ -27,6 +27,7 @@ struct FwdRow {
   S* rh = nullptr;          // GRU reset-before: r ⊙ h for the n-block product (dense)
   S* rh_keep = nullptr;     // training: reserve copy of r ⊙ h
   S* z = nullptr;           // GRU reset-before: z between the phases (dense)
+  S* m_keep = nullptr;      // training, projected: reserve copy of the cell output m
   std::int64_t H = 0;
   int n = 0;
 };
@@ -54,8 +55,9 @@ FASTSEQ_INLINE void put_gates(S* row, std::int64_t H, int n, const Gates&... gat
 
 template <class S>
 struct BwdRow {
-  const S* acc = nullptr;    // product for this row: dG_next · W_hh (or dn · W_hn) over the units
-  S* dhd = nullptr;          // carried part of dh that bypasses W_hh, in/out
+  const S* acc = nullptr;    // product for this row: dG_next · W_hh (or dn · W_hn) over the units;
+                             // projected: dm = dh · W_hr, the whole gradient at the output m
+  S* dhd = nullptr;          // carried part of dh that bypasses W_hh, in/out (not projected)
   const S* dy = nullptr;     // output gradient row
   S* gates = nullptr;        // reserve gate row: activations in, dG out
   S* dgs = nullptr;          // dense dG row for the next product (gate stride H)

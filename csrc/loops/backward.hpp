@@ -1,7 +1,8 @@
 // The backward time loop, written once for every cell: per step (in reverse) the cell's
-// pointwise backward on dh = dhd + dG·W_hh for each block of units, one barrier; then the
-// weight and input gradients as large products over all rows, and the bias sums. docs/
-// kernels.md explains it. Compiled per ISA (loops/sequence_isa.cpp), in FASTSEQ_ISA_NS.
+// pointwise backward on dh = dhd + dG·W_hh for each block of units, one barrier (a projected
+// cell: first dh = dhd + dG·W_hh + dy over the P state columns, a barrier, then the cell's
+// backward on dm = dh·W_hr, a barrier); then the weight and input gradients as large
+// products over all rows, and the bias sums. docs/kernels.md explains it. Compiled per ISA (loops/sequence_isa.cpp), in FASTSEQ_ISA_NS.
 #pragma once
 
 #include <cstdint>
@@ -21,28 +22,41 @@ struct BwdShared {
   const BackwardArgs<S>* a;
   BackwardScratch<S> sc;
   ReservePlanes<S> rv;
-  std::int64_t nb;
+  std::int64_t nb;   // blocks of L units of H
+  std::int64_t nbs;  // blocks of L columns of the state (Hs)
 };
 
 template <class S, class Cell, bool HasLengths>
 struct Backward {
   static constexpr int L = gemm::lanes<S>;
   static constexpr int G = Cell::G;
+  static constexpr bool Proj = Cell::projected;
 
   const BwdShared<S>& sh;
   std::int64_t T, B, H;
   const std::int64_t* lengths;
   bool reverse;
+  std::int64_t Hs;  // the state width: H, or P with the projection
 
-  // The slice of W_hh rows [r0, r0 + K) of the group of nv blocks from jb, k-major (row
-  // stride ldp), from the backward panels.
+  // Packed columns [0, width) of a weight, per group of one or two blocks of L columns, each
+  // column `rows` k-rows deep: W_hh (G·H rows, the state's Hs columns) or, projected, W_hr
+  // (P rows, the H units of m).
+  struct Panels {
+    const S* base;
+    std::int64_t rows, width;
+  };
+  Panels w_hh_panels() const { return {sh.sc.panels, G * H, Hs}; }
+  Panels w_hr_panels() const { return {sh.sc.proj_panels, sh.cfg->P, H}; }
+
+  // The slice of rows [r0, r0 + K) of the group of nv blocks from jb, k-major (row stride
+  // ldp).
   struct Slice {
     const S* p;
     std::int64_t ldp;
   };
-  Slice slice(std::int64_t jb, int nv, std::int64_t r0) const {
+  static Slice slice(const Panels& pp, std::int64_t jb, int nv, std::int64_t r0) {
     const std::int64_t j0 = jb * L, w = nv * L;
-    return {sh.sc.panels + j0 * G * H + r0 * w, w};
+    return {pp.base + j0 * pp.rows + r0 * w, w};
   }
 
   // Threads own whole pairs of blocks (share_groups); a pair from an even block is one
@@ -51,9 +65,11 @@ struct Backward {
     return (jb % 2 == 0 && (jb + 2) * L <= H) ? 2 : 1;
   }
 
-  // Phase 0: the only product (or GRU reset-before phase A); 1: GRU reset-before phase B;
-  // 2: the final product, dh0 = dhd + dG_0 · W_hh. NV adjacent blocks of units per tile
-  // (two full blocks: fewer broadcast rows per FMA, so the tile is not load-bound).
+  // Phase 0: the only product (or GRU reset-before phase A; projected: dm = dh · W_hr and
+  // the cell's backward); 1: GRU reset-before phase B; 2: the final product, dh0 = dhd +
+  // dG_0 · W_hh; 3: projected, dh = dhd + dG_next · W_hh + dy over the state's columns. NV
+  // adjacent blocks of units per tile (two full blocks: fewer broadcast rows per FMA, so the
+  // tile is not load-bound).
   template <int Phase, int NV>
   struct Step {
     const Backward& f;
@@ -79,17 +95,37 @@ struct Backward {
 
     void epilogue(std::int64_t b, const S* acc, std::int64_t j0, int n) {
       const BwdShared<S>& sh = f.sh;
-      const std::int64_t H = f.H;
-      S* dhd = sh.sc.dhd + b * H + j0;
+      const std::int64_t H = f.H, Hs = f.Hs;
+      S* dhd = sh.sc.dhd + b * Hs + j0;  // state columns (phases 2 and 3; 0 unprojected)
       if constexpr (Phase == 2) {
-        S* dh0 = sh.a->dh0 + b * H + j0;
+        S* dh0 = sh.a->dh0 + b * Hs + j0;
         for (int u = 0; u < n; ++u) dh0[u] = dhd[u] + acc[u];
         return;
       }
       const std::int64_t t = time_of<HasLengths>(s, b, f.T, f.reverse, f.lengths);
+      if constexpr (Phase == 3) {
+        // dh of the state columns [j0, j0 + n): into the dense row dm's product reads and
+        // the plane of every step's dh (dW_hr); finished: it passes through, its row is 0.
+        S* dh = dgs_out + b * ldo + j0;
+        if (HasLengths && t < 0) {
+          for (int u = 0; u < n; ++u) dhd[u] += acc[u];
+          zero(dh, n);
+          return;
+        }
+        const std::int64_t row = t * f.B + b;
+        const S* dy = sh.a->dy + row * Hs + j0;
+        S* keep = sh.sc.dh_rows + row * Hs + j0;
+        for (int u = 0; u < n; ++u) {
+          const S v = dhd[u] + acc[u] + dy[u];
+          dh[u] = v;
+          keep[u] = v;
+          dhd[u] = S(0);
+        }
+        return;
+      }
       if (HasLengths && t < 0) {
         // Finished: dh passes through; its dG rows are zero.
-        if constexpr (Phase == 0)
+        if constexpr (Phase == 0 && !Proj)
           for (int u = 0; u < n; ++u) dhd[u] += acc[u];
         const int gates_out = Cell::two_products ? (Phase == 0 ? 1 : 2) : G;
         for (int g = 0; g < gates_out; ++g) zero(dgs_out + b * ldo + g * H + j0, n);
@@ -98,8 +134,10 @@ struct Backward {
       const std::int64_t row = t * f.B + b;
       cells::BwdRow<S> w;
       w.acc = acc;
-      w.dhd = dhd;
-      w.dy = sh.a->dy + row * H + j0;
+      if constexpr (!Proj) {
+        w.dhd = dhd;
+        w.dy = sh.a->dy + row * H + j0;
+      }
       w.gates = sh.rv.gates + row * sh.rv.ldg + j0;
       w.dgs = dgs_out + b * ldo + j0;
       w.H = H;
@@ -109,7 +147,7 @@ struct Backward {
         w.cprev = sh.rv.cprev + row * H + j0;
         w.tanhc = sh.rv.tanhc + row * H + j0;
       }
-      w.hprev = sh.rv.hprev + row * H + j0;
+      if constexpr (!Proj) w.hprev = sh.rv.hprev + row * H + j0;
       if constexpr (Cell::two_products) {
         if constexpr (Phase == 0) {
           w.dn = dgs_out + b * ldo + j0;
@@ -129,27 +167,53 @@ struct Backward {
     }
   };
 
-  // Pairs of blocks [2q, 2q + 2) of this thread's [jb0, jb1) (jb0 is even), in zig-zag order:
-  // one group of two, or single blocks.
+  // Pairs of blocks [2q, 2q + 2) of this thread's [jb0, jb1) (jb0 is even) of the panels'
+  // columns, in zig-zag order: one group of two, or single blocks.
   template <int Phase>
-  void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, std::int64_t lda,
-            std::int64_t r0, std::int64_t K, S* dgs_out, std::int64_t ldo) const {
-    const std::int64_t n = group_count(jb1 - jb0, 2);
+  void step(std::int64_t s, const Panels& pp, std::int64_t jb0, std::int64_t jb1, const S* a,
+            std::int64_t lda, std::int64_t r0, std::int64_t K, S* dgs_out,
+            std::int64_t ldo) const {
+    const std::int64_t n = group_count(jb1 - jb0, 2), width = pp.width;
     for (std::int64_t q = 0; q < n; ++q) {
       const std::int64_t jb = jb0 + 2 * zigzag(s, q, n);
       std::int64_t b0 = 0;
-      if (group_width(jb, H) == 2) {
-        Step<Phase, 2> st{*this, s, jb * L, L, a, lda, K, slice(jb, 2, r0), dgs_out, ldo};
+      if (group_width(jb, width) == 2) {
+        Step<Phase, 2> st{*this, s, jb * L, L, a, lda, K, slice(pp, jb, 2, r0), dgs_out, ldo};
         gemm::for_row_blocks<gemm::max_rows<2>>(B, b0, st);
         continue;
       }
       for (std::int64_t j = jb; j < jb + 2 && j < jb1; ++j) {
         const std::int64_t j0 = j * L;
-        const int nu = int(H - j0 < L ? H - j0 : L);
-        Step<Phase, 1> st{*this, s, j0, nu, a, lda, K, slice(j, 1, r0), dgs_out, ldo};
+        const int nu = int(width - j0 < L ? width - j0 : L);
+        Step<Phase, 1> st{*this, s, j0, nu, a, lda, K, slice(pp, j, 1, r0), dgs_out, ldo};
         b0 = 0;
         gemm::for_row_blocks<gemm::max_rows<1>>(B, b0, st);
       }
+    }
+  }
+
+  // Columns [j0 of block jb0, of block jb1) of w (pp.rows rows of pp.width scalars) into the
+  // panels pp, per group of one or two blocks, zero past the width.
+  static void pack_columns(const Panels& pp, const S* w, std::int64_t jb0, std::int64_t jb1) {
+    const std::int64_t R = pp.rows, width = pp.width;
+    for (std::int64_t jb = jb0; jb < jb1;) {
+      const int nv = group_width(jb, width);
+      const std::int64_t j0 = jb * L, gw = nv * L;
+      const std::int64_t n = width - j0 < gw ? width - j0 : gw;
+      S* dst = const_cast<S*>(pp.base) + j0 * R;
+      if (n == gw) {
+        // A vector per block and row: memcpy's call per row piece was 4 % of a batch-1
+        // LSTM's training step (32 K calls of 128 bytes at H = 512).
+        for (std::int64_t r = 0; r < R; ++r)
+          for (int v = 0; v < nv; ++v)
+            gemm::vstore(dst + r * gw + v * L, gemm::vload(w + r * width + j0 + v * L));
+      } else {
+        for (std::int64_t r = 0; r < R; ++r) {
+          copy(dst + r * gw, w + r * width + j0, n);
+          for (std::int64_t u = n; u < gw; ++u) dst[r * gw + u] = S(0);
+        }
+      }
+      jb += nv;
     }
   }
 
@@ -157,7 +221,8 @@ struct Backward {
     const BwdShared<S>& sh = *static_cast<const BwdShared<S>*>(ctx);
     const SeqConfig& cfg = *sh.cfg;
     const BackwardArgs<S>& a = *sh.a;
-    const Backward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse};
+    const std::int64_t Hs = state_width(cfg), P = cfg.P;
+    const Backward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse, Hs};
     const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B, GH = G * H;
     const BackwardScratch<S>& sc = sh.sc;
     const std::int64_t ldg = sh.rv.ldg;
@@ -165,31 +230,17 @@ struct Backward {
 
     // 0. Carried gradients, and this thread's groups of W_hh columns packed k-major (W_hh's
     //    own rows are k-major but H scalars apart: strided rows defeat the prefetchers and the L1).
+    //    Projected: W_hh's columns are the P of the state, and W_hr's H columns are packed so too.
     share(B, tid, nt, lo, hi);
-    copy_or_zero(sc.dhd + lo * H, a.dh_n ? a.dh_n + lo * H : nullptr, (hi - lo) * H);
+    copy_or_zero(sc.dhd + lo * Hs, a.dh_n ? a.dh_n + lo * Hs : nullptr, (hi - lo) * Hs);
     if constexpr (Cell::has_c)
       copy_or_zero(sc.dc + lo * H, a.dc_n ? a.dc_n + lo * H : nullptr, (hi - lo) * H);
-    std::int64_t jb0, jb1;
+    std::int64_t jb0, jb1;  // blocks of H units (the cell's)
     share_groups(sh.nb, 2, tid, nt, jb0, jb1);
-    for (std::int64_t jb = jb0; jb < jb1;) {
-      const int nv = group_width(jb, H);
-      const std::int64_t j0 = jb * L, w = nv * L;
-      const std::int64_t n = H - j0 < w ? H - j0 : w;
-      S* dst = sc.panels + j0 * GH;
-      if (n == w) {
-        // A vector per block and row: memcpy's call per row piece was 4 % of a batch-1
-        // LSTM's training step (32 K calls of 128 bytes at H = 512).
-        for (std::int64_t r = 0; r < GH; ++r)
-          for (int v = 0; v < nv; ++v)
-            gemm::vstore(dst + r * w + v * L, gemm::vload(a.w_hh + r * H + j0 + v * L));
-      } else {
-        for (std::int64_t r = 0; r < GH; ++r) {
-          copy(dst + r * w, a.w_hh + r * H + j0, n);
-          for (std::int64_t u = n; u < w; ++u) dst[r * w + u] = S(0);
-        }
-      }
-      jb += nv;
-    }
+    std::int64_t sb0 = jb0, sb1 = jb1;  // blocks of state columns
+    if constexpr (Proj) share_groups(sh.nbs, 2, tid, nt, sb0, sb1);
+    pack_columns(f.w_hh_panels(), a.w_hh, sb0, sb1);
+    if constexpr (Proj) pack_columns(f.w_hr_panels(), a.w_hr, jb0, jb1);
     team_barrier(nt);
 
     // 1. Reverse time loop. Each step: for this thread's units, dh = dhd + dG_next · W_hh,
@@ -200,24 +251,33 @@ struct Backward {
       S* dgrz = sc.dgs;            // (B, ldrz)
       S* dn = sc.dgs + B * ldrz;   // (B, ldn)
       for (std::int64_t s = T - 1; s >= 0; --s) {
-        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : dgrz, ldrz, 0, 2 * H, dn, ldn);
+        f.template step<0>(s, f.w_hh_panels(), jb0, jb1, s == T - 1 ? nullptr : dgrz, ldrz, 0,
+                           2 * H, dn, ldn);
         team_barrier(nt);
-        f.template step<1>(s, jb0, jb1, dn, ldn, 2 * H, H, dgrz, ldrz);
+        f.template step<1>(s, f.w_hh_panels(), jb0, jb1, dn, ldn, 2 * H, H, dgrz, ldrz);
         team_barrier(nt);
       }
-      f.template step<2>(0, jb0, jb1, dgrz, ldrz, 0, 2 * H, nullptr, 0);
+      f.template step<2>(0, f.w_hh_panels(), jb0, jb1, dgrz, ldrz, 0, 2 * H, nullptr, 0);
     } else {
       const std::int64_t ldd = padded_ld<S>(GH);
       S* cur = sc.dgs;
       S* nxt = sc.dgs + B * ldd;
       for (std::int64_t s = T - 1; s >= 0; --s) {
-        f.template step<0>(s, jb0, jb1, s == T - 1 ? nullptr : cur, ldd, 0, GH, nxt, ldd);
+        const S* dg_next = s == T - 1 ? nullptr : cur;
+        if constexpr (Proj) {
+          const std::int64_t ldh = padded_ld<S>(P);
+          f.template step<3>(s, f.w_hh_panels(), sb0, sb1, dg_next, ldd, 0, GH, sc.dh, ldh);
+          team_barrier(nt);
+          f.template step<0>(s, f.w_hr_panels(), jb0, jb1, sc.dh, ldh, 0, P, nxt, ldd);
+        } else {
+          f.template step<0>(s, f.w_hh_panels(), jb0, jb1, dg_next, ldd, 0, GH, nxt, ldd);
+        }
         team_barrier(nt);
         S* tmp = cur;
         cur = nxt;
         nxt = tmp;
       }
-      f.template step<2>(0, jb0, jb1, cur, ldd, 0, GH, nullptr, 0);
+      f.template step<2>(0, f.w_hh_panels(), sb0, sb1, cur, ldd, 0, GH, nullptr, 0);
     }
     if constexpr (Cell::has_c) {
       for (std::int64_t jb = jb0; jb < jb1; ++jb) {
@@ -229,6 +289,7 @@ struct Backward {
     if constexpr (HasLengths) {
       share(B, tid, nt, lo, hi);
       zero_padding(sh.rv.gates, ldg, ldg, cfg, a.lengths, lo, hi);
+      if constexpr (Proj) zero_padding(sc.dh_rows, P, P, cfg, a.lengths, lo, hi);
     }
     team_barrier(nt);
 
@@ -269,9 +330,12 @@ struct Backward {
     for (int q = 0; q < Cell::info.dw_hh_parts; ++q) {
       const cells::RecurrentGradPart& part = Cell::info.dw_hh[q];
       const S* against = part.against == cells::Against::rh ? sh.rv.rh : sh.rv.hprev;
-      team_matmul<S>(tid, nt, Op::T, Op::N, part.gates * H, H, N, dg + part.dg_col * H, ldg,
-                     against, H, a.dw_hh + part.w_row * H * H, H, beta);
+      team_matmul<S>(tid, nt, Op::T, Op::N, part.gates * H, Hs, N, dg + part.dg_col * H, ldg,
+                     against, Hs, a.dw_hh + part.w_row * H * Hs, Hs, beta);
     }
+    //    Projected: dW_hr = Σ_t dh_tᵀ · m_t, one product over all rows.
+    if constexpr (Proj)
+      team_matmul<S>(tid, nt, Op::T, Op::N, P, H, N, sc.dh_rows, P, sh.rv.m, H, a.dw_hr, H, beta);
 
     // 3. Bias gradients: column sums over all N rows in row order, accumulated in double,
     //    each column by one thread, so the result is the same whatever the thread count.
@@ -309,6 +373,7 @@ void backward_loop(const SeqConfig& cfg, const BackwardArgs<S>& a) {
   Carver scv(a.scratch);
   sh.sc = BackwardScratch<S>::carve(scv, cfg);
   sh.nb = (cfg.H + L - 1) / L;
+  sh.nbs = (state_width(cfg) + L - 1) / L;
   using Bw = Backward<S, Cell, HasLengths>;
   runtime::parallel_run(team_size<S>(cfg, group_count(sh.nb, 2)), &Bw::team, &sh);
 }

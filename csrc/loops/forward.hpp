@@ -1,7 +1,8 @@
 // The forward time loop, written once for every cell (cells/*.hpp hold the gate math) with
 // training and lengths as template parameters, so the step loop tests neither: the input
 // projection for all steps, then per step one register tile of h·W_hhᵀ per block of units
-// and rows with the cell's epilogue on it, and one barrier. docs/kernels.md explains the
+// and rows with the cell's epilogue on it, and one barrier (a projected cell: then a second
+// product phase, h = m·W_hrᵀ, and a second barrier). docs/kernels.md explains the
 // layout and the tricks. Compiled per ISA (loops/sequence_isa.cpp), in FASTSEQ_ISA_NS.
 #pragma once
 
@@ -27,6 +28,7 @@ struct FwdShared {
   std::int64_t ldg;
   std::int64_t nb;  // blocks of L units
   std::int64_t kp;  // rows of each forward panel (forward_panel_rows)
+  std::int64_t nbp; // projected: blocks of L columns of P
 };
 
 // Fused: the input projection is folded into the step product (layout.hpp,
@@ -43,12 +45,17 @@ struct Forward {
   // and threads own whole groups, so a unit's tile shape, and with it the order of its sum
   // over k, never depends on the thread count.
   static constexpr int W = G == 1 ? tuning::kRnnBlocksPerPanel : 1;
+  // The projection phase (Cell::projected, h = m·W_hrᵀ): groups of WP blocks of P columns side
+  // by side in one panel, fixed by position as above (the RNN's single-gate tile shape).
+  static constexpr bool Proj = Cell::projected;
+  static constexpr int WP = tuning::kRnnBlocksPerPanel;
 
   const FwdShared<S>& sh;
   std::int64_t T, B, H;
   const std::int64_t* lengths;
   bool reverse;
   std::int64_t ldh;  // row stride of h, r ⊙ h, z
+  std::int64_t K;    // the state width Hs: the recurrent product's K, the width of h and y
 
   // Product tiles and epilogues of the group of NB blocks from unit j0 at step s.
   // phase 0: the only product, or GRU reset-before phase 1; phase 1: its phase 2.
@@ -67,7 +74,7 @@ struct Forward {
     template <int MR>
     void rows(std::int64_t b0) {
       alignas(64) S acc[MR * NV * L];
-      gemm::tile<S, MR, NV>(a + b0 * f.ldh, f.ldh, panel, NV * L, f.H, acc);
+      gemm::tile<S, MR, NV>(a + b0 * f.ldh, f.ldh, panel, NV * L, f.K, acc);
       for (int r = 0; r < MR; ++r) epilogues(b0 + r, acc + r * NV * L);
     }
 
@@ -85,8 +92,9 @@ struct Forward {
       const std::int64_t t = time_of<HasLengths>(s, b, f.T, f.reverse, f.lengths);
       if (HasLengths && t < 0) {
         // Frozen: carry the state into the other buffer (the reset-before GRU updates h in
-        // place and needs nothing).
-        if constexpr (!Cell::two_products) copy(h_out + b * f.ldh + j0, h_in + b * f.ldh + j0, n);
+        // place and needs nothing; a projected cell's projection phase carries h).
+        if constexpr (!Cell::two_products && !Proj)
+          copy(h_out + b * f.ldh + j0, h_in + b * f.ldh + j0, n);
         return;
       }
       const std::int64_t row = t * f.B + b;
@@ -94,12 +102,18 @@ struct Forward {
       w.acc = acc;
       w.gx = sh.gates + row * sh.ldg + j0;
       w.bias = sh.sc.bias + j0;
-      w.h_in = h_in + b * f.ldh + j0;
-      w.h_out = h_out + b * f.ldh + j0;
-      w.y = sh.a->y + row * H + j0;
       w.H = H;
       w.n = n;
-      if constexpr (Training) w.hprev = sh.rv.hprev + row * H + j0;
+      if constexpr (Proj) {
+        // The cell's output m, for the projection phase (which writes h, y and hprev).
+        w.h_out = sh.sc.m + b * sh.sc.ldm + j0;
+        if constexpr (Training) w.m_keep = sh.rv.m + row * H + j0;
+      } else {
+        w.h_in = h_in + b * f.ldh + j0;
+        w.h_out = h_out + b * f.ldh + j0;
+        w.y = sh.a->y + row * H + j0;
+        if constexpr (Training) w.hprev = sh.rv.hprev + row * H + j0;
+      }
       if constexpr (Cell::has_c) {
         w.c = sh.sc.c + b * H + j0;
         if constexpr (Training) {
@@ -164,9 +178,12 @@ struct Forward {
         else if constexpr (!Fused)
           __builtin_prefetch(gx + g * H, 0);
       }
-      if constexpr (last_phase) __builtin_prefetch(sh.a->y + row * H + j0, 1);
+      if constexpr (last_phase && !Proj) __builtin_prefetch(sh.a->y + row * H + j0, 1);
       if constexpr (Training && Phase == 0) {
-        __builtin_prefetch(sh.rv.hprev + row * H + j0, 1);
+        if constexpr (Proj)
+          __builtin_prefetch(sh.rv.m + row * H + j0, 1);
+        else
+          __builtin_prefetch(sh.rv.hprev + row * H + j0, 1);
         if constexpr (Cell::has_c) {
           __builtin_prefetch(sh.rv.cprev + row * H + j0, 1);
           __builtin_prefetch(sh.rv.tanhc + row * H + j0, 1);
@@ -197,7 +214,7 @@ struct Forward {
     constexpr int NV = St::NV;
     for (int v = 0; v < NB; ++v) prefetch_block<Phase>(s, (jb + v) * L);
     St st{*this, s, jb * L, a, Phase == 0 ? panel1(jb) : panel2(jb), h_in, h_out};
-    if (Fused || (B >= kb_min_rows && H > KC)) {
+    if (Fused || (B >= kb_min_rows && K > KC)) {
       // k-blocked: a KC-row slice of the panel stays in L1 while every row tile of a
       // chunk of rows passes over it; partial sums wait in part, the epilogue follows
       // the last slice. Fused, the slices run over x_t's rows (staged by stage_x) first,
@@ -222,13 +239,72 @@ struct Forward {
           kh = sh.cfg->I;
           slices(sh.sc.xs + (s % 2) * B * sh.sc.ldx, sh.sc.ldx, kh, st.panel);
         }
-        slices(a, ldh, H, st.panel + kh * NV * L);
+        slices(a, ldh, K, st.panel + kh * NV * L);
         for (std::int64_t r = 0; r < rows; ++r) st.epilogues(c0 + r, part + r * NV * L);
       }
       return;
     }
     std::int64_t b0 = 0;
     gemm::for_row_blocks<gemm::max_rows<NV>>(B, b0, st);
+  }
+
+  // The projection phase of a projected cell at step s: h_out = m·W_hrᵀ for the groups of P
+  // columns [pb0, pb1) (this thread's), written to y and, training, h_in to the reserve's
+  // hprev; a finished row carries h_in. One tile of rows × NB column blocks per group.
+  template <int NB>
+  struct ProjStep {
+    const Forward& f;
+    std::int64_t s, j0;
+    const S* panel;  // W_hrᵀ of the group: H rows, row stride NB·L
+    const S* h_in;
+    S* h_out;
+
+    template <int MR>
+    void rows(std::int64_t b0) {
+      alignas(64) S acc[MR * NB * L];
+      gemm::tile<S, MR, NB>(f.sh.sc.m + b0 * f.sh.sc.ldm, f.sh.sc.ldm, panel, NB * L, f.H, acc);
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NB; ++v) {
+          const std::int64_t jv = j0 + v * L;
+          epilogue(b0 + r, acc + (r * NB + v) * L, jv, f.K - jv < L ? f.K - jv : L);
+        }
+    }
+
+    void epilogue(std::int64_t b, const S* acc, std::int64_t j, std::int64_t n) const {
+      const S* hi = h_in + b * f.ldh + j;
+      S* ho = h_out + b * f.ldh + j;
+      const std::int64_t t = time_of<HasLengths>(s, b, f.T, f.reverse, f.lengths);
+      if (HasLengths && t < 0) {
+        copy(ho, hi, n);
+        return;
+      }
+      const std::int64_t row = t * f.B + b;
+      if constexpr (Training) copy(f.sh.rv.hprev + row * f.K + j, hi, n);
+      copy(ho, acc, n);
+      copy(f.sh.a->y + row * f.K + j, acc, n);
+    }
+  };
+
+  // Panel of the projection group from column block pb (every group before it WP wide).
+  const S* proj_panel(std::int64_t pb) const { return sh.sc.proj_panels + pb * H * L; }
+
+  void project(std::int64_t s, std::int64_t pb0, std::int64_t pb1, const S* h_in,
+               S* h_out) const {
+    const std::int64_t n = group_count(pb1 - pb0, WP);
+    for (std::int64_t q = 0; q < n; ++q) {
+      const std::int64_t pb = pb0 + WP * zigzag(s, q, n);
+      proj_group(s, pb, pb1 - pb < WP ? int(pb1 - pb) : WP, h_in, h_out);
+    }
+  }
+
+  template <int NB = WP>
+  void proj_group(std::int64_t s, std::int64_t pb, int nb, const S* h_in, S* h_out) const {
+    if constexpr (NB > 1) {
+      if (nb < NB) return proj_group<NB - 1>(s, pb, nb, h_in, h_out);
+    }
+    ProjStep<NB> st{*this, s, pb * L, proj_panel(pb), h_in, h_out};
+    std::int64_t b0 = 0;
+    gemm::for_row_blocks<gemm::max_rows<NB>>(B, b0, st);
   }
 
   // Fused: rows [b_lo, b_hi) of x at step s into the step's staging buffer (double-buffered:
@@ -281,7 +357,8 @@ struct Forward {
     const FwdShared<S>& sh = *static_cast<const FwdShared<S>*>(ctx);
     const SeqConfig& cfg = *sh.cfg;
     const ForwardArgs<S>& a = *sh.a;
-    const Forward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse, sh.sc.ldh};
+    const std::int64_t Hs = state_width(cfg);
+    const Forward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse, sh.sc.ldh, Hs};
     const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B, GH = G * H;
     const ForwardScratch<S>& sc = sh.sc;
     std::int64_t lo, hi;
@@ -304,7 +381,7 @@ struct Forward {
     const std::int64_t ldh = sc.ldh;
     share(B, tid, nt, lo, hi);
     for (std::int64_t b = lo; b < hi; ++b) {
-      copy_or_zero(sc.h + b * ldh, a.h0 ? a.h0 + b * H : nullptr, H);
+      copy_or_zero(sc.h + b * ldh, a.h0 ? a.h0 + b * Hs : nullptr, Hs);
       if constexpr (Cell::two_products) {
         zero(sc.rh + b * ldh, ldh);
         zero(sc.z + b * ldh, ldh);
@@ -324,9 +401,22 @@ struct Forward {
         gemm::pack_forward<S, NG1>(p, ldp, a.w_ih, H, I, 0, j0, n);
         p += I * ldp;
       }
-      gemm::pack_forward<S, NG1>(p, ldp, a.w_hh, H, H, 0, j0, n);
+      gemm::pack_forward<S, NG1>(p, ldp, a.w_hh, H, Hs, 0, j0, n);
       if constexpr (Cell::two_products)
         gemm::pack_forward<S, 1>(const_cast<S*>(f.panel2(jb)), L, a.w_hh, H, H, 2, j0, n);
+    }
+    // Projected: this thread's groups of P columns, W_hrᵀ (H rows) side by side per group.
+    std::int64_t pb0 = 0, pb1 = 0;
+    if constexpr (Proj) {
+      share_groups(sh.nbp, WP, tid, nt, pb0, pb1);
+      for (std::int64_t pb = pb0; pb < pb1; ++pb) {
+        const std::int64_t j0 = pb * L;
+        const int n = int(Hs - j0 < L ? Hs - j0 : L);
+        const std::int64_t pg = pb / WP * WP, v = pb - pg;
+        const std::int64_t ldp = (sh.nbp - pg < WP ? sh.nbp - pg : WP) * L;
+        gemm::pack_forward<S, 1>(const_cast<S*>(f.proj_panel(pg)) + v * L, ldp, a.w_hr, Hs, H,
+                                 0, j0, n);
+      }
     }
 
     // 1. Input projection for all T steps at once: Gx = X · W_ihᵀ, written straight into
@@ -352,6 +442,10 @@ struct Forward {
         team_barrier(nt);
       } else {
         f.template step<0>(s, jb0, jb1, h_cur, h_cur, h_nxt);
+        if constexpr (Proj) {
+          team_barrier(nt);  // all of m before any of its projection
+          f.project(s, pb0, pb1, h_cur, h_nxt);
+        }
         if constexpr (Fused) f.stage_x(s + 1, xlo, xhi);
         team_barrier(nt);
         S* tmp = h_cur;
@@ -363,13 +457,14 @@ struct Forward {
     // 3. Final states; zeros where sequences had ended (y, and the reserve planes that the
     //    backward GEMMs multiply by the zero dG of those rows: 0 · garbage could be NaN).
     share(B, tid, nt, lo, hi);
-    for (std::int64_t b = lo; b < hi; ++b) copy(a.h_n + b * H, h_cur + b * ldh, H);
+    for (std::int64_t b = lo; b < hi; ++b) copy(a.h_n + b * Hs, h_cur + b * ldh, Hs);
     if constexpr (Cell::has_c) copy(a.c_n + lo * H, sc.c + lo * H, (hi - lo) * H);
     if constexpr (HasLengths) {
-      zero_padding(a.y, H, H, cfg, a.lengths, lo, hi);
+      zero_padding(a.y, Hs, Hs, cfg, a.lengths, lo, hi);
       if constexpr (Training) {
-        zero_padding(sh.rv.hprev, H, H, cfg, a.lengths, lo, hi);
+        zero_padding(sh.rv.hprev, Hs, Hs, cfg, a.lengths, lo, hi);
         if constexpr (Cell::two_products) zero_padding(sh.rv.rh, H, H, cfg, a.lengths, lo, hi);
+        if constexpr (Proj) zero_padding(sh.rv.m, H, H, cfg, a.lengths, lo, hi);
       }
     }
   }
@@ -391,6 +486,7 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
   sh.ldg = Training ? sh.rv.ldg : Cell::G * cfg.H;
   sh.nb = (cfg.H + L - 1) / L;
   sh.kp = forward_panel_rows(cfg);
+  sh.nbp = (cfg.P + L - 1) / L;
   using F = Forward<S, Cell, Training, HasLengths>;
   const int nt = team_size<S>(cfg, group_count(sh.nb, F::W));
   if constexpr (!HasLengths && Cell::info.can_fuse_projection) {

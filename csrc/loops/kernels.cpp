@@ -27,7 +27,7 @@ const char* cell_name(CellKind cell) {
 }
 
 bool same_config(const SeqConfig& a, const SeqConfig& b) {
-  return a.cell == b.cell && a.T == b.T && a.B == b.B && a.I == b.I && a.H == b.H &&
+  return a.cell == b.cell && a.T == b.T && a.B == b.B && a.I == b.I && a.H == b.H && a.P == b.P &&
          a.has_bias == b.has_bias && a.has_lengths == b.has_lengths && a.reverse == b.reverse;
 }
 
@@ -47,6 +47,14 @@ void validate_config(const SeqConfig& cfg) {
     fail("T, B, I and H must all be >= 1 (got T=" + std::to_string(cfg.T) +
          ", B=" + std::to_string(cfg.B) + ", I=" + std::to_string(cfg.I) +
          ", H=" + std::to_string(cfg.H) + ")");
+  if (cells::cell_info(cfg.cell).projected) {
+    if (cfg.P < 1 || cfg.P >= cfg.H)
+      fail(std::string(cell_name(cfg.cell)) + " needs a projection width 0 < P < H (got P=" +
+           std::to_string(cfg.P) + ", H=" + std::to_string(cfg.H) + ")");
+  } else if (cfg.P != 0) {
+    fail(std::string(cell_name(cfg.cell)) + " has no projection: P must be 0 (got P=" +
+         std::to_string(cfg.P) + ")");
+  }
   // Every GEMM dimension and leading dimension must fit OpenBLAS's 32-bit blasint, and
   // every byte count a size_t.
   constexpr std::int64_t kMax = INT_MAX;
@@ -154,8 +162,8 @@ void check_header(const SeqConfig& cfg, std::size_t scalar_size, const void* res
               " here";
   };
   auto cell = [](std::uint32_t c) {
-    return c <= std::uint32_t(CellKind::gru_reset_before) ? std::string(cell_name(CellKind(c)))
-                                                          : "cell " + std::to_string(c);
+    return cells::find_cell(CellKind(c)) ? std::string(cell_name(CellKind(c)))
+                                         : "cell " + std::to_string(c);
   };
   auto dtype = [](std::uint32_t size) {
     return size == 4 ? std::string("float32") : size == 8 ? std::string("float64")
@@ -167,6 +175,7 @@ void check_header(const SeqConfig& cfg, std::size_t scalar_size, const void* res
   differ("B", std::to_string(got.B), std::to_string(want.B));
   differ("I", std::to_string(got.I), std::to_string(want.I));
   differ("H", std::to_string(got.H), std::to_string(want.H));
+  differ("P", std::to_string(got.P), std::to_string(want.P));
   differ("options", flag_names(got.flags), flag_names(want.flags));
   if (!diff.empty())
     reserve_mismatch("was written by a forward of another configuration (" + diff + ")");
@@ -181,6 +190,7 @@ void sequence_forward(const SeqConfig& cfg, bool training, const ForwardArgs<S>&
   require(a.y && a.h_n && a.x && a.w_ih && a.w_hh, "a required forward buffer is null");
   require(!has_c || a.c_n, "c_n is null for an LSTM");
   require(!cfg.has_bias || (a.b_ih && a.b_hh), "b_ih/b_hh are null although has_bias");
+  require(cfg.P == 0 || a.w_hr, "w_hr is null for a projected cell");
   check_lengths(cfg, a.lengths);
   if (training) {
     require(a.reserve != nullptr, "reserve is null in a training forward");
@@ -212,6 +222,7 @@ void sequence_backward(const SeqConfig& cfg, const BackwardArgs<S>& a) {
           "a required backward buffer is null");
   require(!has_c || a.dc0, "dc0 is null for an LSTM");
   require(!cfg.has_bias || (a.db_ih && a.db_hh), "db_ih/db_hh are null although has_bias");
+  require(cfg.P == 0 || (a.w_hr && a.dw_hr), "w_hr or dw_hr is null for a projected cell");
   check_lengths(cfg, a.lengths);
   require(a.reserve != nullptr, "reserve is null");
   check_alignment(a.reserve, "reserve");

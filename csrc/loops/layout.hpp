@@ -51,18 +51,20 @@ inline bool fuses_projection(const SeqConfig& cfg) {
   return info_of(cfg).can_fuse_projection && cfg.B >= tuning::kFuseMinRows;
 }
 
-// Rows (k) of the forward panels: H, or I + H where the projection may be folded in.
+// Rows (k) of the forward panels: the state width Hs (H, or P with the LSTM's projection), or
+// I + Hs where the input projection may be folded in.
 inline std::int64_t forward_panel_rows(const SeqConfig& cfg) {
-  return fuses_projection(cfg) ? cfg.I + cfg.H : cfg.H;
+  return fuses_projection(cfg) ? cfg.I + state_width(cfg) : state_width(cfg);
 }
 
 template <class S>
 struct ReservePlanes {
   S* gates = nullptr;  // (N, Wr): activations after forward, dG after backward
-  S* hprev = nullptr;  // (N, H): the state each row's step started from (0 at padding)
+  S* hprev = nullptr;  // (N, Hs): the state each row's step started from (0 at padding)
   S* cprev = nullptr;  // (N, H): LSTM cell state each step started from
   S* tanhc = nullptr;  // (N, H): LSTM tanh(c') of each step
   S* rh = nullptr;     // (N, H): GRU reset-before r ⊙ h_prev (0 at padding)
+  S* m = nullptr;      // (N, H): projected, the cell's output m before W_hr (0 at padding)
   std::int64_t ldg = 0;
 
   // The one place that places the planes after the header: the size query and both loops
@@ -73,12 +75,13 @@ struct ReservePlanes {
     cv.take<ReserveHeader>(1);  // 64 bytes, written and checked by loops/kernels.cpp
     p.ldg = reserve_gate_width(cfg);
     p.gates = cv.take<S>(N * p.ldg);
-    p.hprev = cv.take<S>(N * H);
+    p.hprev = cv.take<S>(N * state_width(cfg));
     if (info_of(cfg).states == 2) {
       p.cprev = cv.take<S>(N * H);
       p.tanhc = cv.take<S>(N * H);
     }
     if (info_of(cfg).two_products) p.rh = cv.take<S>(N * H);
+    if (info_of(cfg).projected) p.m = cv.take<S>(N * H);
     return p;
   }
 };
@@ -91,11 +94,15 @@ struct ForwardScratch {
                         // either way the blocks' panels fill G·K·ceil(H/L)·L <= this);
                         // K = forward_panel_rows: W_ihᵀ above W_hhᵀ when the projection is
                         // folded in
-  S* h = nullptr;       // (2, B, ldh): running state, double-buffered across a step
+  S* h = nullptr;       // (2, B, ldh): running state (Hs wide), double-buffered across a step
   S* c = nullptr;       // (B, H): LSTM running cell state
+  S* m = nullptr;       // (B, ldm): projected, the cell's output m, input of the projection
+  std::int64_t ldm = 0; // padded_ld(H)
+  S* proj_panels = nullptr;  // (H, Pp): projected, W_hrᵀ packed k-major per group of up to
+                             // tuning::kRnnBlocksPerPanel blocks of P columns side by side
   S* rh = nullptr;      // (B, ldh): GRU reset-before r ⊙ h, input of the n-block product
   S* z = nullptr;       // (B, ldh): GRU reset-before z between the two phases
-  std::int64_t ldh = 0; // padded_ld(H)
+  std::int64_t ldh = 0; // padded_ld(Hs)
   S* xs = nullptr;      // (2, B, ldx): projection folded in: x_t's rows, double-buffered
   std::int64_t ldx = 0; // padded_ld(I), so that a tile's rows do not share L1 sets as x's can
   S* bias = nullptr;    // (G*H): the biases folded into one vector (zeros without bias)
@@ -107,8 +114,13 @@ struct ForwardScratch {
     ForwardScratch s;
     if (!training) s.gates = cv.take<S>(N * GH);
     s.panels = cv.take<S>(gate_count(cfg.cell) * forward_panel_rows(cfg) * padded_units<S>(H));
-    s.ldh = padded_ld<S>(H);
+    s.ldh = padded_ld<S>(state_width(cfg));
     s.h = cv.take<S>(2 * B * s.ldh);
+    if (info_of(cfg).projected) {
+      s.ldm = padded_ld<S>(H);
+      s.m = cv.take<S>(B * s.ldm);
+      s.proj_panels = cv.take<S>(H * padded_units<S>(cfg.P));
+    }
     if (fuses_projection(cfg)) {
       s.ldx = padded_ld<S>(cfg.I);
       s.xs = cv.take<S>(2 * B * s.ldx);
@@ -135,11 +147,16 @@ struct BackwardScratch {
   S* dgs = nullptr;           // (2, B, padded_ld(G*H)): dense recurrent dG, double-buffered
                               // across a step (GRU reset-before: (B, padded_ld(2H)) dG_rz
                               // then (B, padded_ld(H)) dn)
-  S* dhd = nullptr;           // (B, H): carried dh that bypasses W_hh
+  S* dhd = nullptr;           // (B, Hs): carried dh that bypasses W_hh
   S* dc = nullptr;            // (B, H): LSTM carried dc
-  S* panels = nullptr;        // (Hp, G*H): W_hh packed per group of one or two blocks of units
-                              // (the backward step's tiles), k-major and contiguous: group
-                              // [j0, j0 + w) at j0·G·H, row stride w, zero past H
+  S* panels = nullptr;        // (Hsp, G*H): W_hh packed per group of one or two blocks of
+                              // state units (the backward step's tiles), k-major and
+                              // contiguous: group [j0, j0 + w) at j0·G·H, row stride w, zero
+                              // past Hs
+  S* proj_panels = nullptr;   // (Hp, P): projected, W_hr packed as W_hh, per group of blocks of
+                              // the H units of m
+  S* dh = nullptr;            // (B, padded_ld(P)): projected, this step's dh, input of dm = dh·W_hr
+  S* dh_rows = nullptr;       // (N, P): projected, every step's dh, for dW_hr = dHᵀ·m (0 at padding)
   double* colsum = nullptr;   // (Wr): bias gradients, summed in double in row order
   S* x_rows = nullptr;        // (R, I), R = x_chunk_rows: with lengths, x's rows a chunk at a
                               // time with the padding rows zeroed (so NaN there cannot reach
@@ -151,9 +168,14 @@ struct BackwardScratch {
     const std::int64_t GH = gate_count(cfg.cell) * H;
     BackwardScratch s;
     s.dgs = cv.take<S>(2 * B * padded_ld<S>(GH));
-    s.dhd = cv.take<S>(B * H);
+    s.dhd = cv.take<S>(B * state_width(cfg));
     if (info_of(cfg).states == 2) s.dc = cv.take<S>(B * H);
-    s.panels = cv.take<S>(GH * padded_units<S>(H));
+    s.panels = cv.take<S>(GH * padded_units<S>(state_width(cfg)));
+    if (info_of(cfg).projected) {
+      s.proj_panels = cv.take<S>(cfg.P * padded_units<S>(H));
+      s.dh = cv.take<S>(B * padded_ld<S>(cfg.P));
+      s.dh_rows = cv.take<S>(cfg.T * B * cfg.P);
+    }
     s.colsum = cv.take<double>(reserve_gate_width(cfg));
     s.x_rows = cv.take<S>(x_chunk_rows(cfg) * cfg.I);
     return s;

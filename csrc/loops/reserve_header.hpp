@@ -15,9 +15,10 @@ namespace fastseq::loops {
 struct ReserveHeader {
   std::uint64_t magic;        // kReserveMagic
   std::uint32_t version;      // kReserveVersion: the layout of this header and of the planes
-  std::uint32_t cell;         // CellKind
-  std::uint32_t scalar_size;  // 4 (float32) or 8 (float64)
+  std::uint16_t cell;         // CellKind
+  std::uint16_t scalar_size;  // 4 (float32) or 8 (float64)
   std::uint32_t flags;        // kHasBias | kHasLengths | kReverse
+  std::uint32_t P;            // the projection's width, 0 without (validate_config: P < H)
   std::int64_t T, B, I, H;
   std::uint32_t state;        // kWritten by a training forward, kConsumed by its backward
   std::uint32_t checksum;     // FNV-1a of the 60 bytes above
@@ -25,7 +26,8 @@ struct ReserveHeader {
 static_assert(sizeof(ReserveHeader) == 64, "the reserve header is one cache line");
 
 inline constexpr std::uint64_t kReserveMagic = 0x5271'6573'7473'6166ull;  // "fastseqR" in memory
-inline constexpr std::uint32_t kReserveVersion = 1;
+// 2: the projection's P in the header (cell and scalar_size narrowed to 16 bits for it).
+inline constexpr std::uint32_t kReserveVersion = 2;
 inline constexpr std::uint32_t kWritten = 0x5449'5257u;   // "WRIT" in memory
 inline constexpr std::uint32_t kConsumed = 0x4445'5355u;  // "USED" in memory
 inline constexpr std::uint32_t kHasBias = 1, kHasLengths = 2, kReverse = 4;
@@ -44,8 +46,9 @@ inline ReserveHeader make_header(const SeqConfig& cfg, std::size_t scalar_size,
   ReserveHeader h{};  // zeroed, padding included: the checksum reads every byte
   h.magic = kReserveMagic;
   h.version = kReserveVersion;
-  h.cell = static_cast<std::uint32_t>(cfg.cell);
-  h.scalar_size = static_cast<std::uint32_t>(scalar_size);
+  h.cell = static_cast<std::uint16_t>(cfg.cell);
+  h.scalar_size = static_cast<std::uint16_t>(scalar_size);
+  h.P = static_cast<std::uint32_t>(cfg.P);
   h.flags = (cfg.has_bias ? kHasBias : 0) | (cfg.has_lengths ? kHasLengths : 0) |
             (cfg.reverse ? kReverse : 0);
   h.T = cfg.T;

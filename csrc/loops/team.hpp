@@ -124,7 +124,9 @@ void team_matmul(int tid, int nt, Op oa, Op ob, std::int64_t m, std::int64_t n, 
 // shared out in, and one when a step is too small for a barrier to pay.
 template <class S>
 inline int team_size(const SeqConfig& cfg, std::int64_t parts) {
-  const double step_flops = 2.0 * double(cfg.B) * gate_count(cfg.cell) * double(cfg.H) * double(cfg.H);
+  // The recurrent product (K = Hs) and a projection's (m·W_hrᵀ: H × P more per row).
+  const double Hs = double(state_width(cfg)), H = double(cfg.H), P = double(cfg.P);
+  const double step_flops = 2.0 * double(cfg.B) * (gate_count(cfg.cell) * H * Hs + H * P);
   int nt = runtime::num_threads();
   if (nt > parts) nt = int(parts);
   if (step_flops < tuning::kMinTeamStepFlops) nt = 1;

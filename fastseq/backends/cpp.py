@@ -12,9 +12,13 @@ with the shape it got and expected, lengths outside 0..T, or a reserve from anot
 configuration. Any strides or order are accepted; arrays are copied only when not
 C-contiguous.
 
+The projected LSTM (``lstm_forward(..., w_hr=...)``, torch's ``proj_size``) runs in the same
+fused loops: a second product phase per step, h = m·W_hrᵀ, and in backward dm = dh·W_hr
+before the cell's gradients; ``lstm_backward`` then returns ``dw_hr`` too.
+
 The reserve is a ``fastseq._core.Reserve``: the reserve bytes (gate activations, the state
 each step started from, and per cell what its backward needs), the configuration they were
-made for, and references to the forward's ``x``, ``w_ih``, ``w_hh`` and ``lengths``.
+made for, and references to the forward's ``x``, ``w_ih``, ``w_hh``, ``w_hr`` and ``lengths``.
 Backward overwrites the reserve bytes with the gate gradients, so a reserve serves exactly
 one backward call; a second one raises ValueError.
 """
@@ -32,6 +36,8 @@ NAME = "cpp"
 #: The backward functions take ``accumulate=`` (see fastseq.functional.rnn_backward): the
 #: weight gradients' GEMMs add into the caller's arrays.
 ACCUMULATES = True
+#: lstm_forward takes ``w_hr=`` (the LSTM with a projection, torch's proj_size).
+PROJECTION = True
 
 rnn_forward = _core.rnn_forward
 rnn_backward = _core.rnn_backward

@@ -1,7 +1,10 @@
 /* fastseq.h: the C ABI of libfastseq. Whole-sequence forward and backward of the Elman RNN
- * (tanh or relu), the LSTM and the GRU, in float32 and float64, for C99, C++, Rust, cffi and
- * Numba. These functions run the same compiled kernels as the Python extension fastseq._core.
- * Plain C: no structs, no callbacks, no allocation the caller cannot avoid. Not here: layers,
+ * (tanh or relu), the LSTM (with or without a projection) and the GRU, in float32 and
+ * float64, for C99, C++, Rust, cffi and Numba. These functions run the same compiled kernels
+ * as the Python extension fastseq._core. Two ways in: the generic fastseq_forward /
+ * fastseq_backward, which take any cell and its parameters as an array, with a versioned
+ * options struct (at the end of this file); and the per-family functions, thin wrappers over
+ * them. Plain C: no callbacks, no allocation the caller cannot avoid. Not here: layers,
  * stacking, bidirectional (run a second, reversed call), dropout.
  *
  * Conventions
@@ -28,7 +31,8 @@
  *   dh_n, dc_n) or "absent" (biases: b_ih and b_hh are both NULL or both given; lengths).
  * - Aliasing: an output buffer may not overlap any other buffer. Read-only inputs may
  *   overlap each other (e.g. h0 == c0).
- * - Gradients are written, never accumulated: every d* output is overwritten.
+ * - Gradients are written, never accumulated: every d* output is overwritten (except with
+ *   fastseq_backward's opts->accumulate, which adds the parameter gradients).
  *
  * Two buffer roles, both byte buffers sized by the queries below, each starting on a multiple
  * of 8 bytes (malloc's and NumPy's buffers do; 64 bytes is fastest; else
@@ -75,7 +79,7 @@
 #endif
 
 /* Bumped when a declaration below changes incompatibly. */
-#define FASTSEQ_C_API_VERSION 1
+#define FASTSEQ_C_API_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -102,13 +106,14 @@ typedef enum fastseq_status {
   FASTSEQ_ERR_ALIGNMENT = 11         /* reserve or scratch not on a multiple of 8 bytes */
 } fastseq_status;
 
-/* Cells, for the size queries. */
+/* Cells: of the generic calls; the size queries take every cell but FASTSEQ_CELL_LSTMP. */
 typedef enum fastseq_cell {
   FASTSEQ_CELL_RNN_TANH = 0,
   FASTSEQ_CELL_RNN_RELU = 1,
   FASTSEQ_CELL_LSTM = 2,
   FASTSEQ_CELL_GRU = 3,              /* reset_after = 1 */
-  FASTSEQ_CELL_GRU_RESET_BEFORE = 4  /* reset_after = 0 */
+  FASTSEQ_CELL_GRU_RESET_BEFORE = 4, /* reset_after = 0 */
+  FASTSEQ_CELL_LSTMP = 5             /* LSTM with a projection (P wide h): fastseq_forward */
 } fastseq_cell;
 
 /* Scalar types, for the size queries. */
@@ -251,6 +256,75 @@ FASTSEQ_API int fastseq_gru_backward_f64(
     const double* w_hh, const int64_t* lengths, const double* dy, const double* dh_n,
     unsigned char* scratch, size_t scratch_size, int64_t T, int64_t B, int64_t I, int64_t H,
     int reverse, int reset_after);
+
+/* ---- generic entry points: any cell, its parameters as an array -----------------------
+ * The cell's parameter arrays, in its order (fastseq.cells' Cell.parameters):
+ *   FASTSEQ_CELL_LSTMP  w_ih (4H, I), w_hh (4H, P), w_hr (P, H), b_ih (4H,), b_hh (4H,)
+ *   every other cell    w_ih (G*H, I), w_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)
+ * and its states, in its order: h (B, Hs), then the LSTMs' c (B, H). Hs, the width of h and
+ * of y and dy, is P for FASTSEQ_CELL_LSTMP (h = m W_hr^T, m = o*tanh(c') H wide), else H.
+ * Pointers to float (FASTSEQ_FLOAT32) or double (FASTSEQ_FLOAT64) data as opts->dtype says;
+ * the conventions above hold otherwise. */
+
+/* The options of a generic call. struct_size is the struct's own size: set it to
+ * sizeof(fastseq_options). Later versions append fields; a library reads the fields the
+ * caller's struct_size covers, so a caller built against this header keeps working with a
+ * newer library, and a newer caller's struct is accepted by this library while the fields
+ * it does not know are zero (else FASTSEQ_ERR_ARGUMENT). */
+typedef struct fastseq_options {
+  size_t struct_size;  /* sizeof(fastseq_options) */
+  int dtype;           /* fastseq_dtype */
+  int flags;           /* fastseq_option values or-ed: they must say what the call gives
+                          (biases, lengths) and whether it runs reversed */
+  int64_t T, B, I, H;
+  int64_t proj_size;   /* P: 0 < P < H for FASTSEQ_CELL_LSTMP, 0 for every other cell */
+  int accumulate;      /* fastseq_backward: 1 adds the parameter gradients into dparams
+                          (as into a layer's .grad), 0 overwrites them */
+} fastseq_options;
+
+/* The buffers fastseq_buffer_bytes sizes. */
+typedef enum fastseq_buffer {
+  FASTSEQ_RESERVE = 1,           /* a training forward's reserve */
+  FASTSEQ_FORWARD_SCRATCH = 2,   /* an inference forward's scratch */
+  FASTSEQ_TRAINING_SCRATCH = 3,  /* a training forward's scratch */
+  FASTSEQ_BACKWARD_SCRATCH = 4   /* a backward's scratch */
+} fastseq_buffer;
+
+/* *bytes: the size of buffer (fastseq_buffer) for a call of cell with opts. */
+FASTSEQ_API int fastseq_buffer_bytes(size_t* bytes, int buffer, int cell,
+                                     const fastseq_options* opts);
+
+/* out:     y         (T, B, Hs)
+ *          states_n  the cell's states after the last step: {h_n} or {h_n, c_n}
+ *          reserve   reserve_size bytes; written when training (reserve_size != 0)
+ * in:      x         (T, B, I)
+ *          params    the cell's parameters; the biases both NULL or both given, as
+ *                    opts->flags says (FASTSEQ_BIAS)
+ *          states0   optional initial states {h0} or {h0, c0}: NULL, or entries NULL, mean
+ *                    zeros
+ *          lengths   optional (B,), as opts->flags says (FASTSEQ_LENGTHS)
+ * scratch: as the per-family functions' (fastseq_buffer_bytes) */
+FASTSEQ_API int fastseq_forward(int cell, const fastseq_options* opts, void* y,
+                                void* const* states_n, unsigned char* reserve,
+                                size_t reserve_size, const void* x, const void* const* params,
+                                const void* const* states0, const int64_t* lengths,
+                                unsigned char* scratch, size_t scratch_size);
+
+/* out:     dx        (T, B, I)
+ *          dstates0  gradients at the initial states: {dh0} or {dh0, dc0}
+ *          dparams   gradients of the cell's parameters, in params order; the bias
+ *                    gradients both NULL or both given, as the forward had biases
+ * in/out:  reserve   from the training forward; consumed
+ * in:      x, params, lengths  as given to that forward (the biases are not read: NULL will
+ *                    do); opts as given to it, accumulate aside
+ *          dy        (T, B, Hs)
+ *          dstates_n optional gradients at the last states: NULL, or entries NULL, mean zeros */
+FASTSEQ_API int fastseq_backward(int cell, const fastseq_options* opts, void* dx,
+                                 void* const* dstates0, void* const* dparams,
+                                 unsigned char* reserve, size_t reserve_size, const void* x,
+                                 const void* const* params, const int64_t* lengths,
+                                 const void* dy, const void* const* dstates_n,
+                                 unsigned char* scratch, size_t scratch_size);
 
 /* FASTSEQ_CDEF_END */
 

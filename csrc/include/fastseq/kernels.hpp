@@ -7,8 +7,11 @@
 // -----------
 //   T  steps           B  batch           I  input size        H  hidden size
 //   G  gates: 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n)   N = T*B rows
-// - Row-major, time-major: x (T, B, I), y and dy (T, B, H); row (t, b) is at t*B + b.
-// - Weights as PyTorch stores them: w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh (G*H,).
+//   P  the LSTM projection's width (torch's proj_size; lstmp only, 0 < P < H), else 0.
+//   Hs the state width: P with the projection, else H (state_width).
+// - Row-major, time-major: x (T, B, I), y and dy (T, B, Hs); row (t, b) is at t*B + b.
+// - Weights as PyTorch stores them: w_ih (G*H, I), w_hh (G*H, Hs), b_ih, b_hh (G*H,),
+//   and with the projection w_hr (P, H): h = m·W_hrᵀ, m = o ⊙ tanh(c) (H wide); c stays H.
 // - Sequence b has L_b = lengths[b] valid steps (0..T; every L_b = T without lengths).
 //   Step s touches time t = s (forward) or t = L_b-1-s (reverse) while s < L_b; past its
 //   length a sequence's state is frozen, y is zero and dy is ignored (L_b = 0: h_n = h0,
@@ -38,16 +41,21 @@ enum class CellKind : int {
   lstm = 2,
   gru = 3,               // reset after the recurrent product (PyTorch, cuDNN)
   gru_reset_before = 4,  // reset before it (Cho et al., Keras reset_after=False)
+  lstmp = 5,             // LSTM with a projection of h (torch's proj_size)
 };
 
 // Everything that fixes the sizes and the meaning of a reserve.
 struct SeqConfig {
   CellKind cell = CellKind::lstm;
   std::int64_t T = 0, B = 0, I = 0, H = 0;
+  std::int64_t P = 0;  // projection width: 0 < P < H for a projected cell, else 0
   bool has_bias = false;
   bool has_lengths = false;
   bool reverse = false;
 };
+
+// The width of the recurrent state h (and of y): P with a projection, else H.
+inline std::int64_t state_width(const SeqConfig& cfg) { return cfg.P > 0 ? cfg.P : cfg.H; }
 
 // reserve and scratch must start on a multiple of this many bytes: the planes are accessed
 // as float or double in place, and the backward scratch holds double sums in float32 too.
@@ -93,18 +101,19 @@ FASTSEQ_API std::size_t backward_scratch_bytes(const SeqConfig& cfg, std::size_t
 template <class S>
 struct ForwardArgs {
   // outputs
-  S* y = nullptr;           // (T, B, H)
-  S* h_n = nullptr;         // (B, H)
+  S* y = nullptr;           // (T, B, Hs)
+  S* h_n = nullptr;         // (B, Hs)
   S* c_n = nullptr;         // (B, H), LSTM only
   void* reserve = nullptr;  // reserve_bytes(cfg) bytes when training (header written last),
                             // else null
   // inputs
   const S* x = nullptr;                  // (T, B, I)
   const S* w_ih = nullptr;               // (G*H, I)
-  const S* w_hh = nullptr;               // (G*H, H)
+  const S* w_hh = nullptr;               // (G*H, Hs)
+  const S* w_hr = nullptr;               // (P, H), iff cfg.P > 0
   const S* b_ih = nullptr;               // (G*H,), iff cfg.has_bias
   const S* b_hh = nullptr;               // (G*H,), iff cfg.has_bias
-  const S* h0 = nullptr;                 // (B, H), optional (zeros)
+  const S* h0 = nullptr;                 // (B, Hs), optional (zeros)
   const S* c0 = nullptr;                 // (B, H), LSTM only, optional (zeros)
   const std::int64_t* lengths = nullptr; // (B,), iff cfg.has_lengths, values in 0..T
   // scratch
@@ -115,15 +124,16 @@ struct ForwardArgs {
 
 template <class S>
 struct BackwardArgs {
-  // outputs: overwritten, except the parameter gradients dw_ih, dw_hh, db_ih and db_hh with
+  // outputs: overwritten, except the parameter gradients dw_ih, dw_hh, dw_hr, db_ih, db_hh with
   // accumulate, which are added into (a layer's .grad: no temporary, no second pass; the
   // weight gradients' GEMMs run with beta = 1)
   bool accumulate = false;
   S* dx = nullptr;     // (T, B, I)
-  S* dh0 = nullptr;    // (B, H)
+  S* dh0 = nullptr;    // (B, Hs)
   S* dc0 = nullptr;    // (B, H), LSTM only
   S* dw_ih = nullptr;  // (G*H, I)
-  S* dw_hh = nullptr;  // (G*H, H)
+  S* dw_hh = nullptr;  // (G*H, Hs)
+  S* dw_hr = nullptr;  // (P, H), iff cfg.P > 0
   S* db_ih = nullptr;  // (G*H,), iff cfg.has_bias
   S* db_hh = nullptr;  // (G*H,), iff cfg.has_bias
   // inputs: the forward's own inputs, its reserve (consumed: overwritten with dG), and
@@ -132,10 +142,11 @@ struct BackwardArgs {
                                          // consumed
   const S* x = nullptr;                  // (T, B, I)
   const S* w_ih = nullptr;               // (G*H, I)
-  const S* w_hh = nullptr;               // (G*H, H)
+  const S* w_hh = nullptr;               // (G*H, Hs)
+  const S* w_hr = nullptr;               // (P, H), iff cfg.P > 0
   const std::int64_t* lengths = nullptr; // (B,), iff cfg.has_lengths
-  const S* dy = nullptr;                 // (T, B, H)
-  const S* dh_n = nullptr;               // (B, H), optional (zeros)
+  const S* dy = nullptr;                 // (T, B, Hs)
+  const S* dh_n = nullptr;               // (B, Hs), optional (zeros)
   const S* dc_n = nullptr;               // (B, H), LSTM only, optional (zeros)
   void* scratch = nullptr;               // backward_scratch_bytes(cfg, sizeof(S))
   std::size_t reserve_size = 0;
