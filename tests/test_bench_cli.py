@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fastseq.bench import compare, ort, report, stats
+from fastseq.bench import compare, ort, report, stats, timing
 from fastseq.bench.__main__ import main
 from fastseq.bench.cases import Case, grid
 from fastseq.bench.select import parse_selector, parse_shape, select
@@ -275,3 +275,23 @@ def test_summary_leaves_implausible_ratios_out_and_says_so():
     assert text.startswith("speedup vs torch: geometric mean of medians 1.34x, lowest 1.20x "
                            "over 2 cases (1 implausible left out); verdicts: faster 3")
     assert "111" not in text
+
+
+def test_lstmp_cases_run_against_torch_proj_size(tmp_path):
+    """The projected LSTM's rows: fastseq.LSTM and torch.nn.LSTM with proj_size, its FLOPs
+    and streamed bytes counted with W_hr, and ONNX Runtime refused with the reason."""
+    path = tmp_path / "lstmp.json"
+    assert main(["--budget", "0", "--sgemm-size", "64", "--cells", "lstmp", "--threads", "1",
+                 "--rounds", "2", "--no-reference", "--configs", "4,1,8,16,4",
+                 "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["cases"]
+    assert [(r["cell"], r["P"], r["mode"]) for r in rows] == [("lstmp", 4, "inference"),
+                                                              ("lstmp", 4, "training")]
+    case = Case("lstmp", 4, 1, 8, 16, "inference", 1, P=4)
+    assert case.flops == 2.0 * 4 * 1 * (4 * 16 * (8 + 4) + 4 * 16)
+    assert case.w_hh_bytes == 4 * (4 * 16 * 4 + 4 * 16)  # W_hh (4H, P) and W_hr (P, H)
+    assert rows[0]["pct_bw"] is not None
+    if timing.torch_version() is not None:
+        assert "torch" in rows[0]["ratios"] and "torch" in rows[1]["ratios"]
+    if ort.unavailable() is None:
+        assert any("no projection" in f for f in rows[0]["flags"])

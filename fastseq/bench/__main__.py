@@ -63,7 +63,7 @@ def parse(argv):
                    help="flag a case whose SGEMM yardstick moved more than this fraction "
                         f"(max/min - 1) across its rounds (default {stats.YARDSTICK_MARGIN})")
     p.add_argument("--cases", nargs="+", metavar="SEL", help="select rows (see above)")
-    p.add_argument("--configs", nargs="+", metavar="T,B,I,H",
+    p.add_argument("--configs", nargs="+", metavar="T,B,I,H[,P]",
                    help="configurations to run instead of the grid's")
     p.add_argument("--sgemm-size", type=int, default=2048, help="n of the n³ SGEMM yardstick")
     p.add_argument("--compare", metavar="OLD.json", help="print the change against a saved --json run")
@@ -131,7 +131,7 @@ def measure(run: Run, case: cases_mod.Case) -> dict:
     rounds = run.rounds(calls, settle_after)
     f = np.asarray(rounds["fastseq"])
     sgemm_rates = run.sgemm_flops / np.asarray(rounds["sgemm"]) / 1e9
-    row = {"cell": case.cell, "T": case.T, "B": case.B, "I": case.I, "H": case.H,
+    row = {"cell": case.cell, "T": case.T, "B": case.B, "I": case.I, "H": case.H, "P": case.P,
            "mode": case.mode, "threads": case.threads, "backend": run.backend,
            "fastseq_s": float(np.median(f)), "gflops": case.flops / float(np.median(f)) / 1e9,
            "sgemm_gflops": float(np.median(sgemm_rates)),
@@ -148,6 +148,9 @@ def measure(run: Run, case: cases_mod.Case) -> dict:
             row["ratios"][name] = spread.as_dict()
             row["verdicts"][name] = stats.verdict(spread)  # no verdict below 7 rounds
     for other in run.others:
+        if case.P and not getattr(fastseq.backends.backend_module(other), "PROJECTION", False):
+            problems.append(f"{other} not timed: it has no LSTM projection")
+            continue
         # Numba's products and the reference's use NumPy's OpenBLAS: paired with fastseq
         # in rounds of their own, waiting its workers out; the reference is slow, 3 rounds.
         slow = other == "reference"

@@ -9,8 +9,9 @@ product at B = 1 and nothing else. It is timed T times in a row (2·T in trainin
 backward reads W_hh once more per step for dh), back to back like a kernel's steps, by one
 ``np.matmul`` of the matrix with a stack of T vectors: NumPy calls sgemv once per vector
 from C, so no Python runs between the reads. A bare read loop (``buffer.sum()``) is not
-used: NumPy's pairwise summation is not a clean read rate. (An LSTM with a projection
-would stream W_hr too, each step; fastseq has none yet: its bytes would join W_hh's here.)
+used: NumPy's pairwise summation is not a clean read rate. The LSTM with a projection
+streams W_hr (P × H) too, each step: the matrix then has W_hh's and W_hr's elements
+together, (G·H + H) × P (Case.recurrent_shape).
 
 The fraction reported ("%BW") is that bound over fastseq's time for the whole call, so
 the call's other work (the input projection, the gate epilogue, dispatch) counts against
@@ -28,7 +29,7 @@ from .cases import CELLS, Case
 def gemv_call(case: Case) -> tuple[Callable[[], object], float]:
     """The bound's call for ``case`` (w_hh_passes GEMVs of a W_hh-sized matrix) and the
     bytes it reads; run it under the case's pinned thread count."""
-    rows, cols = CELLS[case.cell] * case.H, case.H
+    rows, cols = case.recurrent_shape
     rng = np.random.default_rng(1)
     w = rng.standard_normal((rows, cols)).astype(np.float32)
     passes = case.w_hh_passes

@@ -88,6 +88,8 @@ def ort_call(case: Case, module, x: np.ndarray) -> tuple[Callable[[], object], d
 
     if case.mode != "inference":
         raise ValueError(f"ONNX Runtime is timed for inference only; got mode {case.mode!r}")
+    if case.P:
+        raise ValueError("ONNX's LSTM operator has no projection (proj_size): not timed")
     sess = session(export(module, x), case.threads)
     binding = sess.io_binding()
     binding.bind_cpu_input("x", x)

@@ -68,7 +68,13 @@ def flag_tag(text: str) -> str:
 
 
 def _shape(r):
-    return f"{r['cell']:<5} {r['T']:>4} {r['B']:>3} {r['I']:>5} {r['H']:>5} {r['mode']:<9} {r['threads']:>3}"
+    return (f"{_cell(r):<5} {r['T']:>4} {r['B']:>3} {r['I']:>5} {r['H']:>5} {r['mode']:<9} "
+            f"{r['threads']:>3}")
+
+
+def _cell(r: dict) -> str:
+    """The cell's name, with its projection size for lstmp (rows saved before P had none)."""
+    return f"{r['cell']} P={r['P']}" if r.get("P") else r["cell"]
 
 
 def header() -> str:
@@ -107,7 +113,7 @@ def markdown(rows: list[dict]) -> str:
         v = r.get("verdicts", {})
         flags = "; ".join(flag_tag(f) for f in r.get("flags", []))
         lines.append(
-            f"| {r['cell']} | {r['T']},{r['B']},{r['I']},{r['H']} | {r['mode']} | {r['threads']} "
+            f"| {_cell(r)} | {r['T']},{r['B']},{r['I']},{r['H']} | {r['mode']} | {r['threads']} "
             f"| {_ms(r['fastseq_s'])} | {r['gflops']:.0f} "
             f"| {percent_text(r.get('pct_sgemm'))} | {percent_text(r.get('pct_bw'))} "
             f"| {ratio_text(r, 'torch', '×')} | {v.get('torch', '-')} "
@@ -176,7 +182,7 @@ def plot(path: str, rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     key = "torch" if any("torch" in r.get("ratios", {}) for r in rows) else "reference"
-    labels = [f"{r['cell']} {r['T']},{r['B']},{r['H']} {r['mode'][:5]} {r['threads']}t" for r in rows]
+    labels = [f"{_cell(r)} {r['T']},{r['B']},{r['H']} {r['mode'][:5]} {r['threads']}t" for r in rows]
     spreads = [r.get("ratios", {}).get(key) for r in rows]
     values = [s["median"] if s else 0.0 for s in spreads]
     err = [[(s["median"] - s["q1"]) if s else 0.0 for s in spreads],

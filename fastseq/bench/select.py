@@ -39,14 +39,16 @@ def _parse_value(key: str, text: str, selector: str):
 
 
 def parse_shape(text: str, sep: str = ",", what: str = "--configs") -> tuple:
-    """"25,1,512,512" (or "25x1x512x512" with sep="x") -> (T, B, I, H), all >= 1."""
+    """"25,1,512,512" (or "25x1x512x512" with sep="x") -> (T, B, I, H), all >= 1; a fifth
+    number is the projection size P (lstmp's configurations)."""
     parts = text.split(sep)
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:
         shape = ()
-    if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"{what} must be four positive integers T{sep}B{sep}I{sep}H; got {text!r}")
+    if len(shape) not in (4, 5) or min(shape) < 1:
+        raise ValueError(f"{what} must be four positive integers T{sep}B{sep}I{sep}H (and P for "
+                         f"lstmp); got {text!r}")
     return shape
 
 
