@@ -150,11 +150,15 @@ class _FastseqRNNBase(torch.nn.RNNBase):
             )
 
     def _param_dtype(self) -> torch.dtype:
-        w = self.weight_ih_l0
-        self._check_tensor("weight_ih_l0", w, None)
-        for name, p in self.named_parameters():
-            self._check_tensor(name, p, w.dtype)
-        return w.dtype
+        """The parameters' one dtype (float32/float64), all on the CPU; else the error."""
+        weights = self._flat_weights  # torch.nn.RNNBase keeps it in step with the parameters
+        dtype = weights[0].dtype
+        if dtype not in _DTYPES or any(w.dtype != dtype or w.device.type != "cpu" for w in weights):
+            first = self._flat_weights_names[0]
+            self._check_tensor(first, weights[0], None)
+            for name, w in zip(self._flat_weights_names, weights):
+                self._check_tensor(name, w, dtype)
+        return dtype
 
     def _check_state(self, name: str, h: torch.Tensor, B: int, batched: bool, dtype) -> torch.Tensor:
         self._check_tensor(name, h, dtype)
@@ -232,22 +236,21 @@ class _FastseqRNNBase(torch.nn.RNNBase):
     def _run_layers(self, x, h0, c0, lengths):
         """Every layer and direction over time-major ``x``: ``(y, h_n, c_n)``."""
         D = 2 if self.bidirectional else 1
-        suffixes = ("", "_reverse")[:D]
+        flat = self._flat_weights  # per layer and direction: w_ih, w_hh(, b_ih, b_hh)
+        n = len(flat) // (self.num_layers * D)
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or any(s is not None and s.requires_grad for s in (h0, c0))
-            or any(p.requires_grad for p in self.parameters()))
+            or any(w.requires_grad for w in flat))
         options = self._cell_options()
         h_list, c_list = [], []
         layer_input = x
         for layer in range(self.num_layers):
             outputs = []
-            for direction, suffix in enumerate(suffixes):
+            for direction in range(D):
                 k = layer * D + direction
-                weights = [getattr(self, f"weight_ih_l{layer}{suffix}"),
-                           getattr(self, f"weight_hh_l{layer}{suffix}")]
-                weights += ([getattr(self, f"bias_ih_l{layer}{suffix}"),
-                             getattr(self, f"bias_hh_l{layer}{suffix}")]
-                            if self.bias else [None, None])
+                weights = flat[k * n:(k + 1) * n]
+                if not self.bias:
+                    weights = [*weights, None, None]
                 cell = _Cell(self._family, options, lengths, direction == 1)
                 h0_k = None if h0 is None else h0[k]
                 c0_k = None if c0 is None else c0[k]
