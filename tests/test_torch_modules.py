@@ -120,13 +120,16 @@ def test_packed_sequence_matches_torch(cell, dtype, enforce_sorted):
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
 def test_gradcheck(cell):
-    """Finite differences in float64 through every input of a 2-layer bidirectional module."""
-    ours, _ = make_pair(cell, torch.float64, num_layers=2, bidirectional=True)
+    """Finite differences in float64 through every input of a 2-layer bidirectional module
+    (small: each of its ~250 inputs costs two forwards)."""
+    ours_cls, _, extra = CELLS[cell]
+    torch.manual_seed(0)
+    ours = ours_cls(2, 2, num_layers=2, bidirectional=True, dtype=torch.float64, **extra)
     names = [n for n, _ in ours.named_parameters()]
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(4, 2, I, dtype=torch.float64, generator=g, requires_grad=True)
-    h0 = torch.randn(4, 2, H, dtype=torch.float64, generator=g, requires_grad=True)
-    c0 = torch.randn(4, 2, H, dtype=torch.float64, generator=g, requires_grad=True)
+    x = torch.randn(3, 2, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    h0 = torch.randn(4, 2, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    c0 = torch.randn(4, 2, 2, dtype=torch.float64, generator=g, requires_grad=True)
     params = [p.detach().clone().requires_grad_(True) for p in ours.parameters()]
 
     def f(x, h0, c0, *ps):
@@ -167,7 +170,17 @@ class _Model(torch.nn.Module):
         return self.head(y)
 
 
-def test_training_with_adam_matches_torch():
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test: its 2-thread OpenMP regions on tiny tensors took
+    ~40 ms per training step on the busy shared host (3 ms on one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_training_with_adam_matches_torch(one_torch_thread):
     """50 Adam steps of an LSTM + Linear classifier: the same losses as with torch.nn.LSTM."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(B * 2, T, I, generator=g, dtype=torch.float64)
