@@ -11,7 +11,8 @@ from fastseq.checking import max_error
 torch = pytest.importorskip("torch", reason="torch is needed to compare with torch.nn")
 ft = pytest.importorskip("fastseq.torch")
 
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence  # noqa: E402
+from torch.nn.utils.rnn import (  # noqa: E402
+    PackedSequence, pack_padded_sequence, pad_packed_sequence)
 
 T, B, I, H = 6, 3, 4, 5
 LENGTHS = [4, 6, 1]  # unsorted, one of length T, one of length 1
