@@ -19,7 +19,8 @@ backward.
 Under ``torch.no_grad()`` (or when nothing requires grad) the forward runs fastseq's
 inference path, which keeps no reserve. Dropout between layers in training mode is torch's
 (``torch.nn.functional.dropout``, torch's RNG). Modules hold no per-call state: calls from
-several threads, and reentrant calls, are safe as for torch's modules.
+several threads, and reentrant calls, are safe as for torch's modules. The kernels run on
+fastseq's own threads: ``fastseq.set_num_threads``, not ``torch.set_num_threads``, sets them.
 
 Needs PyTorch (``pip install "fastseq[torch]"``); ``import fastseq`` never imports it.
 """
