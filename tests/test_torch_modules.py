@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 
+import fastseq.functional
 from fastseq.checking import max_error
 
 torch = pytest.importorskip("torch", reason="torch is needed to compare with torch.nn")
@@ -202,11 +203,22 @@ def test_training_with_adam_matches_torch(one_torch_thread):
     assert max_error(losses["ours"], losses["theirs"]) <= 1e-9
 
 
-def test_no_grad_keeps_no_graph():
-    """Under no_grad (and when nothing requires grad) outputs are plain tensors: no
-    autograd node, so no reserve is kept."""
+def test_no_grad_keeps_no_graph(monkeypatch):
+    """Under no_grad (and in inference mode) outputs are plain tensors, no autograd node,
+    and fastseq's forward runs with training=False: no reserve is kept."""
     ours, theirs = make_pair("lstm", torch.float32)
     x = torch.randn(T, B, I)
+    calls = []
+    forward = fastseq.functional.lstm_forward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["training"])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(fastseq.functional, "lstm_forward", spy)
+    ours(x)
+    assert calls == [True]  # parameters require grad: a training forward
+    calls.clear()
     with torch.no_grad():
         y, (h, c) = ours(x)
         y_ref, _ = theirs(x)
@@ -215,6 +227,7 @@ def test_no_grad_keeps_no_graph():
     with torch.inference_mode():
         y2, _ = ours(x)
     assert torch.equal(y, y2)
+    assert calls == [False, False]
 
 
 def test_dropout_between_layers():
