@@ -2,8 +2,6 @@
 weights to fastseq layers and back, exactly; the same outputs; .keras and .weights.h5
 files; the refusals. Keras runs on its torch backend (no TensorFlow)."""
 import os
-import subprocess
-import sys
 
 os.environ["KERAS_BACKEND"] = "torch"  # before Keras is first imported: never TensorFlow
 
@@ -12,6 +10,7 @@ import pytest  # noqa: E402
 
 import fastseq  # noqa: E402
 from fastseq.checking import max_error  # noqa: E402
+from subprocesses import run_python  # noqa: E402
 
 keras = pytest.importorskip("keras", reason='Keras 3 is needed: pip install "fastseq[keras]"')
 fk = pytest.importorskip("fastseq.keras")
@@ -209,12 +208,13 @@ def _built(layer, input_size):
 
 
 def _import_blocked(module, blocked):
-    """Import ``module`` in a fresh interpreter where ``blocked`` cannot be imported."""
-    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
+    """Import ``module`` in a fresh interpreter (the tested fastseq, see subprocesses.py)
+    where ``blocked`` cannot be imported; the ImportError's message."""
+    code = (f"import json, sys; sys.modules[{blocked!r}] = None\n"
             "import fastseq\n"
-            f"try:\n    import {module}\nexcept ImportError as e:\n    print(e)\n")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env=dict(os.environ, KERAS_BACKEND="torch")).stdout
+            f"try:\n    import {module}\n    print(json.dumps(None))\n"
+            "except ImportError as e:\n    print(json.dumps(str(e)))\n")
+    return run_python(code, {"KERAS_BACKEND": "torch"})
 
 
 def test_missing_extras_name_the_install_command():
@@ -223,6 +223,5 @@ def test_missing_extras_name_the_install_command():
 
 
 def test_import_fastseq_imports_neither_torch_nor_keras():
-    code = "import sys, fastseq; print(sorted({'torch', 'keras'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    code = "import json, sys, fastseq; print(json.dumps(sorted({'torch', 'keras'} & set(sys.modules))))"
+    assert run_python(code) == []
