@@ -12,12 +12,17 @@ torch / fastseq over rounds (> 1: fastseq is faster) with its spread (min-max of
 
 (against the installed fastseq; from a source tree, prefix ``PYTHONPATH=.``).
 
+On few cores, torch's idle OpenMP workers spin after each of its parallel operations
+(libgomp's GOMP_SPINCOUNT) against fastseq's threads: the 2-thread results depend on it,
+so the JSON records OMP_WAIT_POLICY and GOMP_SPINCOUNT.
+
 Not a unit test: timing on a shared host belongs to a script run by hand.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -98,8 +103,9 @@ def main():
                   flush=True)
     if args.json:
         with open(args.json, "w") as f:
+            env = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
             json.dump({"torch": torch.__version__, "fastseq": fastseq.__version__,
-                       "results": results}, f, indent=2)
+                       "environment": env, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":
