@@ -1,0 +1,112 @@
+"""Swap torch.nn.LSTM for fastseq.torch.LSTM in a torch training step: how much faster?
+
+One training step = forward, an MSE loss, backward, torch.optim.Adam's step, on a float32
+single-layer LSTM at (T, B, H = I) = (25, 16, 512) and (50, 16, 256), 1 and 2 threads
+(``torch.set_num_threads`` and ``fastseq.set_num_threads`` both). Timed in alternating
+rounds (the order flips every round, so slow drift of a shared host hits both sides): each
+round runs ``--steps`` steps of one model then of the other; the per-step time of a round
+is its total over steps. Reported: the median per-step time of each, and the median ratio
+torch / fastseq over rounds (> 1: fastseq is faster) with its spread (min-max of rounds).
+
+    python bench/torch_swap.py [--rounds 9] [--steps 5] [--json FILE]
+
+(against the installed fastseq; from a source tree, prefix ``PYTHONPATH=.``).
+
+On few cores, torch's idle OpenMP workers spin after each of its parallel operations
+(libgomp's GOMP_SPINCOUNT) against fastseq's threads: the 2-thread results depend on it,
+so the JSON records OMP_WAIT_POLICY and GOMP_SPINCOUNT.
+
+Not a unit test: timing on a shared host belongs to a script run by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+import fastseq
+import fastseq.torch
+
+CASES = [(25, 16, 512), (50, 16, 256)]
+
+
+def make_step(cls, T, B, H, seed=0):
+    """A closure running one training step of a fresh ``cls(H, H)`` model."""
+    torch.manual_seed(seed)
+    model = cls(H, H)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(T, B, H, generator=g)
+    target = torch.randn(T, B, H, generator=g)
+
+    def step():
+        opt.zero_grad()
+        y, _ = model(x)
+        loss = torch.nn.functional.mse_loss(y, target)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def time_steps(step, n):
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - start) / n
+
+
+def measure(T, B, H, threads, rounds, steps):
+    torch.set_num_threads(threads)
+    fastseq.set_num_threads(threads)
+    ours, theirs = make_step(fastseq.torch.LSTM, T, B, H), make_step(torch.nn.LSTM, T, B, H)
+    for step in (ours, theirs):  # warm-up: allocations, OpenBLAS/oneDNN first calls
+        time_steps(step, 2)
+    t_ours, t_theirs = [], []
+    for r in range(rounds):
+        order = [(ours, t_ours), (theirs, t_theirs)]
+        for step, times in (order if r % 2 == 0 else order[::-1]):
+            time.sleep(0.05)  # let the other side's idle threads stop spinning
+            times.append(time_steps(step, steps))
+    ratios = [b / a for a, b in zip(t_ours, t_theirs)]
+    return {
+        "T": T, "B": B, "H": H, "threads": threads, "rounds": rounds, "steps": steps,
+        "fastseq_ms": 1e3 * statistics.median(t_ours),
+        "torch_ms": 1e3 * statistics.median(t_theirs),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios), "ratio_max": max(ratios),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--json", help="write the results to this file")
+    args = parser.parse_args()
+    if args.rounds < 1 or args.steps < 1:
+        parser.error("--rounds and --steps must be >= 1")
+    results = []
+    print("| T,B,H=I | threads | fastseq.torch ms | torch.nn ms | torch/fastseq median | spread |")
+    print("|---|---:|---:|---:|---:|---|")
+    for threads in (1, 2):
+        for T, B, H in CASES:
+            r = measure(T, B, H, threads, args.rounds, args.steps)
+            results.append(r)
+            print(f"| {T},{B},{H} | {threads} | {r['fastseq_ms']:.2f} | {r['torch_ms']:.2f} "
+                  f"| {r['ratio_median']:.2f}x | {r['ratio_min']:.2f}-{r['ratio_max']:.2f} |",
+                  flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            env = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+            json.dump({"torch": torch.__version__, "fastseq": fastseq.__version__,
+                       "environment": env, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
