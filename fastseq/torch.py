@@ -11,7 +11,6 @@ every parameter; any torch optimizer trains it.
 Arrays cross between torch and NumPy without copies (``Tensor.numpy()`` /
 ``torch.from_numpy`` on contiguous CPU tensors). What is refused, with a clear error:
 CUDA tensors (NotImplementedError), dtypes other than float32 and float64 (TypeError),
-``proj_size > 0`` (NotImplementedError: the LSTM projection is being added to fastseq),
 and double backward (``create_graph=True``). A second backward through one forward
 (``retain_graph=True``) works but runs the forward again: the kernels' reserve serves one
 backward.
@@ -68,10 +67,13 @@ class _Cell:
     def __init__(self, family: str, options: dict, lengths: np.ndarray | None, reverse: bool):
         self.family, self.options, self.lengths, self.reverse = family, options, lengths, reverse
 
-    def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool):
-        """fastseq's forward on arrays: ``(y, h_n, c_n, ctx)`` (c_n None but for the LSTM)."""
+    def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, training: bool):
+        """fastseq's forward on arrays: ``(y, h_n, c_n, ctx)`` (c_n None but for the LSTM;
+        ``w_hr`` the LSTM's projection, or None)."""
         kw = dict(lengths=self.lengths, reverse=self.reverse, training=training, **self.options)
         if self.family == "lstm":
+            if w_hr is not None:
+                kw["w_hr"] = w_hr
             return F.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, **kw)
         y, h_n, ctx = getattr(F, f"{self.family}_forward")(x, w_ih, w_hh, b_ih, b_hh, h0, **kw)
         return y, h_n, None, ctx
@@ -86,18 +88,19 @@ class _RecurrentFunction(torch.autograd.Function):
     """One layer in one direction through fastseq's training forward and its backward.
 
     Inputs after ``cell``: x (T, B, I), h0, c0 (B, H) or None, w_ih, w_hh, b_ih, b_hh
-    (None without bias). Outputs: y (T, B, H), h_n and, for the LSTM, c_n.
+    (None without bias), w_hr (the LSTM's projection (P, H), or None). Outputs: y (T, B, H)
+    (P wide with the projection, as h), h_n and, for the LSTM, c_n.
     """
 
     @staticmethod
-    def forward(fctx, cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        y, h_n, c_n, ctx = cell.forward(*map(_array, (x, h0, c0, w_ih, w_hh, b_ih, b_hh)),
+    def forward(fctx, cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None):
+        y, h_n, c_n, ctx = cell.forward(*map(_array, (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)),
                                         training=True)
         fctx.cell, fctx.fastseq_ctx = cell, ctx
         fctx.dy_shape = y.shape
         # Saved for torch's in-place check (a backward after an in-place change of one
         # raises torch's usual error) and for a second backward (see backward).
-        fctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        fctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
         fctx.set_materialize_grads(False)  # None for unused outputs: fastseq reads None as 0
         if c_n is None:
             return torch.from_numpy(y), torch.from_numpy(h_n)
@@ -115,7 +118,7 @@ class _RecurrentFunction(torch.autograd.Function):
         dy_array = np.zeros(fctx.dy_shape, ctx.dtype) if dy is None else _array(dy)
         grads = fctx.cell.backward(ctx, dy_array, _array(dh_n), _array(dc_n))
         need = fctx.needs_input_grad
-        keys = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh")
+        keys = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr")
         return (None, *(_tensor(grads.get(key)) if need[i + 1] else None
                          for i, key in enumerate(keys)))
 
@@ -164,11 +167,14 @@ class _FastseqRNNBase(torch.nn.RNNBase):
     def _check_state(self, name: str, h: torch.Tensor, B: int, batched: bool, dtype) -> torch.Tensor:
         self._check_tensor(name, h, dtype)
         LD = self.num_layers * (2 if self.bidirectional else 1)
-        expected = (LD, B, self.hidden_size) if batched else (LD, self.hidden_size)
+        # With a projection h is proj_size wide; c stays hidden_size wide (as torch).
+        projected = getattr(self, "proj_size", 0) > 0 and name != "c_0"
+        width, what = (self.proj_size, "proj_size") if projected else (self.hidden_size, "hidden_size")
+        expected = (LD, B, width) if batched else (LD, width)
         if tuple(h.shape) != expected:
             raise ValueError(
                 f"{name} must have shape {expected} (num_layers * num_directions, "
-                f"{'batch, ' if batched else ''}hidden_size); got {tuple(h.shape)}"
+                f"{'batch, ' if batched else ''}{what}); got {tuple(h.shape)}"
             )
         return h if batched else h.unsqueeze(1)
 
@@ -196,8 +202,6 @@ class _FastseqRNNBase(torch.nn.RNNBase):
         ``(output, (h_n, c_n))`` for the LSTM, ``output`` a PackedSequence when ``input``
         is one.
         """
-        if getattr(self, "proj_size", 0) > 0:
-            raise NotImplementedError(_PROJ_SIZE_MESSAGE)
         dtype = self._param_dtype()
         packed = isinstance(input, PackedSequence)
         lengths = None
@@ -237,8 +241,10 @@ class _FastseqRNNBase(torch.nn.RNNBase):
     def _run_layers(self, x, h0, c0, lengths):
         """Every layer and direction over time-major ``x``: ``(y, h_n, c_n)``."""
         D = 2 if self.bidirectional else 1
-        flat = self._flat_weights  # per layer and direction: w_ih, w_hh(, b_ih, b_hh)
+        # Per layer and direction, in torch's order: w_ih, w_hh(, b_ih, b_hh)(, w_hr).
+        flat = self._flat_weights
         n = len(flat) // (self.num_layers * D)
+        projected = getattr(self, "proj_size", 0) > 0
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or any(s is not None and s.requires_grad for s in (h0, c0))
             or any(w.requires_grad for w in flat))
@@ -249,9 +255,11 @@ class _FastseqRNNBase(torch.nn.RNNBase):
             outputs = []
             for direction in range(D):
                 k = layer * D + direction
-                weights = flat[k * n:(k + 1) * n]
+                weights = list(flat[k * n:(k + 1) * n])
+                w_hr = weights.pop() if projected else None
                 if not self.bias:
                     weights = [*weights, None, None]
+                weights.append(w_hr)
                 cell = _Cell(self._family, options, lengths, direction == 1)
                 h0_k = None if h0 is None else h0[k]
                 c0_k = None if c0 is None else c0[k]
@@ -286,13 +294,6 @@ def _pack_like(y: torch.Tensor, packed_input: PackedSequence, lengths: torch.Ten
                           packed_input.unsorted_indices)
 
 
-_PROJ_SIZE_MESSAGE = (
-    "fastseq.torch.LSTM does not support proj_size > 0 yet: the LSTM projection (proj_size) "
-    "is being added to fastseq's kernels and will be wired here when it lands. Use "
-    "torch.nn.LSTM for projected LSTMs meanwhile."
-)
-
-
 class RNN(_FastseqRNNBase):
     """Elman RNN (tanh or relu) as ``torch.nn.RNN``, running fastseq's kernels.
 
@@ -322,8 +323,9 @@ class LSTM(_FastseqRNNBase):
 
     ``LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
     dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None)``;
-    ``proj_size > 0`` raises NotImplementedError for now (the projection is coming to
-    fastseq). CPU, float32/float64 only.
+    ``proj_size = P > 0`` is torch's LSTM with projections (h and the output P wide,
+    ``weight_hr_l{k}`` (P, hidden_size)), run by fastseq's projected kernels.
+    CPU, float32/float64 only.
     """
 
     _family = "lstm"
@@ -331,8 +333,6 @@ class LSTM(_FastseqRNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None) -> None:
-        if proj_size != 0:
-            raise NotImplementedError(_PROJ_SIZE_MESSAGE)
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, proj_size, device=device, dtype=dtype)
 

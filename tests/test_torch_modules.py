@@ -18,12 +18,16 @@ from torch.nn.utils.rnn import (  # noqa: E402
 T, B, I, H = 6, 3, 4, 5
 LENGTHS = [4, 6, 1]  # unsorted, one of length T, one of length 1
 TOL = {torch.float64: 1e-9, torch.float32: 2e-4}
+# torch.nn.LSTM(proj_size) warns once that oneDNN has no projection (it runs unfused).
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 CELLS = {  # name: (ours, theirs, extra constructor arguments)
     "rnn_tanh": (ft.RNN, torch.nn.RNN, {}),
     "rnn_relu": (ft.RNN, torch.nn.RNN, {"nonlinearity": "relu"}),
     "lstm": (ft.LSTM, torch.nn.LSTM, {}),
+    "lstmp": (ft.LSTM, torch.nn.LSTM, {"proj_size": 3}),  # h and the output 3 wide
     "gru": (ft.GRU, torch.nn.GRU, {}),
 }
+LSTMS = ("lstm", "lstmp")
 
 
 def make_pair(cell, dtype, seed=0, **options):
@@ -78,12 +82,13 @@ def compare(cell, dtype, *, num_layers=1, bidirectional=False, batch_first=False
     D = 2 if bidirectional else 1
     x_shape = (T, I) if unbatched else ((B, T, I) if batch_first else (T, B, I))
     x = torch.randn(x_shape, generator=g, dtype=dtype)
-    s_shape = (num_layers * D, H) if unbatched else (num_layers * D, B, H)
-    n_states = 2 if cell == "lstm" else 1
-    hx = tuple(torch.randn(s_shape, generator=g, dtype=dtype) for _ in range(n_states)) \
+    W = CELLS[cell][2].get("proj_size") or H  # the width of h and of the output
+    widths = (W, H) if cell in LSTMS else (W,)  # h, and the LSTM's c (never projected)
+    s_shapes = [(num_layers * D, w) if unbatched else (num_layers * D, B, w) for w in widths]
+    hx = tuple(torch.randn(s, generator=g, dtype=dtype) for s in s_shapes) \
         if with_state else None
-    cot = [torch.randn(x_shape[:-1] + (D * H,), generator=g, dtype=dtype)]
-    cot += [torch.randn(s_shape, generator=g, dtype=dtype) for _ in range(n_states)]
+    cot = [torch.randn(x_shape[:-1] + (D * W,), generator=g, dtype=dtype)]
+    cot += [torch.randn(s, generator=g, dtype=dtype) for s in s_shapes]
     if packed is not None:  # x is (T, B, I); torch zeroes the padded steps' outputs
         for b, n in enumerate(packed["lengths"]):
             cot[0][n:, b] = 0
@@ -120,22 +125,24 @@ def test_packed_sequence_matches_torch(cell, dtype, enforce_sorted):
             packed={"lengths": lengths, "sorted": enforce_sorted})
 
 
-@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "lstmp", "gru"])
 def test_gradcheck(cell):
     """Finite differences in float64 through every input of a 2-layer bidirectional module
     (small: each of its ~250 inputs costs two forwards)."""
     ours_cls, _, extra = CELLS[cell]
     torch.manual_seed(0)
+    extra = {"proj_size": 1} if "proj_size" in extra else extra  # below hidden_size 2
     ours = ours_cls(2, 2, num_layers=2, bidirectional=True, dtype=torch.float64, **extra)
     names = [n for n, _ in ours.named_parameters()]
     g = torch.Generator().manual_seed(3)
     x = torch.randn(3, 2, 2, dtype=torch.float64, generator=g, requires_grad=True)
-    h0 = torch.randn(4, 2, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    h0 = torch.randn(4, 2, extra.get("proj_size", 2), dtype=torch.float64, generator=g,
+                     requires_grad=True)
     c0 = torch.randn(4, 2, 2, dtype=torch.float64, generator=g, requires_grad=True)
     params = [p.detach().clone().requires_grad_(True) for p in ours.parameters()]
 
     def f(x, h0, c0, *ps):
-        state = (h0, c0) if cell == "lstm" else h0
+        state = (h0, c0) if cell in LSTMS else h0
         out, st = torch.func.functional_call(ours, dict(zip(names, ps)), (x, state))
         return (out, *st) if isinstance(st, tuple) else (out, st)
 
@@ -278,8 +285,12 @@ def test_in_place_change_before_backward_is_caught():
 
 
 def test_refusals():
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        ft.LSTM(I, H, proj_size=2)
+    with pytest.raises(ValueError, match="proj_size"):  # torch's own check
+        ft.LSTM(I, H, proj_size=H)
+    ours, _ = make_pair("lstmp", torch.float64)
+    with pytest.raises(ValueError, match=r"h_0 must have shape \(1, 3, 3\).*proj_size"):
+        ours(torch.randn(T, B, I, dtype=torch.float64),
+             (torch.zeros(1, B, H, dtype=torch.float64), torch.zeros(1, B, H, dtype=torch.float64)))
     ours, _ = make_pair("lstm", torch.float32)
     with pytest.raises(TypeError, match="float64"):
         ours(torch.randn(T, B, I, dtype=torch.float64))
