@@ -354,8 +354,7 @@ def test_export_then_load_is_exact_in_float64(cell):
 
 
 def test_export_refuses_what_onnx_cannot_express():
-    layer = fastseq.LSTM(5, 6)
-    layer.proj_size = 3  # the LSTM projection, being added in parallel
+    layer = fastseq.LSTM(5, 6, proj_size=3)
     with pytest.raises(ValueError, match="proj_size=3.*ONNX's LSTM has no projection"):
         fo.export(layer)
     with pytest.raises(TypeError, match="RNN, LSTM or GRU"):
