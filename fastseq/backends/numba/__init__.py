@@ -70,8 +70,8 @@ CELLS = {
 }
 
 #: cell name -> its jitted drivers (each compiles at its first call, once per dtype).
-FORWARD = {name: driver.make_forward(*c) for name, c in CELLS.items()}
-BACKWARD = {name: driver.make_backward(*c) for name, c in CELLS.items()}
+FORWARD = {name: driver.make_forward(name, *c) for name, c in CELLS.items()}
+BACKWARD = {name: driver.make_backward(name, *c) for name, c in CELLS.items()}
 
 
 def _blas(dtype):

@@ -33,7 +33,7 @@ family and option: nonlinearity relu, reset_after, projection). The module provi
   (``primitives.exp_workspace`` of that size) are the step's to use.
 
 Each (cell, option) gets its own compiled driver: ``make_forward``/``make_backward`` return
-a jitted closure over the module and the option, so the facts are compile-time constants
+a jitted closure over the module and the option (named after the cell), so the facts are compile-time constants
 (the branches of other cells are pruned before typing) and the step is called directly.
 Numba caches a closure on disk keyed by its closure variables; a module pickles by name,
 so the closure also holds a digest of this package's sources, or an edited step would be
@@ -54,8 +54,8 @@ SOURCE_DIGEST = hashlib.sha256(b"".join(
     p.read_bytes() for p in sorted(pathlib.Path(__file__).parent.glob("*.py")))).hexdigest()
 
 
-def make_forward(cell, option):
-    """The jitted forward driver of step module ``cell`` with ``option``.
+def make_forward(name, cell, option):
+    """The jitted forward driver of cell ``name``: step module ``cell`` with ``option``.
 
     ``forward(blas, x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0, lengths, reverse, training)``
     -> ``(y, h_n, c_n, xp, gates, aux, hprev, mids, ms, order, ls, nact, offs)``: the
@@ -67,7 +67,6 @@ def make_forward(cell, option):
     two, apart, aux_blocks = f["two_products"], f["recurrent_bias_apart"], f["aux_blocks"]
     digest = SOURCE_DIGEST
 
-    @jit
     def forward(blas, x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0, lengths, reverse, training):
         digest  # noqa: B018  (keeps the digest a closure variable: the cache key)
         T, B, I = x.shape
@@ -132,11 +131,11 @@ def make_forward(cell, option):
         return (y, scatter_state(h, order), scatter_state(c, order),
                 xp, gates, aux, hprev, mids, ms, order, ls, nact, offs)
 
-    return forward
+    return _jit_named(forward, name)
 
 
-def make_backward(cell, option):
-    """The jitted backward driver of step module ``cell`` with ``option``.
+def make_backward(name, cell, option):
+    """The jitted backward driver of cell ``name``: step module ``cell`` with ``option``.
 
     ``backward(blas, xp, w_ih, w_hh, w_hr, gates, aux, hprev, mids, ms, order, ls, nact,
     offs, reverse, dy, dh_n, dc_n)`` -> ``(dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih,
@@ -147,7 +146,6 @@ def make_backward(cell, option):
     two, separate, direct = f["two_products"], f["separate_recurrent_grad"], f["direct_h"]
     digest = SOURCE_DIGEST
 
-    @jit
     def backward(blas, xp, w_ih, w_hh, w_hr, gates, aux, hprev, mids, ms, order, ls, nact,
                  offs, reverse, dy, dh_n, dc_n):
         digest  # noqa: B018
@@ -207,4 +205,12 @@ def make_backward(cell, option):
         return (dx, scatter_state(dh, order), scatter_state(dc, order), dw_ih, dw_hh, dw_hr,
                 db_ih, db_hh)
 
-    return backward
+    return _jit_named(backward, name)
+
+
+def _jit_named(fn, name):
+    # Named after its cell ("forward_lstmp"), a driver gets its own cache index file: the
+    # closures of one factory would otherwise share one, and two processes compiling two
+    # cells at once could each number a new entry alike and overwrite the other's.
+    fn.__name__ = fn.__qualname__ = f"{fn.__name__}_{name}"
+    return jit(fn)
