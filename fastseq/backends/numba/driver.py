@@ -33,8 +33,9 @@ family and option: nonlinearity relu, reset_after, projection). The module provi
   (``primitives.exp_workspace`` of that size) are the step's to use.
 
 Each (cell, option) gets its own compiled driver: ``make_forward``/``make_backward`` return
-a jitted closure over the module and the option (named after the cell), so the facts are compile-time constants
-(the branches of other cells are pruned before typing) and the step is called directly.
+a jitted closure over the module and the option (named after the cell), so the facts are
+compile-time constants (the branches of other cells are pruned before typing), and the
+steps (``primitives.step``: inlined at numba's IR level) see the option as a constant.
 Numba caches a closure on disk keyed by its closure variables; a module pickles by name,
 so the closure also holds a digest of this package's sources, or an edited step would be
 served from the stale cache of the driver that inlines it.
@@ -46,7 +47,7 @@ import pathlib
 
 import numpy as np
 
-from .primitives import (colsum, copy_row, exp_workspace, flat, gather_state, gemm, jit, pack,
+from .primitives import (colsum, exp_workspace, flat, gather_state, gemm, jit, pack,
                          scatter_state, schedule, weight_grads)
 
 #: Digest of every source file of this package: part of each driver's cache key.
@@ -101,12 +102,14 @@ def make_forward(name, cell, option):
         out = h if w_hr is None else np.empty((B, H), dt)
         scratch = np.empty(B * (GH + H), dt)
         ws = exp_workspace(B * (GH + H), x)
-        # 2. the time loop
+        # 2. the time loop (copies index elements: a row view per row costs more than its
+        # copy at small H)
         for s in range(nact.size):
             m, o = nact[s], offs[s]
             if training:
                 for j in range(m):
-                    copy_row(hprev[o + j], h[j])
+                    for k in range(P):
+                        hprev[o + j, k] = h[j, k]
             gemm(blas, False, True, m, W1, P, 1.0, flat(h), 0, P, flat(w_hh), 0, P,
                  0.0, flat(gh), 0, GH)
             cell.forward(option, ws, scratch, m, o, gx, gh, bias, b_apart, h, c, mid, out,
@@ -116,7 +119,8 @@ def make_forward(name, cell, option):
                      0.0, flat(gh), W1, GH)
                 if training:
                     for j in range(m):
-                        copy_row(mids[o + j], mid[j])
+                        for k in range(H):
+                            mids[o + j, k] = mid[j, k]
                 cell.forward2(option, ws, scratch, m, o, gx, gh, bias, b_apart, h, c, mid,
                               out, training, gates, aux)
             if w_hr is not None:  # h = m·W_hrᵀ
@@ -124,10 +128,13 @@ def make_forward(name, cell, option):
                      0.0, flat(h), 0, P)
                 if training:
                     for j in range(m):
-                        copy_row(ms[o + j], out[j])
+                        for k in range(H):
+                            ms[o + j, k] = out[j, k]
             for j in range(m):
                 t = ls[j] - 1 - s if reverse else s
-                copy_row(y[t, order[j]], h[j])
+                b = order[j]
+                for k in range(P):
+                    y[t, b, k] = h[j, k]
         return (y, scatter_state(h, order), scatter_state(c, order),
                 xp, gates, aux, hprev, mids, ms, order, ls, nact, offs)
 
@@ -176,7 +183,8 @@ def make_backward(name, cell, option):
                     dh[j, k] += dy[t, b, k]
             if w_hr is not None:  # dm = dh·W_hr
                 for j in range(m):
-                    copy_row(dhs[o + j], dh[j])
+                    for k in range(P):
+                        dhs[o + j, k] = dh[j, k]
                 gemm(blas, False, False, m, H, P, 1.0, flat(dh), 0, P, flat(w_hr), 0, H,
                      0.0, flat(dout), 0, H)
             cell.backward(option, ws, scratch, m, o, gates, aux, hprev, dout, dh, dc, dgx,

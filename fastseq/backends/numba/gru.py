@@ -11,7 +11,7 @@
 """
 from __future__ import annotations
 
-from .primitives import carve, jit, sigmoid_pair, tanh_of, tanh_slope, vexp
+from .primitives import carve, step, sigmoid_pair, tanh_of, tanh_slope, vexp
 
 GATES = 3
 HAS_C = False
@@ -27,7 +27,7 @@ def facts(reset_after):
 # Forward scratch: the exps of r and z (B, 2H), then of n (B, H), n's pre-activation (B, H).
 
 
-@jit
+@step
 def forward(reset_after, ws, scratch, m, o, gx, gh, bias, b_apart, h, c, mid, out, training,
             gates, aux):
     B, G = gh.shape
@@ -51,13 +51,13 @@ def forward(reset_after, ws, scratch, m, o, gx, gh, bias, b_apart, h, c, mid, ou
                 mid[j, k] = h[j, k] / (one + ex[j, k])
 
 
-@jit
+@step
 def forward2(reset_after, ws, scratch, m, o, gx, gh, bias, b_apart, h, c, mid, out, training,
              gates, aux):
     _n_and_h(reset_after, ws, scratch, m, o, gx, gh, bias, b_apart, h, out, training, gates, aux)
 
 
-@jit
+@step
 def _n_and_h(reset_after, ws, scratch, m, o, gx, gh, bias, b_apart, h, out, training, gates,
              aux):
     B, G = gh.shape
@@ -93,7 +93,7 @@ def _n_and_h(reset_after, ws, scratch, m, o, gx, gh, bias, b_apart, h, out, trai
             out[j, k] = ng + zg * (h[j, k] - ng)
 
 
-@jit
+@step
 def backward(reset_after, ws, scratch, m, o, gates, aux, hprev, dout, dh, dc, dgx, dgh, dmid):
     N, G = gates.shape
     H = G // 3
@@ -126,7 +126,7 @@ def backward(reset_after, ws, scratch, m, o, gates, aux, hprev, dout, dh, dc, dg
             dh[j, k] = dhk * zg  # the direct path h -> h'; the driver's product adds the rest
 
 
-@jit
+@step
 def backward2(reset_after, ws, scratch, m, o, gates, aux, hprev, dout, dh, dc, dgx, dgh, dmid):
     # the r gate, and the r*h path into dh, from dmid = d(r*h) = dn·W_hn
     N, G = gates.shape

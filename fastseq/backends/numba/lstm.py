@@ -9,7 +9,7 @@ c after it.
 """
 from __future__ import annotations
 
-from .primitives import carve, jit, sigmoid_pair, tanh_of, tanh_slope, vexp
+from .primitives import carve, step, sigmoid_pair, tanh_of, tanh_slope, vexp
 
 GATES = 4
 HAS_C = True
@@ -21,7 +21,7 @@ def facts(projection):
                 direct_h=False, aux_blocks=2)
 
 
-@jit
+@step
 def forward(projection, ws, scratch, m, o, gx, gh, bias, b_apart, h, c, mid, out, training,
             gates, aux):
     B, H = c.shape
@@ -66,7 +66,7 @@ def forward(projection, ws, scratch, m, o, gx, gh, bias, b_apart, h, c, mid, out
                 aux[r, H + k] = c[j, k]
 
 
-@jit
+@step
 def backward(projection, ws, scratch, m, o, gates, aux, hprev, dout, dh, dc, dgx, dgh, dmid):
     B, H = dc.shape
     G = 4 * H

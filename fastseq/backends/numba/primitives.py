@@ -31,6 +31,10 @@ else:
 # kernels touch no Python object, so Python threads can run several models at once.
 # error_model="numpy": no zero-division checks in the hot loops (1 + exp(-v) >= 1 anyway).
 jit = njit(cache=True, nogil=True, error_model="numpy")
+# The cells' steps: inlined into each driver at numba's IR level, so that the driver's
+# constants (the option, training) reach them and the step is not a call with a dozen
+# arrays per time step.
+step = njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 

@@ -5,7 +5,7 @@ Reserve: ``gates`` (N, H) the pre-activations; no ``aux``.
 """
 from __future__ import annotations
 
-from .primitives import carve, jit, tanh_of, tanh_slope, vexp
+from .primitives import carve, step, tanh_of, tanh_slope, vexp
 
 GATES = 1
 HAS_C = False
@@ -17,7 +17,7 @@ def facts(relu):
                 direct_h=False, aux_blocks=0)
 
 
-@jit
+@step
 def forward(relu, ws, scratch, m, o, gx, gh, bias, b_apart, h, c, mid, out, training, gates, aux):
     B, H = gh.shape
     ex = carve(scratch, 0, B, H)
@@ -42,7 +42,7 @@ def forward(relu, ws, scratch, m, o, gx, gh, bias, b_apart, h, c, mid, out, trai
             out[j, k] = v
 
 
-@jit
+@step
 def backward(relu, ws, scratch, m, o, gates, aux, hprev, dout, dh, dc, dgx, dgh, dmid):
     H = gates.shape[1]
     B = dout.shape[0]
