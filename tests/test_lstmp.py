@@ -20,7 +20,7 @@ from fastseq.recurrent import GRU, LSTM, RNN
 from problems import (assert_matches, backward, forward, gradcheck_problem, make_problem,
                       reference_of, run, tolerance)
 
-PROJECTION_BACKENDS = ("reference", "cpp")
+PROJECTION_BACKENDS = ("reference", "cpp", "numba")
 
 torch = pytest.importorskip("torch", reason="torch.nn.LSTM(proj_size) is the comparison")
 torch_layers = pytest.importorskip("torch_layers")
@@ -408,3 +408,43 @@ def test_layer_on_a_backend_without_projection_says_so(monkeypatch):
     monkeypatch.setattr(reference_backend, "PROJECTION", False)
     with fastseq.use_backend("reference"), pytest.raises(NotImplementedError, match="projection"):
         LSTM(I, H, proj_size=P)(np.zeros((T, B, I)))
+
+
+@pytest.mark.parametrize("backend", PROJECTION_BACKENDS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_length_zero_keeps_the_initial_state(backend, reverse, threads):
+    """A sequence of length 0 beside others (README: fastseq's choice): y zero, h_n = h0
+    (P wide), c_n = c0, backward passes dh_n and dc_n straight through, dx zero; the other
+    sequences as in a batch without it."""
+    rng = np.random.default_rng(5)
+    T, B, I, H, P = 5, 3, 4, 6, 2
+    x = rng.standard_normal((T, B, I))
+    w_ih, w_hh = rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, P))
+    w_hr = rng.standard_normal((P, H))
+    b_ih, b_hh = rng.standard_normal(4 * H), rng.standard_normal(4 * H)
+    h0, c0 = rng.standard_normal((B, P)), rng.standard_normal((B, H))
+    dy = rng.standard_normal((T, B, P))
+    dh, dc = rng.standard_normal((B, P)), rng.standard_normal((B, H))
+    lengths = np.array([5, 0, 2])
+    previous = fastseq.get_num_threads()
+    fastseq.set_num_threads(threads)
+    try:
+        with fastseq.use_backend(backend):
+            y, h, c, ctx = F.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths=lengths,
+                                          reverse=reverse, w_hr=w_hr)
+            g = F.lstm_backward(ctx, dy, dh, dc)
+            keep = [0, 2]  # the batch without the empty sequence
+            y2, h2, c2, ctx2 = F.lstm_forward(x[:, keep], w_ih, w_hh, b_ih, b_hh, h0[keep],
+                                              c0[keep], lengths=lengths[keep], reverse=reverse,
+                                              w_hr=w_hr)
+            g2 = F.lstm_backward(ctx2, dy[:, keep], dh[keep], dc[keep])
+    finally:
+        fastseq.set_num_threads(previous)
+    assert np.all(y[:, 1] == 0) and np.array_equal(h[1], h0[1]) and np.array_equal(c[1], c0[1])
+    assert np.array_equal(g["dh0"][1], dh[1]) and np.array_equal(g["dc0"][1], dc[1])
+    assert np.all(g["dx"][:, 1] == 0)
+    for got, want in ((y[:, keep], y2), (h[keep], h2), (c[keep], c2), (g["dx"][:, keep], g2["dx"])):
+        assert max_error(got, want) <= 1e-12
+    for name in ("dw_ih", "dw_hh", "dw_hr", "db_ih", "db_hh"):
+        assert max_error(g[name], g2[name]) <= 1e-12, name
