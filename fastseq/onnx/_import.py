@@ -138,7 +138,7 @@ class _Recurrent:
                     np.ascontiguousarray(x, dtype=layer.dtype), layer._weights(0, 0),
                     None if h0 is None else np.ascontiguousarray(h0[0], dtype=layer.dtype),
                     None if c0 is None else np.ascontiguousarray(c0[0], dtype=layer.dtype),
-                    None if lengths is None else layer._check_lengths(lengths, T, B, True),
+                    lengths,  # functional checks it (dtype, shape, 0..T)
                     True, False)
                 h_n = h_n[None]
                 c_n = None if c_n is None else c_n[None]
