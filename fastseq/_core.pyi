@@ -152,3 +152,25 @@ def gru_backward(
 ) -> dict[str, _Float | None]:
     """Backward of gru_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with
     accumulate, the parameter gradients are added into its arrays (see fastseq.backends)."""
+
+def forward(
+    cell: str,
+    x: _Float,
+    params: dict[str, _Float],
+    *,
+    h0: _Float | None = None,
+    c0: _Float | None = None,
+    lengths: _Lengths | None = None,
+    reverse: bool = False,
+    training: bool = False,
+) -> tuple[_Float, _Float, _Float | None, Reserve | None]:
+    """Any cell of cell_registry() by name over a whole sequence -> (y, h_n, c_n, reserve),
+    c_n None for a cell without a cell state; params maps the cell's parameter names (w_ih,
+    w_hh, w_hr when projected, b_ih and b_hh, both or neither) to arrays. The same kernels
+    and bits as the family's function (rnn_forward, lstm_forward, gru_forward)."""
+
+def backward(
+    reserve: Reserve, dy: _Float, dh_n: _Float | None = None, dc_n: _Float | None = None, *,
+    accumulate: dict[str, _Float] | None = None,
+) -> dict[str, _Float | None]:
+    """Backward of forward() (or of any family's forward) -> the family backward's dict."""

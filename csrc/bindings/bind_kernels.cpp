@@ -452,6 +452,63 @@ py::dict backward(const std::string& fn, const char* fam, const py::object& rese
   return backward_typed<float>(fn, r, dy, dh_n, dc_n, accumulate);
 }
 
+// The generic entry points: any cell of the registry by its name, its parameters by the
+// registry's names. The per-family functions below are the same calls with the cell chosen
+// by the family's option; both end in forward() and backward() above.
+const cells::CellInfo& cell_named(const std::string& fn, const std::string& name) {
+  std::string names;
+  for (const cells::CellInfo& c : cells::kCells) {
+    if (name == c.name) return c;
+    names += std::string(names.empty() ? "" : ", ") + "'" + c.name + "'";
+  }
+  throw py::value_error(fn + ": cell must be one of " + names + "; got '" + name + "'");
+}
+
+py::tuple forward_any(const std::string& name, const py::object& x, const py::dict& params,
+                      const py::object& h0, const py::object& c0, const py::object& lengths,
+                      bool reverse, bool training) {
+  const std::string fn = "forward";
+  const cells::CellInfo& c = cell_named(fn, name);
+  std::vector<std::string> wanted;
+  for (int i = 0; i < cells::parameter_count(c); ++i) wanted.push_back(cells::parameter_name(c, i));
+  std::string list;
+  for (const std::string& w : wanted) list += (list.empty() ? "" : ", ") + w;
+  for (const auto& item : params) {
+    const std::string key = py::str(item.first);
+    if (std::find(wanted.begin(), wanted.end(), key) == wanted.end())
+      throw py::value_error(fn + ": params has '" + key + "', which a " + c.name +
+                            " cell does not take (its parameters: " + list + ")");
+  }
+  const auto get = [&](const char* key, bool required) -> py::object {
+    if (params.contains(key)) return params[key];
+    if (required)
+      throw py::value_error(fn + ": params has no '" + key + "' (a " + c.name +
+                            " cell takes " + list + "; the biases are optional)");
+    return py::none();
+  };
+  if (c.states < 2 && !c0.is_none())
+    throw py::value_error(fn + ": c0 is given, but a " + std::string(c.name) +
+                          " cell has no cell state");
+  const py::tuple r = forward(fn, c.kind, x, get("w_ih", true), get("w_hh", true),
+                              get("b_ih", false), get("b_hh", false), h0, c0, lengths, reverse,
+                              training, c.projected ? get("w_hr", true) : py::none());
+  if (c.states == 2) return r;
+  return py::make_tuple(r[0], r[1], py::none(), r[2]);
+}
+
+py::dict backward_any(const py::object& reserve, const py::object& dy, const py::object& dh_n,
+                      const py::object& dc_n, const py::object& accumulate) {
+  const std::string fn = "backward";
+  if (!py::isinstance<Reserve>(reserve))
+    throw py::type_error(fn + ": reserve must be the Reserve that forward(..., training=True) "
+                              "returned, got " + type_name(reserve));
+  const cells::CellInfo& c = cells::cell_info(reserve.cast<Reserve&>().cfg.cell);
+  if (c.states < 2 && !dc_n.is_none())
+    throw py::value_error(fn + ": dc_n is given, but a " + std::string(c.name) +
+                          " cell has no cell state");
+  return backward(fn, c.family, reserve, dy, dh_n, dc_n, accumulate);
+}
+
 CellKind rnn_kind(const std::string& nonlinearity) {
   if (nonlinearity == "tanh") return CellKind::rnn_tanh;
   if (nonlinearity == "relu") return CellKind::rnn_relu;
@@ -550,6 +607,16 @@ void bind_kernels(py::module_& m) {
         py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::kw_only(),
         py::arg("accumulate") = none, doc.c_str());
   }
+  m.def("forward", &forward_any, py::arg("cell"), py::arg("x"), py::arg("params"),
+        py::kw_only(), py::arg("h0") = none, py::arg("c0") = none, py::arg("lengths") = none,
+        py::arg("reverse") = false, py::arg("training") = false,
+        "Any cell of cell_registry() by name over a whole sequence -> (y, h_n, c_n, reserve), "
+        "c_n None for a cell without a cell state; params maps the cell's parameter names "
+        "(w_ih, w_hh, w_hr when projected, b_ih and b_hh, both or neither) to arrays. The same "
+        "kernels and bits as the family's function (rnn_forward, lstm_forward, gru_forward).");
+  m.def("backward", &backward_any, py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none,
+        py::arg("dc_n") = none, py::kw_only(), py::arg("accumulate") = none,
+        "Backward of forward() (or of any family's forward) -> the family backward's dict.");
   m.def(
       "lstm_backward",
       [](const py::object& reserve, const py::object& dy, const py::object& dh_n,
