@@ -71,7 +71,9 @@ for cell_name, T, B, H, mode, threads in spec["cases"]:
     b_ih = np.zeros(G * H, np.float32); b_hh = np.zeros(G * H, np.float32)
     fwd = getattr(F, cell.family + "_forward")
     bwd = getattr(F, cell.family + "_backward")
-    kw = dict(cell.option and {cell.option[0]: cell.option[1]})
+    # The family call's option (nonlinearity, reset_after); the LSTM's "projection" is not
+    # a keyword (w_hr is) and these cases have none.
+    kw = dict([cell.option]) if cell.option and cell.family != "lstm" else {}
     dy = np.ones((T, B, H), np.float32)
     if mode == "inference":
         fn = lambda: fwd(x, w_ih, w_hh, b_ih, b_hh, training=False, **kw)
