@@ -14,7 +14,7 @@ import numpy.typing as npt
 __all__ = [
     "Reserve", "blas_num_threads", "cpu_features", "cell_registry", "smoke",
     "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
-    "gru_forward", "gru_backward",
+    "gru_forward", "gru_backward", "forward", "backward",
     "set_num_threads", "get_num_threads", "pool_busy",
     "empty_buffer_pool", "buffer_pool_bytes",
     "available_isas", "selected_isa", "set_isa",
