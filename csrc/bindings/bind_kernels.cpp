@@ -435,16 +435,22 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   return out;
 }
 
+// fam: the family whose forward the reserve must come from, or null (the generic
+// backward: any cell's reserve).
 py::dict backward(const std::string& fn, const char* fam, const py::object& reserve_o,
                   const py::object& dy, const py::object& dh_n, const py::object& dc_n,
                   const py::object& accumulate) {
+  const std::string forward_name = fam ? std::string(fam) + "_forward" : "forward";
   if (!py::isinstance<Reserve>(reserve_o))
-    throw py::type_error(fn + ": reserve must be the Reserve that " + fam +
-                         "_forward(..., training=True) returned, got " + type_name(reserve_o));
+    throw py::type_error(fn + ": reserve must be the Reserve that " + forward_name +
+                         "(..., training=True) returned, got " + type_name(reserve_o));
   Reserve& r = reserve_o.cast<Reserve&>();
-  if (std::string(family(r.cfg.cell)) != fam)
+  if (fam && std::string(family(r.cfg.cell)) != fam)
     throw py::value_error(fn + ": reserve comes from a " + cell_name(r.cfg.cell) +
-                          " forward, not from " + fam + "_forward");
+                          " forward, not from " + forward_name);
+  if (!has_c(r.cfg.cell) && !dc_n.is_none())
+    throw py::value_error(fn + ": dc_n is given, but a " + std::string(cell_name(r.cfg.cell)) +
+                          " cell has no cell state");
   if (r.consumed)
     throw py::value_error(fn + ": this reserve was already used by a backward call (backward "
                                "consumes it); run the forward again");
@@ -498,15 +504,7 @@ py::tuple forward_any(const std::string& name, const py::object& x, const py::di
 
 py::dict backward_any(const py::object& reserve, const py::object& dy, const py::object& dh_n,
                       const py::object& dc_n, const py::object& accumulate) {
-  const std::string fn = "backward";
-  if (!py::isinstance<Reserve>(reserve))
-    throw py::type_error(fn + ": reserve must be the Reserve that forward(..., training=True) "
-                              "returned, got " + type_name(reserve));
-  const cells::CellInfo& c = cells::cell_info(reserve.cast<Reserve&>().cfg.cell);
-  if (c.states < 2 && !dc_n.is_none())
-    throw py::value_error(fn + ": dc_n is given, but a " + std::string(c.name) +
-                          " cell has no cell state");
-  return backward(fn, c.family, reserve, dy, dh_n, dc_n, accumulate);
+  return backward("backward", nullptr, reserve, dy, dh_n, dc_n, accumulate);
 }
 
 CellKind rnn_kind(const std::string& nonlinearity) {
