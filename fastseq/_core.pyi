@@ -16,6 +16,7 @@ __all__ = [
     "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward", "forward", "backward",
     "set_num_threads", "get_num_threads", "pool_busy",
+    "use_openmp", "stop_using_openmp", "using_openmp",
     "empty_buffer_pool", "buffer_pool_bytes",
     "available_isas", "selected_isa", "set_isa",
 ]
@@ -67,6 +68,16 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """Threads fastseq's kernels use."""
+
+def use_openmp(library: str) -> bool:
+    """Run kernel teams on the threads of the already loaded libgomp `library` (a path or
+    soname; PyTorch's). False, and no change, if it is not loaded or lacks GOMP_parallel."""
+
+def stop_using_openmp() -> None:
+    """Run kernel teams on fastseq's own pool again."""
+
+def using_openmp() -> bool:
+    """Whether kernel teams run on a host's OpenMP threads (use_openmp)."""
 
 def pool_busy() -> bool:
     """Whether a kernel is using the thread pool right now (a second caller runs alone)."""

@@ -54,6 +54,8 @@ def config_dict() -> dict:
         if hasattr(_core, "selected_isa"):
             core["isa"] = _core.selected_isa()
             core["isas_available"] = list(_core.available_isas())
+        if hasattr(_core, "using_openmp"):
+            core["teams_on_openmp"] = bool(_core.using_openmp())
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "fastseq": __version__,
@@ -87,7 +89,9 @@ def config_text(info: dict | None = None) -> str:
                          " FASTSEQ_ISA or fastseq.set_isa to change)")
     else:
         lines.append(f"  extension: not loaded ({core['error']})")
-    lines.append(f"  threads:   {info['threads']} (fastseq's own pool; OpenBLAS kept at 1 thread)")
+    where = ("the host's OpenMP threads: fastseq.torch.use_torch_threads"
+             if core.get("teams_on_openmp") else "fastseq's own pool")
+    lines.append(f"  threads:   {info['threads']} ({where}; OpenBLAS kept at 1 thread)")
     dist = info.get("distributed")
     if dist:
         lines.append(f"  MPI:       rank {dist['rank']} of {dist['size']} ({dist['local_size']} on this "

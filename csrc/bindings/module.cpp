@@ -11,6 +11,7 @@
 #include "loops/dispatch.hpp"
 #include "runtime/buffer_pool.hpp"
 #include "runtime/cpu_features.hpp"
+#include "runtime/openmp_team.hpp"
 #include "runtime/thread_pool.hpp"
 
 extern "C" int scipy_openblas_get_num_threads(void);
@@ -71,6 +72,15 @@ PYBIND11_MODULE(_core, m) {
         fastseq::runtime::set_num_threads(n);
       }, py::arg("n"), "Threads fastseq's kernels use from now on (its own pool; OpenBLAS stays at 1).");
   m.def("get_num_threads", &fastseq::runtime::num_threads, "Threads fastseq's kernels use.");
+  m.def("use_openmp", [](const std::string& library) {
+        return fastseq::runtime::use_openmp(library.c_str());
+      }, py::arg("library"),
+        "Run kernel teams on the threads of the already loaded libgomp `library` (a path or "
+        "soname; PyTorch's). False, and no change, if it is not loaded or lacks GOMP_parallel.");
+  m.def("stop_using_openmp", &fastseq::runtime::stop_using_openmp,
+        "Run kernel teams on fastseq's own pool again.");
+  m.def("using_openmp", &fastseq::runtime::using_openmp,
+        "Whether kernel teams run on a host's OpenMP threads (use_openmp).");
   m.def("pool_busy", &fastseq::runtime::pool_busy,
         "Whether a kernel is using the thread pool right now (a second caller runs alone).");
   m.def("available_isas", &fastseq::available_isas,

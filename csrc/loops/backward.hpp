@@ -59,8 +59,8 @@ struct Backward {
     return {pp.base + j0 * pp.rows + r0 * w, w};
   }
 
-  // Threads own whole pairs of blocks (share_groups); a pair from an even block is one
-  // group of two where both blocks are full, else single blocks.
+  // Items are whole pairs of blocks; a pair from an even block is one group of two where
+  // both blocks are full, else single blocks.
   static int group_width(std::int64_t jb, std::int64_t H) {
     return (jb % 2 == 0 && (jb + 2) * L <= H) ? 2 : 1;
   }
@@ -167,29 +167,39 @@ struct Backward {
     }
   };
 
-  // Pairs of blocks [2q, 2q + 2) of this thread's [jb0, jb1) (jb0 is even) of the panels'
-  // columns, in zig-zag order: one group of two, or single blocks.
+  // Phase `Phase` of step s over the panels' columns: a pair of blocks [2q, 2q + 2) per item
+  // (one group of two, or single blocks), in zig-zag order.
   template <int Phase>
-  void step(std::int64_t s, const Panels& pp, std::int64_t jb0, std::int64_t jb1, const S* a,
-            std::int64_t lda, std::int64_t r0, std::int64_t K, S* dgs_out,
-            std::int64_t ldo) const {
-    const std::int64_t n = group_count(jb1 - jb0, 2), width = pp.width;
-    for (std::int64_t q = 0; q < n; ++q) {
-      const std::int64_t jb = jb0 + 2 * zigzag(s, q, n);
-      std::int64_t b0 = 0;
-      if (group_width(jb, width) == 2) {
-        Step<Phase, 2> st{*this, s, jb * L, L, a, lda, K, slice(pp, jb, 2, r0), dgs_out, ldo};
-        gemm::for_row_blocks<gemm::max_rows<2>>(B, b0, st);
-        continue;
-      }
-      for (std::int64_t j = jb; j < jb + 2 && j < jb1; ++j) {
-        const std::int64_t j0 = j * L;
-        const int nu = int(width - j0 < L ? width - j0 : L);
-        Step<Phase, 1> st{*this, s, j0, nu, a, lda, K, slice(pp, j, 1, r0), dgs_out, ldo};
-        b0 = 0;
-        gemm::for_row_blocks<gemm::max_rows<1>>(B, b0, st);
-      }
-    }
+  void step(Team& team, std::int64_t s, const Panels& pp, const S* a, std::int64_t lda,
+            std::int64_t r0, std::int64_t K, S* dgs_out, std::int64_t ldo) const {
+    const std::int64_t width = pp.width, nblocks = (width + L - 1) / L;
+    team.each(
+        group_count(nblocks, 2),
+        [&](std::int64_t q) {
+          const std::int64_t jb = 2 * q;
+          std::int64_t b0 = 0;
+          if (group_width(jb, width) == 2) {
+            Step<Phase, 2> st{*this, s, jb * L, L, a, lda, K, slice(pp, jb, 2, r0), dgs_out, ldo};
+            gemm::for_row_blocks<gemm::max_rows<2>>(B, b0, st);
+            return;
+          }
+          for (std::int64_t j = jb; j < jb + 2 && j < nblocks; ++j) {
+            const std::int64_t j0 = j * L;
+            const int nu = int(width - j0 < L ? width - j0 : L);
+            Step<Phase, 1> st{*this, s, j0, nu, a, lda, K, slice(pp, j, 1, r0), dgs_out, ldo};
+            b0 = 0;
+            gemm::for_row_blocks<gemm::max_rows<1>>(B, b0, st);
+          }
+        },
+        zigzag_backwards(s));
+  }
+
+  // The panels pp of w, a pair of blocks per item (as the steps read them).
+  static void pack(Team& team, const Panels& pp, const S* w) {
+    const std::int64_t nblocks = (pp.width + L - 1) / L;
+    team.each(group_count(nblocks, 2), [&](std::int64_t q) {
+      pack_columns(pp, w, 2 * q, 2 * q + 2 < nblocks ? 2 * q + 2 : nblocks);
+    });
   }
 
   // Columns [j0 of block jb0, of block jb1) of w (pp.rows rows of pp.width scalars) into the
@@ -226,38 +236,35 @@ struct Backward {
     const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B, GH = G * H;
     const BackwardScratch<S>& sc = sh.sc;
     const std::int64_t ldg = sh.rv.ldg;
-    std::int64_t lo, hi;
+    Team team(tid, nt);
 
-    // 0. Carried gradients, and this thread's groups of W_hh columns packed k-major (W_hh's
-    //    own rows are k-major but H scalars apart: strided rows defeat the prefetchers and the L1).
+    // 0. Carried gradients, and W_hh's columns packed k-major per pair of blocks (W_hh's own
+    //    rows are k-major but H scalars apart: strided rows defeat the prefetchers and the L1).
     //    Projected: W_hh's columns are the P of the state, and W_hr's H columns are packed so too.
-    share(B, tid, nt, lo, hi);
-    copy_or_zero(sc.dhd + lo * Hs, a.dh_n ? a.dh_n + lo * Hs : nullptr, (hi - lo) * Hs);
-    if constexpr (Cell::has_c)
-      copy_or_zero(sc.dc + lo * H, a.dc_n ? a.dc_n + lo * H : nullptr, (hi - lo) * H);
-    std::int64_t jb0, jb1;  // blocks of H units (the cell's)
-    share_groups(sh.nb, 2, tid, nt, jb0, jb1);
-    std::int64_t sb0 = jb0, sb1 = jb1;  // blocks of state columns
-    if constexpr (Proj) share_groups(sh.nbs, 2, tid, nt, sb0, sb1);
-    pack_columns(f.w_hh_panels(), a.w_hh, sb0, sb1);
-    if constexpr (Proj) pack_columns(f.w_hr_panels(), a.w_hr, jb0, jb1);
-    team_barrier(nt);
+    team.each_chunk(B, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
+      copy_or_zero(sc.dhd + lo * Hs, a.dh_n ? a.dh_n + lo * Hs : nullptr, (hi - lo) * Hs);
+      if constexpr (Cell::has_c)
+        copy_or_zero(sc.dc + lo * H, a.dc_n ? a.dc_n + lo * H : nullptr, (hi - lo) * H);
+    });
+    pack(team, f.w_hh_panels(), a.w_hh);
+    if constexpr (Proj) pack(team, f.w_hr_panels(), a.w_hr);
+    team.sync();
 
-    // 1. Reverse time loop. Each step: for this thread's units, dh = dhd + dG_next · W_hh,
-    //    then the cell's pointwise backward writes dG over the reserve's activations and
-    //    into the dense buffer the next step's product reads.
+    // 1. Reverse time loop. Each step: per block of units, dh = dhd + dG_next · W_hh, then
+    //    the cell's pointwise backward writes dG over the reserve's activations and into the
+    //    dense buffer the next step's product reads.
     if constexpr (Cell::two_products) {
       const std::int64_t ldrz = padded_ld<S>(2 * H), ldn = padded_ld<S>(H);
       S* dgrz = sc.dgs;            // (B, ldrz)
       S* dn = sc.dgs + B * ldrz;   // (B, ldn)
       for (std::int64_t s = T - 1; s >= 0; --s) {
-        f.template step<0>(s, f.w_hh_panels(), jb0, jb1, s == T - 1 ? nullptr : dgrz, ldrz, 0,
+        f.template step<0>(team, s, f.w_hh_panels(), s == T - 1 ? nullptr : dgrz, ldrz, 0,
                            2 * H, dn, ldn);
-        team_barrier(nt);
-        f.template step<1>(s, f.w_hh_panels(), jb0, jb1, dn, ldn, 2 * H, H, dgrz, ldrz);
-        team_barrier(nt);
+        team.sync();
+        f.template step<1>(team, s, f.w_hh_panels(), dn, ldn, 2 * H, H, dgrz, ldrz);
+        team.sync();
       }
-      f.template step<2>(0, f.w_hh_panels(), jb0, jb1, dgrz, ldrz, 0, 2 * H, nullptr, 0);
+      f.template step<2>(team, 0, f.w_hh_panels(), dgrz, ldrz, 0, 2 * H, nullptr, 0);
     } else {
       const std::int64_t ldd = padded_ld<S>(GH);
       S* cur = sc.dgs;
@@ -266,99 +273,98 @@ struct Backward {
         const S* dg_next = s == T - 1 ? nullptr : cur;
         if constexpr (Proj) {
           const std::int64_t ldh = padded_ld<S>(P);
-          f.template step<3>(s, f.w_hh_panels(), sb0, sb1, dg_next, ldd, 0, GH, sc.dh, ldh);
-          team_barrier(nt);
-          f.template step<0>(s, f.w_hr_panels(), jb0, jb1, sc.dh, ldh, 0, P, nxt, ldd);
+          f.template step<3>(team, s, f.w_hh_panels(), dg_next, ldd, 0, GH, sc.dh, ldh);
+          team.sync();
+          f.template step<0>(team, s, f.w_hr_panels(), sc.dh, ldh, 0, P, nxt, ldd);
         } else {
-          f.template step<0>(s, f.w_hh_panels(), jb0, jb1, dg_next, ldd, 0, GH, nxt, ldd);
+          f.template step<0>(team, s, f.w_hh_panels(), dg_next, ldd, 0, GH, nxt, ldd);
         }
-        team_barrier(nt);
+        team.sync();
         S* tmp = cur;
         cur = nxt;
         nxt = tmp;
       }
-      f.template step<2>(0, f.w_hh_panels(), sb0, sb1, cur, ldd, 0, GH, nullptr, 0);
+      f.template step<2>(team, 0, f.w_hh_panels(), cur, ldd, 0, GH, nullptr, 0);
     }
-    if constexpr (Cell::has_c) {
-      for (std::int64_t jb = jb0; jb < jb1; ++jb) {
-        const std::int64_t j0 = jb * L;
-        const std::int64_t n = H - j0 < L ? H - j0 : L;
-        for (std::int64_t b = 0; b < B; ++b) copy(a.dc0 + b * H + j0, sc.dc + b * H + j0, n);
+    team.each_chunk(B, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
+      if constexpr (Cell::has_c) copy(a.dc0 + lo * H, sc.dc + lo * H, (hi - lo) * H);
+      if constexpr (HasLengths) {
+        zero_padding(sh.rv.gates, ldg, ldg, cfg, a.lengths, lo, hi);
+        if constexpr (Proj) zero_padding(sc.dh_rows, P, P, cfg, a.lengths, lo, hi);
       }
-    }
-    if constexpr (HasLengths) {
-      share(B, tid, nt, lo, hi);
-      zero_padding(sh.rv.gates, ldg, ldg, cfg, a.lengths, lo, hi);
-      if constexpr (Proj) zero_padding(sc.dh_rows, P, P, cfg, a.lengths, lo, hi);
-    }
-    team_barrier(nt);
+    });
+    team.sync();
 
-    // 2. Weight and input gradients, each one GEMM over all N rows split over the team.
+    // 2. Weight and input gradients, each one GEMM over all N rows, cut into parts.
     //    Columns [0, G*H) of the gate plane are dG_ih in every cell. With accumulate the
     //    weight gradients are added into (beta = 1).
     const S* dg = sh.rv.gates;
     const S beta = a.accumulate ? S(1) : S(0);
-    team_matmul<S>(tid, nt, Op::N, Op::N, N, I, GH, dg, ldg, a.w_ih, I, a.dx, I);
+    team_matmul<S>(team, Op::N, Op::N, N, I, GH, dg, ldg, a.w_ih, I, a.dx, I);
     if constexpr (HasLengths) {
       // Padding rows of x must not reach dW_ih, not even as 0 · NaN: x a chunk of rows at a
       // time, its padding rows zeroed, accumulated over the chunks.
       const std::int64_t R = x_chunk_rows(cfg);
       for (std::int64_t r0 = 0; r0 < N; r0 += R) {
         const std::int64_t rc = N - r0 < R ? N - r0 : R;
-        share(rc, tid, nt, lo, hi);
-        for (std::int64_t r = lo; r < hi; ++r) {
-          const std::int64_t t = (r0 + r) / B, b = (r0 + r) % B;
-          if (t < a.lengths[b])
-            copy(sc.x_rows + r * I, a.x + (r0 + r) * I, I);
-          else
-            zero(sc.x_rows + r * I, I);
-        }
-        team_barrier(nt);
-        team_matmul<S>(tid, nt, Op::T, Op::N, GH, I, rc, dg + r0 * ldg, ldg, sc.x_rows, I,
+        team.each_chunk(rc, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
+          for (std::int64_t r = lo; r < hi; ++r) {
+            const std::int64_t t = (r0 + r) / B, b = (r0 + r) % B;
+            if (t < a.lengths[b])
+              copy(sc.x_rows + r * I, a.x + (r0 + r) * I, I);
+            else
+              zero(sc.x_rows + r * I, I);
+          }
+        });
+        team.sync();
+        team_matmul<S>(team, Op::T, Op::N, GH, I, rc, dg + r0 * ldg, ldg, sc.x_rows, I,
                        a.dw_ih, I, r0 == 0 ? beta : S(1));
-        team_barrier(nt);
+        team.sync();
       }
       // dx's padding rows are zero, as the contract says: the product gave 0 · W_ih there,
-      // NaN where W_ih holds one. (Every part of dx was written before the barriers above.)
-      share(B, tid, nt, lo, hi);
-      zero_padding(a.dx, I, I, cfg, a.lengths, lo, hi);
+      // NaN where W_ih holds one. (Every part of dx was done by the syncs above.)
+      team.each_chunk(B, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
+        zero_padding(a.dx, I, I, cfg, a.lengths, lo, hi);
+      });
     } else {
-      team_matmul<S>(tid, nt, Op::T, Op::N, GH, I, N, dg, ldg, a.x, I, a.dw_ih, I, beta);
+      team_matmul<S>(team, Op::T, Op::N, GH, I, N, dg, ldg, a.x, I, a.dw_ih, I, beta);
     }
     //    dW_hh by the cell's plan (cells/registry.hpp): blocks of gates against h_{t-1} or
     //    r ⊙ h_{t-1}, from the columns of the gate plane that hold their dG_hh.
     for (int q = 0; q < Cell::info.dw_hh_parts; ++q) {
       const cells::RecurrentGradPart& part = Cell::info.dw_hh[q];
       const S* against = part.against == cells::Against::rh ? sh.rv.rh : sh.rv.hprev;
-      team_matmul<S>(tid, nt, Op::T, Op::N, part.gates * H, Hs, N, dg + part.dg_col * H, ldg,
+      team_matmul<S>(team, Op::T, Op::N, part.gates * H, Hs, N, dg + part.dg_col * H, ldg,
                      against, Hs, a.dw_hh + part.w_row * H * Hs, Hs, beta);
     }
     //    Projected: dW_hr = Σ_t dh_tᵀ · m_t, one product over all rows.
     if constexpr (Proj)
-      team_matmul<S>(tid, nt, Op::T, Op::N, P, H, N, sc.dh_rows, P, sh.rv.m, H, a.dw_hr, H, beta);
+      team_matmul<S>(team, Op::T, Op::N, P, H, N, sc.dh_rows, P, sh.rv.m, H, a.dw_hr, H, beta);
 
     // 3. Bias gradients: column sums over all N rows in row order, accumulated in double,
     //    each column by one thread, so the result is the same whatever the thread count.
     if (cfg.has_bias) {
-      share(ldg, tid, nt, lo, hi);
-      double* acc = sc.colsum;
-      for (std::int64_t k = lo; k < hi; ++k) acc[k] = 0.0;
-      for (std::int64_t r = 0; r < N; ++r) {
-        const S* g = dg + r * ldg;
-        for (std::int64_t k = lo; k < hi; ++k) acc[k] += static_cast<double>(g[k]);
-      }
-      // Rounded to S first, then added: what grad += db would give.
-      const bool add = a.accumulate;
-      const auto put = [add](S& dst, double sum) { dst = add ? dst + S(sum) : S(sum); };
-      for (std::int64_t k = lo; k < hi && k < GH; ++k) put(a.db_ih[k], acc[k]);
-      // Gate g's db_hh is the sum of the plane's column block db_hh_col[g] (the GRU's
-      // db_hn: of dn ⊙ r, column 3H), written by whoever summed that column.
-      for (int g = 0; g < G; ++g) {
-        const std::int64_t col = Cell::info.db_hh_col[g] * H;
-        for (std::int64_t k = lo > col ? lo : col; k < hi && k < col + H; ++k)
-          put(a.db_hh[g * H + (k - col)], acc[k]);
-      }
+      team.each_chunk(ldg, kVectorChunk, [&](std::int64_t lo, std::int64_t hi) {
+        double* acc = sc.colsum;
+        for (std::int64_t k = lo; k < hi; ++k) acc[k] = 0.0;
+        for (std::int64_t r = 0; r < N; ++r) {
+          const S* g = dg + r * ldg;
+          for (std::int64_t k = lo; k < hi; ++k) acc[k] += static_cast<double>(g[k]);
+        }
+        // Rounded to S first, then added: what grad += db would give.
+        const bool add = a.accumulate;
+        const auto put = [add](S& dst, double sum) { dst = add ? dst + S(sum) : S(sum); };
+        for (std::int64_t k = lo; k < hi && k < GH; ++k) put(a.db_ih[k], acc[k]);
+        // Gate g's db_hh is the sum of the plane's column block db_hh_col[g] (the GRU's
+        // db_hn: of dn ⊙ r, column 3H), written by whoever summed that column.
+        for (int g = 0; g < G; ++g) {
+          const std::int64_t col = Cell::info.db_hh_col[g] * H;
+          for (std::int64_t k = lo > col ? lo : col; k < hi && k < col + H; ++k)
+            put(a.db_hh[g * H + (k - col)], acc[k]);
+        }
+      });
     }
+    team.sync();
   }
 };
 

@@ -194,14 +194,16 @@ struct Forward {
     }
   }
 
+  // Phase `Phase` of step s: every group of blocks, one item each, in zig-zag order.
   template <int Phase>
-  void step(std::int64_t s, std::int64_t jb0, std::int64_t jb1, const S* a, S* h_in,
-            S* h_out) const {
-    const std::int64_t n = group_count(jb1 - jb0, W);
-    for (std::int64_t q = 0; q < n; ++q) {
-      const std::int64_t jb = jb0 + W * zigzag(s, q, n);
-      group<Phase>(s, jb, jb1 - jb < W ? int(jb1 - jb) : W, a, h_in, h_out);
-    }
+  void step(Team& team, std::int64_t s, const S* a, S* h_in, S* h_out) const {
+    team.each(
+        group_count(sh.nb, W),
+        [&](std::int64_t q) {
+          const std::int64_t jb = q * W;
+          group<Phase>(s, jb, sh.nb - jb < W ? int(sh.nb - jb) : W, a, h_in, h_out);
+        },
+        zigzag_backwards(s));
   }
 
   // One group's step with its width nb as the compile-time NB.
@@ -248,8 +250,8 @@ struct Forward {
     gemm::for_row_blocks<gemm::max_rows<NV>>(B, b0, st);
   }
 
-  // The projection phase of a projected cell at step s: h_out = m·W_hrᵀ for the groups of P
-  // columns [pb0, pb1) (this thread's), written to y and, training, h_in to the reserve's
+  // The projection phase of a projected cell at step s: h_out = m·W_hrᵀ per group of P
+  // columns, written to y and, training, h_in to the reserve's
   // hprev; a finished row carries h_in. One tile of rows × NB column blocks per group.
   template <int NB>
   struct ProjStep {
@@ -288,13 +290,14 @@ struct Forward {
   // Panel of the projection group from column block pb (every group before it WP wide).
   const S* proj_panel(std::int64_t pb) const { return sh.sc.proj_panels + pb * H * L; }
 
-  void project(std::int64_t s, std::int64_t pb0, std::int64_t pb1, const S* h_in,
-               S* h_out) const {
-    const std::int64_t n = group_count(pb1 - pb0, WP);
-    for (std::int64_t q = 0; q < n; ++q) {
-      const std::int64_t pb = pb0 + WP * zigzag(s, q, n);
-      proj_group(s, pb, pb1 - pb < WP ? int(pb1 - pb) : WP, h_in, h_out);
-    }
+  void project(Team& team, std::int64_t s, const S* h_in, S* h_out) const {
+    team.each(
+        group_count(sh.nbp, WP),
+        [&](std::int64_t q) {
+          const std::int64_t pb = q * WP;
+          proj_group(s, pb, sh.nbp - pb < WP ? int(sh.nbp - pb) : WP, h_in, h_out);
+        },
+        zigzag_backwards(s));
   }
 
   template <int NB = WP>
@@ -361,93 +364,98 @@ struct Forward {
     const Forward f{sh, cfg.T, cfg.B, cfg.H, a.lengths, cfg.reverse, sh.sc.ldh, Hs};
     const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, N = T * B, GH = G * H;
     const ForwardScratch<S>& sc = sh.sc;
-    std::int64_t lo, hi;
+    const std::int64_t ldh = sc.ldh;
+    Team team(tid, nt);
 
     // 0. Fold the biases into one vector (a last gate whose recurrent bias stays apart, the
-    //    GRU's b_hn inside r ⊙ (W_hn h + b_hn), keeps only b_ih), initial states, and this
-    //    thread's panels.
+    //    GRU's b_hn inside r ⊙ (W_hn h + b_hn), keeps only b_ih), initial states, and the
+    //    panels, a group per item (as the steps: a thread packs what it will multiply by).
     constexpr bool apart = Cell::info.recurrent_bias_apart;
     const std::int64_t last = (G - 1) * H;  // the last gate's first row
-    share(GH, tid, nt, lo, hi);
-    for (std::int64_t k = lo; k < hi; ++k) {
-      S v = cfg.has_bias ? a.b_ih[k] + a.b_hh[k] : S(0);
-      if (apart && cfg.has_bias && k >= last) v = a.b_ih[k];
-      sc.bias[k] = v;
-    }
+    team.each_chunk(GH, kVectorChunk, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t k = lo; k < hi; ++k) {
+        S v = cfg.has_bias ? a.b_ih[k] + a.b_hh[k] : S(0);
+        if (apart && cfg.has_bias && k >= last) v = a.b_ih[k];
+        sc.bias[k] = v;
+      }
+    });
     if constexpr (apart) {
-      share(H, tid, nt, lo, hi);
-      for (std::int64_t j = lo; j < hi; ++j) sc.bhn[j] = cfg.has_bias ? a.b_hh[last + j] : S(0);
+      team.each_chunk(H, kVectorChunk, [&](std::int64_t lo, std::int64_t hi) {
+        for (std::int64_t j = lo; j < hi; ++j) sc.bhn[j] = cfg.has_bias ? a.b_hh[last + j] : S(0);
+      });
     }
-    const std::int64_t ldh = sc.ldh;
-    share(B, tid, nt, lo, hi);
-    for (std::int64_t b = lo; b < hi; ++b) {
-      copy_or_zero(sc.h + b * ldh, a.h0 ? a.h0 + b * Hs : nullptr, Hs);
-      if constexpr (Cell::two_products) {
-        zero(sc.rh + b * ldh, ldh);
-        zero(sc.z + b * ldh, ldh);
+    team.each_chunk(B, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t b = lo; b < hi; ++b) {
+        copy_or_zero(sc.h + b * ldh, a.h0 ? a.h0 + b * Hs : nullptr, Hs);
+        if constexpr (Cell::two_products) {
+          zero(sc.rh + b * ldh, ldh);
+          zero(sc.z + b * ldh, ldh);
+        }
       }
-    }
-    if constexpr (Cell::has_c) copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
-    std::int64_t jb0, jb1;
-    share_groups(sh.nb, W, tid, nt, jb0, jb1);
-    for (std::int64_t jb = jb0; jb < jb1; ++jb) {
-      const std::int64_t j0 = jb * L;
-      const int n = int(H - j0 < L ? H - j0 : L);
-      // Block jb is block v of the group from block jg, side by side with the others.
-      const std::int64_t jg = jb / W * W, v = jb - jg;
+      if constexpr (Cell::has_c)
+        copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
+    });
+    team.each(group_count(sh.nb, W), [&](std::int64_t q) {
+      const std::int64_t jg = q * W;  // the group's first block
       const std::int64_t ldp = (sh.nb - jg < W ? sh.nb - jg : W) * NG1 * L;
-      S* p = const_cast<S*>(f.panel1(jg)) + v * NG1 * L;
-      if constexpr (Fused) {
-        gemm::pack_forward<S, NG1>(p, ldp, a.w_ih, H, I, 0, j0, n);
-        p += I * ldp;
+      for (std::int64_t jb = jg; jb < jg + W && jb < sh.nb; ++jb) {
+        const std::int64_t j0 = jb * L;
+        const int n = int(H - j0 < L ? H - j0 : L);
+        // Block jb is block jb - jg of the group, side by side with the others.
+        S* p = const_cast<S*>(f.panel1(jg)) + (jb - jg) * NG1 * L;
+        if constexpr (Fused) {
+          gemm::pack_forward<S, NG1>(p, ldp, a.w_ih, H, I, 0, j0, n);
+          p += I * ldp;
+        }
+        gemm::pack_forward<S, NG1>(p, ldp, a.w_hh, H, Hs, 0, j0, n);
+        if constexpr (Cell::two_products)
+          gemm::pack_forward<S, 1>(const_cast<S*>(f.panel2(jb)), L, a.w_hh, H, H, 2, j0, n);
       }
-      gemm::pack_forward<S, NG1>(p, ldp, a.w_hh, H, Hs, 0, j0, n);
-      if constexpr (Cell::two_products)
-        gemm::pack_forward<S, 1>(const_cast<S*>(f.panel2(jb)), L, a.w_hh, H, H, 2, j0, n);
-    }
-    // Projected: this thread's groups of P columns, W_hrᵀ (H rows) side by side per group.
-    std::int64_t pb0 = 0, pb1 = 0;
+    });
+    // Projected: groups of P columns, W_hrᵀ (H rows) side by side per group.
     if constexpr (Proj) {
-      share_groups(sh.nbp, WP, tid, nt, pb0, pb1);
-      for (std::int64_t pb = pb0; pb < pb1; ++pb) {
-        const std::int64_t j0 = pb * L;
-        const int n = int(Hs - j0 < L ? Hs - j0 : L);
-        const std::int64_t pg = pb / WP * WP, v = pb - pg;
+      team.each(group_count(sh.nbp, WP), [&](std::int64_t q) {
+        const std::int64_t pg = q * WP;
         const std::int64_t ldp = (sh.nbp - pg < WP ? sh.nbp - pg : WP) * L;
-        gemm::pack_forward<S, 1>(const_cast<S*>(f.proj_panel(pg)) + v * L, ldp, a.w_hr, Hs, H,
-                                 0, j0, n);
-      }
+        for (std::int64_t pb = pg; pb < pg + WP && pb < sh.nbp; ++pb) {
+          const std::int64_t j0 = pb * L;
+          const int n = int(Hs - j0 < L ? Hs - j0 : L);
+          gemm::pack_forward<S, 1>(const_cast<S*>(f.proj_panel(pg)) + (pb - pg) * L, ldp,
+                                   a.w_hr, Hs, H, 0, j0, n);
+        }
+      });
     }
 
     // 1. Input projection for all T steps at once: Gx = X · W_ihᵀ, written straight into
     //    the gate plane the epilogue then overwrites in place. (Fused: in the steps.)
-    std::int64_t xlo = 0, xhi = 0;  // fused: this thread's rows of x to stage
-    if constexpr (Fused) {
-      share(B, tid, nt, xlo, xhi);
-      f.stage_x(0, xlo, xhi);
-    } else {
-      team_matmul<S>(tid, nt, Op::N, Op::T, N, GH, I, a.x, I, a.w_ih, I, sh.gates, sh.ldg);
-    }
-    team_barrier(nt);
+    const auto stage_x = [&](std::int64_t s) {
+      team.each_chunk(B, kRowChunk,
+                      [&](std::int64_t lo, std::int64_t hi) { f.stage_x(s, lo, hi); });
+    };
+    if constexpr (Fused)
+      stage_x(0);
+    else
+      team_matmul<S>(team, Op::N, Op::T, N, GH, I, a.x, I, a.w_ih, I, sh.gates, sh.ldg);
+    team.sync();
 
     // 2. The sequential part: per step one product tile per block of units and rows, the
-    //    cell epilogue on it, one barrier (reset-before GRU: two products, two barriers).
+    //    cell epilogue on it, one sync (reset-before GRU: two products, two syncs).
     S* h_cur = sc.h;
     S* h_nxt = sc.h + B * ldh;
     for (std::int64_t s = 0; s < T; ++s) {
       if constexpr (Cell::two_products) {
-        f.template step<0>(s, jb0, jb1, h_cur, h_cur, h_cur);
-        team_barrier(nt);
-        f.template step<1>(s, jb0, jb1, sc.rh, h_cur, h_cur);
-        team_barrier(nt);
+        f.template step<0>(team, s, h_cur, h_cur, h_cur);
+        team.sync();
+        f.template step<1>(team, s, sc.rh, h_cur, h_cur);
+        team.sync();
       } else {
-        f.template step<0>(s, jb0, jb1, h_cur, h_cur, h_nxt);
+        f.template step<0>(team, s, h_cur, h_cur, h_nxt);
         if constexpr (Proj) {
-          team_barrier(nt);  // all of m before any of its projection
-          f.project(s, pb0, pb1, h_cur, h_nxt);
+          team.sync();  // all of m before any of its projection
+          f.project(team, s, h_cur, h_nxt);
         }
-        if constexpr (Fused) f.stage_x(s + 1, xlo, xhi);
-        team_barrier(nt);
+        if constexpr (Fused) stage_x(s + 1);
+        team.sync();
         S* tmp = h_cur;
         h_cur = h_nxt;
         h_nxt = tmp;
@@ -456,17 +464,19 @@ struct Forward {
 
     // 3. Final states; zeros where sequences had ended (y, and the reserve planes that the
     //    backward GEMMs multiply by the zero dG of those rows: 0 · garbage could be NaN).
-    share(B, tid, nt, lo, hi);
-    for (std::int64_t b = lo; b < hi; ++b) copy(a.h_n + b * Hs, h_cur + b * ldh, Hs);
-    if constexpr (Cell::has_c) copy(a.c_n + lo * H, sc.c + lo * H, (hi - lo) * H);
-    if constexpr (HasLengths) {
-      zero_padding(a.y, Hs, Hs, cfg, a.lengths, lo, hi);
-      if constexpr (Training) {
-        zero_padding(sh.rv.hprev, Hs, Hs, cfg, a.lengths, lo, hi);
-        if constexpr (Cell::two_products) zero_padding(sh.rv.rh, H, H, cfg, a.lengths, lo, hi);
-        if constexpr (Proj) zero_padding(sh.rv.m, H, H, cfg, a.lengths, lo, hi);
+    team.each_chunk(B, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t b = lo; b < hi; ++b) copy(a.h_n + b * Hs, h_cur + b * ldh, Hs);
+      if constexpr (Cell::has_c) copy(a.c_n + lo * H, sc.c + lo * H, (hi - lo) * H);
+      if constexpr (HasLengths) {
+        zero_padding(a.y, Hs, Hs, cfg, a.lengths, lo, hi);
+        if constexpr (Training) {
+          zero_padding(sh.rv.hprev, Hs, Hs, cfg, a.lengths, lo, hi);
+          if constexpr (Cell::two_products) zero_padding(sh.rv.rh, H, H, cfg, a.lengths, lo, hi);
+          if constexpr (Proj) zero_padding(sh.rv.m, H, H, cfg, a.lengths, lo, hi);
+        }
       }
-    }
+    });
+    team.sync();
   }
 };
 

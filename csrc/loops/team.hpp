@@ -1,7 +1,7 @@
-// What the forward and backward loops share: a thread's share of rows, units and groups of
-// units, the zig-zag visiting order, lengths (time_of, zero_padding), the large products
-// cut into thread-count-independent parts (team_matmul), the team's size, and the call of a
-// cell's epilogue for a full or a partial block. Compiled per ISA, in FASTSEQ_ISA_NS.
+// What the forward and backward loops share: the team that gives out their work (Team: phases
+// of items, claimed), the zig-zag visiting order, lengths (time_of, zero_padding), the large
+// products cut into thread-count-independent parts (team_matmul), the team's size, and the
+// call of a cell's epilogue for a full or a partial block. Compiled per ISA, in FASTSEQ_ISA_NS.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,6 @@ namespace fastseq::loops {
 inline namespace FASTSEQ_ISA_NS {
 
 using gemm::Op;
-using runtime::team_barrier;
 
 template <class S>
 inline void zero(S* p, std::int64_t n) {
@@ -37,31 +36,109 @@ inline void copy_or_zero(S* dst, const S* src, std::int64_t n) {
     zero(dst, n);
 }
 
-// [lo, hi): this thread's share of n items.
+// [lo, hi): member tid's share of n items.
 inline void share(std::int64_t n, int tid, int nt, std::int64_t& lo, std::int64_t& hi) {
   lo = n * tid / nt;
   hi = n * (tid + 1) / nt;
 }
 
-// Groups of w adjacent blocks (the last one narrower) out of nb, fixed by position; and this
-// thread's share of whole groups, as blocks [jb0, jb1). Threads own whole groups so that a
-// unit's tile, and with it the order of its sums, never depends on the thread count.
-inline std::int64_t group_count(std::int64_t nb, std::int64_t w) { return (nb + w - 1) / w; }
-inline void share_groups(std::int64_t nb, std::int64_t w, int tid, int nt, std::int64_t& jb0,
-                         std::int64_t& jb1) {
-  share(group_count(nb, w), tid, nt, jb0, jb1);
-  jb0 *= w;
-  jb1 = jb1 * w < nb ? jb1 * w : nb;
-}
+// Items of the phases that copy or zero whole rows (of B) or entries of a vector: a claim
+// (one compare-exchange) is nothing beside copying 4 rows, and B = 16 still splits 4 ways.
+inline constexpr std::int64_t kRowChunk = 4;
+inline constexpr std::int64_t kVectorChunk = 256;
 
-// The q-th of n groups of blocks to visit at step s: odd steps go backwards. The panels a
-// step used last are then the first the next step needs, so whatever part of them is still
-// in L2 is hit before it is evicted; a sweep in the same order every step through more
-// panel than L2 holds (LSTM H = 512 in float32: 4 MiB against 2 MiB) misses on every line.
-// The order of the blocks changes no value.
-inline std::int64_t zigzag(std::int64_t s, std::int64_t q, std::int64_t n) {
-  return s % 2 == 0 ? q : n - 1 - q;
-}
+// Groups of w adjacent blocks (the last one narrower) out of nb, fixed by position. Items
+// of a phase are whole groups, so a unit's tile, and with it the order of its sums, never
+// depends on the thread count or on which thread runs it.
+inline std::int64_t group_count(std::int64_t nb, std::int64_t w) { return (nb + w - 1) / w; }
+
+// One thread's view of its team's work. The loops' work comes in phases of items (groups of
+// units of a step, parts of a product, rows); each(n, fn) runs fn(i) for items i of the next
+// phase, sync() waits until every item handed out so far is done (the loops' former barrier).
+// Member tid first takes the items of its own share, in order (the share a static split would
+// give it: its panels stay in its core's caches step after step), then whatever is left of the
+// others' shares. So a member the OS has not scheduled (a spinning OpenMP worker of the host
+// program on its CPU, a shared host's load) holds nobody up: its share is done by the others,
+// and it catches up by finding nothing left. An item's values never depend on who runs it.
+//
+// Protocol: per member a cursor (runtime::TeamWork), the phase number in its high 32 bits and
+// the share's next item in the low 32; a cursor tagged with an earlier phase is unopened (its
+// next item is the share's first). A claim is one compare-exchange; a thread leaves a phase
+// only when every share is exhausted, so a cursor is retagged only once its items are all
+// claimed, and a late thread that finds a later tag knows its phase has nothing left. sync()
+// compares the team's count of finished items with the total of the phases so far.
+class Team {
+ public:
+  Team(int tid, int nt) : tid_(tid), nt_(nt) {
+    if (nt > 1) work_ = runtime::team_work();
+  }
+  int size() const { return nt_; }
+
+  // fn(i) for every item i in [0, n) of the next phase; backwards: each share from its end
+  // (the zig-zag order of a step's groups).
+  template <class Fn>
+  void each(std::int64_t n, Fn&& fn, bool backwards = false) {
+    ++phase_;
+    if (nt_ == 1) {
+      for (std::int64_t q = 0; q < n; ++q) fn(backwards ? n - 1 - q : q);
+      return;
+    }
+    std::int64_t lo, hi, i;
+    for (int k = 0; k < nt_; ++k) {
+      const int owner = (tid_ + k) % nt_;
+      share(n, owner, nt_, lo, hi);
+      while (claim(owner, lo, hi, i)) {
+        fn(backwards ? lo + hi - 1 - i : i);
+        work_.done->fetch_add(1, std::memory_order_release);
+      }
+    }
+    handed_out_ += n;
+  }
+
+  // fn(lo, hi) over [0, n) in chunks of `chunk` items (copies and zeroing of rows).
+  template <class Fn>
+  void each_chunk(std::int64_t n, std::int64_t chunk, Fn&& fn) {
+    each((n + chunk - 1) / chunk, [&](std::int64_t c) {
+      const std::int64_t lo = c * chunk;
+      fn(lo, n - lo < chunk ? n : lo + chunk);
+    });
+  }
+
+  void sync() const {
+    if (nt_ == 1) return;
+    runtime::wait_until(
+        [&] { return work_.done->load(std::memory_order_acquire) >= handed_out_; });
+  }
+
+ private:
+  bool claim(int owner, std::int64_t lo, std::int64_t hi, std::int64_t& item) {
+    std::atomic<std::uint64_t>& c = work_.cursors[owner].v;
+    std::uint64_t v = c.load(std::memory_order_acquire);
+    for (;;) {
+      const std::uint64_t tag = v >> 32;
+      if (tag > phase_) return false;  // a later phase: this one's items are all claimed
+      const std::int64_t next = tag == phase_ ? std::int64_t(v & 0xffffffffu) : lo;
+      if (next >= hi) return false;
+      if (c.compare_exchange_weak(v, std::uint64_t(phase_) << 32 | std::uint64_t(next + 1),
+                                  std::memory_order_acq_rel, std::memory_order_acquire)) {
+        item = next;
+        return true;
+      }
+    }
+  }
+
+  int tid_, nt_;
+  runtime::TeamWork work_;
+  std::uint64_t phase_ = 0;
+  std::int64_t handed_out_ = 0;
+};
+
+// Whether step s visits its groups backwards (Team::each): odd steps do. The panels a step
+// used last are then the first the next step needs, so whatever part of them is still in L2
+// is hit before it is evicted; a sweep in the same order every step through more panel than
+// L2 holds (LSTM H = 512 in float32: 4 MiB against 2 MiB) misses on every line. The order of
+// the groups changes no value.
+inline bool zigzag_backwards(std::int64_t s) { return s % 2 == 1; }
 
 // Zero rows (t, b), t >= lengths[b], of a (T*B, width) plane (row stride ld), b in [b0, b1).
 template <class S>
@@ -97,27 +174,26 @@ inline std::int64_t matmul_parts(std::int64_t extent) {
   return p;
 }
 
-// This thread's parts of C (m x n) = op(A)·op(B) (+ beta·C): rows of C if m >= n, else
-// columns, cut by matmul_parts; the team shares out whole parts.
+// C (m x n) = op(A)·op(B) (+ beta·C) as one phase of the team: rows of C if m >= n, else
+// columns, cut into matmul_parts parts, one item each.
 template <class S>
-void team_matmul(int tid, int nt, Op oa, Op ob, std::int64_t m, std::int64_t n, std::int64_t k,
+void team_matmul(Team& team, Op oa, Op ob, std::int64_t m, std::int64_t n, std::int64_t k,
                  const S* a, std::int64_t lda, const S* b, std::int64_t ldb, S* c,
                  std::int64_t ldc, S beta = S(0)) {
   const bool by_rows = m >= n;
   const std::int64_t extent = by_rows ? m : n;
   const std::int64_t parts = matmul_parts(extent);
-  std::int64_t p0, p1, lo, hi;
-  share(parts, tid, nt, p0, p1);
-  for (std::int64_t p = p0; p < p1; ++p) {
+  team.each(parts, [&](std::int64_t p) {
+    std::int64_t lo, hi;
     share(extent, int(p), int(parts), lo, hi);
-    if (hi <= lo) continue;
+    if (hi <= lo) return;
     if (by_rows)
       gemm::matmul<S>(oa, ob, hi - lo, n, k, oa == Op::N ? a + lo * lda : a + lo, lda, b, ldb,
                       beta, c + lo * ldc, ldc);
     else
       gemm::matmul<S>(oa, ob, m, hi - lo, k, a, lda, ob == Op::N ? b + lo : b + lo * ldb, ldb,
                       beta, c + lo, ldc);
-  }
+  });
 }
 
 // Threads for one call: no more than the parts (blocks or groups of blocks) the units are

@@ -1,7 +1,9 @@
 // The thread pool behind runtime::parallel_run. Workers are started lazily (never inside a
 // kernel's time loop: parallel_run starts them before the team begins), wait for a job by
-// spinning briefly then sleeping on a condition variable, and stay alive for the process.
+// spinning briefly then sleeping on a condition variable, join it only while it is open,
+// and stay alive for the process.
 #include "runtime/thread_pool.hpp"
+#include "runtime/openmp_team.hpp"
 #include "runtime/per_process.hpp"
 
 #include <pthread.h>
@@ -12,6 +14,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -91,44 +94,69 @@ class Pool {
   }
 
   // Holder of busy_ only. Starting threads may throw (std::system_error): then the caller
-  // runs alone.
+  // runs alone (or with the workers it has). The claim cursors grow with the workers, here,
+  // never while a team runs.
   int ensure_workers(int n) {
     try {
+      if (cursor_count_ < n + 1) {
+        cursors_.reset(new ClaimCursor[std::size_t(n) + 1]);
+        cursor_count_ = n + 1;
+      }
       while (int(workers_.size()) < n) {
         const int idx = int(workers_.size());
         workers_.emplace_back([this, idx] { worker(idx + 1); });
       }
     } catch (...) {
     }
-    return int(workers_.size());
+    const int have = int(workers_.size());
+    return have < cursor_count_ - 1 ? have : cursor_count_ - 1;
   }
 
+  // Runs fn on the caller as member 0 and on the workers that join in time. A worker joins
+  // by counting itself into join_ while the job is open; the caller closes it when its own
+  // part returns (by then every item of the work is done: loops/team.hpp), and waits only
+  // for the workers that joined. A worker the OS did not schedule before that never runs
+  // the job, so it costs the caller nothing.
   void run(int team, TeamFn fn, void* ctx) {
+    for (int i = 0; i < team; ++i) cursors_[i].v.store(0, std::memory_order_relaxed);
+    items_done_.store(0, std::memory_order_relaxed);
+    std::uint64_t g;
     {
       std::lock_guard<std::mutex> lk(m_);
       fn_ = fn;
       ctx_ = ctx;
       team_ = team;
       done_.store(0, std::memory_order_relaxed);
-      bar_count_.store(0, std::memory_order_relaxed);
-      gen_.fetch_add(1, std::memory_order_release);
+      g = gen_.load(std::memory_order_relaxed) + 1;
+      join_.store(join_word(g, 0), std::memory_order_relaxed);
+      gen_.store(g, std::memory_order_release);
     }
     cv_.notify_all();
     fn(ctx, 0, team);
-    spin_until([&] { return done_.load(std::memory_order_acquire) == team - 1; });
+    const std::uint64_t joined =
+        join_.fetch_or(kClosed, std::memory_order_acq_rel) & kCountMask;
+    spin_until([&] { return std::uint64_t(done_.load(std::memory_order_acquire)) == joined; });
   }
 
-  void barrier(int team) {
-    const std::uint32_t g = bar_gen_.load(std::memory_order_acquire);
-    if (bar_count_.fetch_add(1, std::memory_order_acq_rel) == team - 1) {
-      bar_count_.store(0, std::memory_order_relaxed);
-      bar_gen_.store(g + 1, std::memory_order_release);
-    } else {
-      spin_until([&] { return bar_gen_.load(std::memory_order_acquire) != g; });
+  TeamWork work() { return {cursors_.get(), &items_done_}; }
+
+ private:
+  // join_: the job's generation (low 32 bits) above, closed flag, count of joined workers.
+  static constexpr std::uint64_t kClosed = std::uint64_t(1) << 31;
+  static constexpr std::uint64_t kCountMask = kClosed - 1;
+  static std::uint64_t join_word(std::uint64_t gen, std::uint64_t count) {
+    return (gen & 0xffffffffu) << 32 | count;
+  }
+
+  // Counts this worker into job `gen` unless it is closed (or already another job).
+  bool join(std::uint64_t gen) {
+    std::uint64_t v = join_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((v >> 32) != (gen & 0xffffffffu) || (v & kClosed)) return false;
+      if (join_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) return true;
     }
   }
 
- private:
   void worker(int tid) {
     std::uint64_t seen = 0;
     for (;;) {
@@ -154,7 +182,7 @@ class Pool {
         stop = stop_;
       }
       if (stop) return;
-      if (tid < team) {
+      if (tid < team && join(seen)) {
         fn(ctx, tid, team);
         done_.fetch_add(1, std::memory_order_acq_rel);
       }
@@ -163,6 +191,8 @@ class Pool {
 
   std::mutex busy_;
   std::vector<std::thread> workers_;
+  std::unique_ptr<ClaimCursor[]> cursors_;
+  int cursor_count_ = 0;
   std::mutex m_;
   std::condition_variable cv_;
   std::atomic<std::uint64_t> gen_{0};
@@ -171,8 +201,8 @@ class Pool {
   int team_ = 1;
   bool stop_ = false;
   std::atomic<int> done_{0};
-  alignas(64) std::atomic<int> bar_count_{0};
-  alignas(64) std::atomic<std::uint32_t> bar_gen_{0};
+  alignas(64) std::atomic<std::uint64_t> join_{0};
+  alignas(64) std::atomic<std::int64_t> items_done_{0};
 };
 
 // Never destroyed: worker threads must not be joined from a static destructor at exit
@@ -204,6 +234,7 @@ void parallel_run(int want, TeamFn fn, void* ctx) {
     fn(ctx, 0, 1);
     return;
   }
+  if (openmp_run(want, fn, ctx)) return;
   Pool& p = pool();
   if (!p.try_acquire()) {
     fn(ctx, 0, 1);
@@ -218,9 +249,12 @@ void parallel_run(int want, TeamFn fn, void* ctx) {
   p.release();
 }
 
-void team_barrier(int nthreads) {
-  if (nthreads > 1) pool().barrier(nthreads);
+TeamWork team_work() {
+  if (TeamWork* w = openmp_team_work()) return *w;
+  return pool().work();
 }
+
+void yield_cpu() { sched_yield(); }
 
 bool pool_busy() { return pool().busy(); }
 
