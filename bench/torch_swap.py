@@ -8,13 +8,15 @@ round runs ``--steps`` steps of one model then of the other; the per-step time o
 is its total over steps. Reported: the median per-step time of each, and the median ratio
 torch / fastseq over rounds (> 1: fastseq is faster) with its spread (min-max of rounds).
 
-    python bench/torch_swap.py [--rounds 9] [--steps 5] [--json FILE]
+    python bench/torch_swap.py [--rounds 9] [--steps 5] [--own-pool] [--json FILE]
 
 (against the installed fastseq; from a source tree, prefix ``PYTHONPATH=.``).
 
-On few cores, torch's idle OpenMP workers spin after each of its parallel operations
-(libgomp's GOMP_SPINCOUNT) against fastseq's threads: the 2-thread results depend on it,
-so the JSON records OMP_WAIT_POLICY and GOMP_SPINCOUNT.
+fastseq.torch runs fastseq's kernel teams on torch's OpenMP threads
+(``fastseq.torch.use_torch_threads``); ``--own-pool`` times them on fastseq's own pool
+instead, whose threads then share the CPUs with torch's idle OpenMP workers, which spin
+after each of torch's parallel operations (libgomp's GOMP_SPINCOUNT): the JSON records
+the choice, OMP_WAIT_POLICY and GOMP_SPINCOUNT.
 
 Not a unit test: timing on a shared host belongs to a script run by hand.
 """
@@ -87,8 +89,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--own-pool", action="store_true",
+                        help="run fastseq's teams on its own pool, not on torch's threads")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()
+    on_torch_threads = fastseq.torch.use_torch_threads(not args.own_pool)
+    print(f"fastseq's teams on {'torch' if on_torch_threads else 'fastseq'}'s threads")
     if args.rounds < 1 or args.steps < 1:
         parser.error("--rounds and --steps must be >= 1")
     results = []
@@ -105,7 +111,8 @@ def main():
         with open(args.json, "w") as f:
             env = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
             json.dump({"torch": torch.__version__, "fastseq": fastseq.__version__,
-                       "environment": env, "results": results}, f, indent=2)
+                       "teams_on_torch_threads": on_torch_threads, "environment": env,
+                       "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -144,14 +144,14 @@ def gru_forward(
 
 def rnn_backward(
     reserve: Reserve, dy: _Float, dh_n: _Float | None = None, *,
-    accumulate: dict[str, _Float] | None = None,
+    accumulate: dict[str, _Float] | None = None, need_dx: bool = True,
 ) -> dict[str, _Float | None]:
     """Backward of rnn_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with
     accumulate, the parameter gradients are added into its arrays (see fastseq.backends)."""
 
 def lstm_backward(
     reserve: Reserve, dy: _Float, dh_n: _Float | None = None, dc_n: _Float | None = None, *,
-    accumulate: dict[str, _Float] | None = None,
+    accumulate: dict[str, _Float] | None = None, need_dx: bool = True,
 ) -> dict[str, _Float | None]:
     """Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), and dw_hr
     when the forward had w_hr; with accumulate, the parameter gradients are added into its
@@ -159,7 +159,7 @@ def lstm_backward(
 
 def gru_backward(
     reserve: Reserve, dy: _Float, dh_n: _Float | None = None, *,
-    accumulate: dict[str, _Float] | None = None,
+    accumulate: dict[str, _Float] | None = None, need_dx: bool = True,
 ) -> dict[str, _Float | None]:
     """Backward of gru_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with
     accumulate, the parameter gradients are added into its arrays (see fastseq.backends)."""
@@ -182,6 +182,6 @@ def forward(
 
 def backward(
     reserve: Reserve, dy: _Float, dh_n: _Float | None = None, dc_n: _Float | None = None, *,
-    accumulate: dict[str, _Float] | None = None,
+    accumulate: dict[str, _Float] | None = None, need_dx: bool = True,
 ) -> dict[str, _Float | None]:
     """Backward of forward() (or of any family's forward) -> the family backward's dict."""

@@ -128,10 +128,10 @@ class _Cell:
         y, h_n, ctx = getattr(F, f"{self.family}_forward")(x, w_ih, w_hh, b_ih, b_hh, h0, **kw)
         return y, h_n, None, ctx
 
-    def backward(self, ctx, dy, dh_n, dc_n):
+    def backward(self, ctx, dy, dh_n, dc_n, need_dx: bool):
         if self.family == "lstm":
-            return F.lstm_backward(ctx, dy, dh_n, dc_n)
-        return getattr(F, f"{self.family}_backward")(ctx, dy, dh_n)
+            return F.lstm_backward(ctx, dy, dh_n, dc_n, need_dx=need_dx)
+        return getattr(F, f"{self.family}_backward")(ctx, dy, dh_n, need_dx=need_dx)
 
 
 class _RecurrentFunction(torch.autograd.Function):
@@ -166,8 +166,10 @@ class _RecurrentFunction(torch.autograd.Function):
             # it): the kernels' reserve served the first one, so recompute the forward.
             ctx = fctx.cell.forward(*map(_array, saved), training=True)[-1]
         dy_array = np.zeros(fctx.dy_shape, ctx.dtype) if dy is None else _array(dy)
-        grads = fctx.cell.backward(ctx, dy_array, _array(dh_n), _array(dc_n))
         need = fctx.needs_input_grad
+        # dx only when x needs it: a first layer over data skips the product (torch's
+        # autograd skips it too).
+        grads = fctx.cell.backward(ctx, dy_array, _array(dh_n), _array(dc_n), need_dx=need[1])
         keys = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr")
         return (None, *(_tensor(grads.get(key)) if need[i + 1] else None
                          for i, key in enumerate(keys)))

@@ -363,7 +363,7 @@ struct ParamGrads {
 template <class S>
 py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_o,
                         const py::object& dh_n_o, const py::object& dc_n_o,
-                        const py::object& accumulate_o) {
+                        const py::object& accumulate_o, bool need_dx) {
   const SeqConfig& cfg = r.cfg;
   const std::int64_t T = cfg.T, B = cfg.B, I = cfg.I, H = cfg.H, G = gate_count(cfg.cell);
   const std::int64_t Hs = state_width(cfg);
@@ -389,7 +389,8 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   ParamGrads<S> grads(accumulate_o, fn, cfg, G,
                       {r.x, r.w_ih, r.w_hh, r.w_hr, r.lengths, dy, dh_n, dc_n});
 
-  auto dx = new_array<S>({T, B, I});
+  py::object dx = py::none();
+  if (need_dx) dx = new_array<S>({T, B, I});
   auto dh0 = new_array<S>({B, Hs});
   py::object dc0 = py::none();
   if (has_c(cfg.cell)) dc0 = new_array<S>({B, H});
@@ -399,7 +400,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
   };
 
   BackwardArgs<S> a;
-  a.dx = dx.mutable_data();
+  a.dx = mut(dx);
   a.dh0 = dh0.mutable_data();
   a.dc0 = mut(dc0);
   a.accumulate = grads.accumulate;
@@ -439,7 +440,7 @@ py::dict backward_typed(const std::string& fn, Reserve& r, const py::object& dy_
 // backward: any cell's reserve).
 py::dict backward(const std::string& fn, const char* fam, const py::object& reserve_o,
                   const py::object& dy, const py::object& dh_n, const py::object& dc_n,
-                  const py::object& accumulate) {
+                  const py::object& accumulate, bool need_dx) {
   const std::string forward_name = fam ? std::string(fam) + "_forward" : "forward";
   if (!py::isinstance<Reserve>(reserve_o))
     throw py::type_error(fn + ": reserve must be the Reserve that " + forward_name +
@@ -454,8 +455,8 @@ py::dict backward(const std::string& fn, const char* fam, const py::object& rese
   if (r.consumed)
     throw py::value_error(fn + ": this reserve was already used by a backward call (backward "
                                "consumes it); run the forward again");
-  if (r.is_double) return backward_typed<double>(fn, r, dy, dh_n, dc_n, accumulate);
-  return backward_typed<float>(fn, r, dy, dh_n, dc_n, accumulate);
+  if (r.is_double) return backward_typed<double>(fn, r, dy, dh_n, dc_n, accumulate, need_dx);
+  return backward_typed<float>(fn, r, dy, dh_n, dc_n, accumulate, need_dx);
 }
 
 // The generic entry points: any cell of the registry by its name, its parameters by the
@@ -503,8 +504,8 @@ py::tuple forward_any(const std::string& name, const py::object& x, const py::di
 }
 
 py::dict backward_any(const py::object& reserve, const py::object& dy, const py::object& dh_n,
-                      const py::object& dc_n, const py::object& accumulate) {
-  return backward("backward", nullptr, reserve, dy, dh_n, dc_n, accumulate);
+                      const py::object& dc_n, const py::object& accumulate, bool need_dx) {
+  return backward("backward", nullptr, reserve, dy, dh_n, dc_n, accumulate, need_dx);
 }
 
 CellKind rnn_kind(const std::string& nonlinearity) {
@@ -594,16 +595,17 @@ void bind_kernels(py::module_& m) {
     const std::string name = std::string(fam) + "_backward";
     const std::string doc = "Backward of " + std::string(fam) +
                             "_forward -> dict(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); with "
-                            "accumulate, the parameter gradients are added into its arrays "
+                            "accumulate, the parameter gradients are added into its arrays; "
+                            "need_dx=False: dx is None, its product skipped "
                             "(see fastseq.backends).";
     m.def(
         name.c_str(),
         [name, fam](const py::object& reserve, const py::object& dy, const py::object& dh_n,
-                    const py::object& accumulate) {
-          return backward(name, fam, reserve, dy, dh_n, py::none(), accumulate);
+                    const py::object& accumulate, bool need_dx) {
+          return backward(name, fam, reserve, dy, dh_n, py::none(), accumulate, need_dx);
         },
         py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::kw_only(),
-        py::arg("accumulate") = none, doc.c_str());
+        py::arg("accumulate") = none, py::arg("need_dx") = true, doc.c_str());
   }
   m.def("forward", &forward_any, py::arg("cell"), py::arg("x"), py::arg("params"),
         py::kw_only(), py::arg("h0") = none, py::arg("c0") = none, py::arg("lengths") = none,
@@ -614,18 +616,19 @@ void bind_kernels(py::module_& m) {
         "kernels and bits as the family's function (rnn_forward, lstm_forward, gru_forward).");
   m.def("backward", &backward_any, py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none,
         py::arg("dc_n") = none, py::kw_only(), py::arg("accumulate") = none,
+        py::arg("need_dx") = true,
         "Backward of forward() (or of any family's forward) -> the family backward's dict.");
   m.def(
       "lstm_backward",
       [](const py::object& reserve, const py::object& dy, const py::object& dh_n,
-         const py::object& dc_n, const py::object& accumulate) {
-        return backward("lstm_backward", "lstm", reserve, dy, dh_n, dc_n, accumulate);
+         const py::object& dc_n, const py::object& accumulate, bool need_dx) {
+        return backward("lstm_backward", "lstm", reserve, dy, dh_n, dc_n, accumulate, need_dx);
       },
       py::arg("reserve"), py::arg("dy"), py::arg("dh_n") = none, py::arg("dc_n") = none,
-      py::kw_only(), py::arg("accumulate") = none,
+      py::kw_only(), py::arg("accumulate") = none, py::arg("need_dx") = true,
       "Backward of lstm_forward -> dict(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), and dw_hr "
       "when the forward had w_hr; with accumulate, the parameter gradients are added into its "
-      "arrays (see fastseq.backends).");
+      "arrays; need_dx=False: dx is None, its product skipped (see fastseq.backends).");
 }
 
 }  // namespace fastseq::bindings

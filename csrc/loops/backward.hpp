@@ -300,7 +300,7 @@ struct Backward {
     //    weight gradients are added into (beta = 1).
     const S* dg = sh.rv.gates;
     const S beta = a.accumulate ? S(1) : S(0);
-    team_matmul<S>(team, Op::N, Op::N, N, I, GH, dg, ldg, a.w_ih, I, a.dx, I);
+    if (a.dx) team_matmul<S>(team, Op::N, Op::N, N, I, GH, dg, ldg, a.w_ih, I, a.dx, I);
     if constexpr (HasLengths) {
       // Padding rows of x must not reach dW_ih, not even as 0 · NaN: x a chunk of rows at a
       // time, its padding rows zeroed, accumulated over the chunks.
@@ -323,9 +323,10 @@ struct Backward {
       }
       // dx's padding rows are zero, as the contract says: the product gave 0 · W_ih there,
       // NaN where W_ih holds one. (Every part of dx was done by the syncs above.)
-      team.each_chunk(B, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
-        zero_padding(a.dx, I, I, cfg, a.lengths, lo, hi);
-      });
+      if (a.dx)
+        team.each_chunk(B, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
+          zero_padding(a.dx, I, I, cfg, a.lengths, lo, hi);
+        });
     } else {
       team_matmul<S>(team, Op::T, Op::N, GH, I, N, dg, ldg, a.x, I, a.dw_ih, I, beta);
     }

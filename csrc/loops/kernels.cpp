@@ -218,7 +218,9 @@ template <class S>
 void sequence_backward(const SeqConfig& cfg, const BackwardArgs<S>& a) {
   validate_config(cfg);
   const bool has_c = cells::cell_info(cfg.cell).states == 2;
-  require(a.dx && a.dh0 && a.dw_ih && a.dw_hh && a.x && a.w_ih && a.w_hh && a.dy,
+  // dx may be null: the input's gradient is not wanted (a first layer over data), and its
+  // product, a third of the work after the loop, is skipped.
+  require(a.dh0 && a.dw_ih && a.dw_hh && a.x && a.w_ih && a.w_hh && a.dy,
           "a required backward buffer is null");
   require(!has_c || a.dc0, "dc0 is null for an LSTM");
   require(!cfg.has_bias || (a.db_ih && a.db_hh), "db_ih/db_hh are null although has_bias");

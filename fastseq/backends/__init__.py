@@ -69,6 +69,9 @@ What a backend must do:
   into and return; for the others ``functional`` adds. ``dh0`` (and ``dc0``) are always
   returned, even when the initial state was None (the gradient at the zero state);
   ``db_ih``/``db_hh`` are None when there is no bias.
+- A backend whose module sets ``SKIPS_DX = True`` (cpp) takes ``need_dx=False`` on
+  backward and returns dx None without computing it; for the others ``functional`` drops
+  the dx they computed.
 - A backend whose module sets ``PROJECTION = True`` runs the LSTM with a projection
   (above); ``functional`` reads the attribute before each projected forward.
 """

@@ -36,6 +36,8 @@ NAME = "cpp"
 #: The backward functions take ``accumulate=`` (see fastseq.functional.rnn_backward): the
 #: weight gradients' GEMMs add into the caller's arrays.
 ACCUMULATES = True
+#: The backward functions take ``need_dx=False``: dx is None, its product skipped.
+SKIPS_DX = True
 #: lstm_forward takes ``w_hr=`` (the LSTM with a projection, torch's proj_size).
 PROJECTION = True
 

@@ -128,7 +128,7 @@ struct BackwardArgs {
   // accumulate, which are added into (a layer's .grad: no temporary, no second pass; the
   // weight gradients' GEMMs run with beta = 1)
   bool accumulate = false;
-  S* dx = nullptr;     // (T, B, I)
+  S* dx = nullptr;     // (T, B, I), or null: not wanted (skipped)
   S* dh0 = nullptr;    // (B, Hs)
   S* dc0 = nullptr;    // (B, H), LSTM only
   S* dw_ih = nullptr;  // (G*H, I)

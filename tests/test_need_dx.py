@@ -1,0 +1,69 @@
+"""backward(..., need_dx=False): dx is None and every other gradient is what the full
+backward gives, bit for bit, on every backend (the cpp kernels skip dx's product; the other
+backends' dx is dropped), with and without lengths and ``accumulate``."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastseq
+from fastseq import functional as F
+from problems import ALL_CELLS, LSTM_CELLS, PROJECTED, forward, make_problem
+
+BACKENDS = fastseq.available_backends()
+
+
+def _backward(p, ctx, **kw):
+    if p.cell in LSTM_CELLS:
+        return F.lstm_backward(ctx, p.dy, p.dh_n, p.dc_n, **kw)
+    fn = F.gru_backward if p.cell.startswith("gru") else F.rnn_backward
+    return fn(ctx, p.dy, p.dh_n, **kw)
+
+
+def _grads(p, backend, **kw):
+    with fastseq.use_backend(backend):
+        _, ctx = forward(p)
+        return _backward(p, ctx, **kw)
+
+
+def _supports(backend, cell):
+    return cell not in PROJECTED or getattr(fastseq.backends.backend_module(backend),
+                                            "PROJECTION", False)
+
+
+@pytest.mark.parametrize("lengths", [None, "vary"])
+@pytest.mark.parametrize("cell", ALL_CELLS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_dx_the_other_gradients_keep_their_bits(backend, cell, lengths):
+    if not _supports(backend, cell):
+        pytest.skip(f"the {backend} backend has no projected LSTM")
+    p = make_problem(cell, T=6, B=5, I=7, H=12, lengths=lengths, seed=2)
+    full = _grads(p, backend)
+    part = _grads(p, backend, need_dx=False)
+    assert part["dx"] is None and full["dx"] is not None
+    assert part.keys() == full.keys()
+    for name, value in full.items():
+        if name != "dx" and value is not None:
+            np.testing.assert_array_equal(part[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_dx_accumulates_as_with_it(backend, cell):
+    p = make_problem(cell, T=5, B=4, I=6, H=10, seed=4)
+    targets = {}
+    for need_dx in (True, False):
+        acc = {k: np.ones_like(v) for k, v in
+               (("dw_ih", p.w_ih), ("dw_hh", p.w_hh), ("db_ih", p.b_ih), ("db_hh", p.b_hh))}
+        grads = _grads(p, backend, accumulate=acc, need_dx=need_dx)
+        assert (grads["dx"] is None) == (not need_dx)
+        targets[need_dx] = acc
+    for name in targets[True]:
+        np.testing.assert_array_equal(targets[False][name], targets[True][name], err_msg=name)
+
+
+def test_need_dx_must_be_a_bool():
+    p = make_problem("lstm", seed=1)
+    _, ctx = forward(p)
+    with pytest.raises(TypeError, match="need_dx"):
+        _backward(p, ctx, need_dx="no")
