@@ -77,12 +77,12 @@ inline tuning::Choices forward_choices(const SeqConfig& cfg, std::int64_t scalar
   tuning::ChoiceInputs in;
   in.panel_row_bytes = widest_panel_vectors(info_of(cfg)) * vec_bytes;
   in.may_fuse = may_fuse_projection(cfg);
+  in.rows = cfg.B;
   if (in.may_fuse) {
     // The panels' bytes as ForwardScratch carves them: G · K · (H in whole vectors).
     const std::int64_t lanes = kMaxVecBytes / scalar_size;
     const std::int64_t column =
         gate_count(cfg.cell) * ((cfg.H + lanes - 1) / lanes * lanes) * scalar_size;
-    in.recurrent_panel_bytes = forward_panel_rows(cfg, false) * column;
     in.fused_panel_bytes = forward_panel_rows(cfg, true) * column;
   }
   return tuning::choose(in, caches);

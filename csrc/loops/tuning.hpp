@@ -47,13 +47,15 @@ inline constexpr std::int64_t kKBlockRows = 64;
 inline constexpr std::int64_t kKBlockMinRows = 16;
 
 // From kFuseMinRows batch rows on, the LSTM's forward may fold the input projection into the
-// step product when there are no lengths (layout.hpp, may_fuse_projection; whether it does
-// is Choices::fuse_projection, below): measured in alternation with the unfused loop, LSTM
-// (50,64,512) inference 3-8 % faster on 1 thread, 5-13 % on 2; with fewer rows the fused
-// panel, twice W_hh's, streams from L3 at every step for fewer FMAs per byte (LSTM
-// (100,32,1024): 16-27 % slower). The scratch is sized by this shape rule alone, so a size
-// query and the call agree whatever the cache sizes are when each runs.
-inline constexpr std::int64_t kFuseMinRows = 64;
+// step product when there are no lengths (layout.hpp, may_fuse_projection); whether it does
+// is Choices::fuse_projection (below), from the size of the fused panel against L2. The
+// scratch is sized by this shape rule alone, so a size query and the call agree whatever the
+// cache sizes are when each runs (the unfused call leaves the fused panel's extra rows and
+// the staging rows of x unused).
+inline constexpr std::int64_t kFuseMinRows = 32;
+// ... and while the fused panel (W_ihᵀ above W_hhᵀ) is at most kFuseL2Multiple · L2 · B / 32
+// bytes (see choose()).
+inline constexpr std::int64_t kFuseL2Multiple = 3;
 
 // ---- Choices from the cache sizes (runtime/caches.hpp) ----------------------------------
 // Computed once per call from the sizes in force (loops/layout.hpp, forward_choices): fixed
@@ -68,19 +70,15 @@ struct Choices {
 };
 
 // What the rules read of a call: the bytes of one k-row of the widest forward panel of the
-// cell (vectors per tile row NV times the vector's bytes), and, where the shape allows
-// fusion, the bytes of the whole W_hhᵀ panel and of the fused one (W_ihᵀ above W_hhᵀ).
+// cell (vectors per tile row NV times the vector's bytes), the batch rows, and, where the
+// shape allows fusion, the bytes of the fused panel (W_ihᵀ above W_hhᵀ).
 struct ChoiceInputs {
   std::int64_t panel_row_bytes = 0;
+  std::int64_t rows = 0;
   bool may_fuse = false;
-  std::int64_t recurrent_panel_bytes = 0;
   std::int64_t fused_panel_bytes = 0;
 };
 
-// The share of a cache a panel may take and still be counted as staying there: the rest
-// holds what streams past it in the same step (the rows of h and x, the partial sums, the
-// lines of Gx, y and the reserve the epilogues touch).
-//
 // (a) L1d: a k-slice takes at most 2/3 of it, the chunk's partial sums the other third.
 //     Arithmetic: Sapphire Rapids, 48 KiB L1d, LSTM float32 AVX-512: a panel row is 4
 //     vectors × 64 B = 256 B, 2/3 · 48 KiB = 32 KiB = 128 rows (the measured kKSliceMax),
@@ -89,19 +87,9 @@ struct ChoiceInputs {
 //     10.7 KiB / 128 B = 85 → 64 rows (the cap). An AVX-512 part with 32 KiB of L1d
 //     (Skylake-SP): 85 → 80 rows per slice, 42 → 40 rows per chunk.
 inline constexpr std::int64_t kL1SliceNum = 2, kL1SliceDen = 3;
-// (b) L2 and L3: a panel counts as staying in a level if it fills at most 3/4 of it. The
-//     RNN's measurement (layout.hpp): its W_hh panel at H = 512, 1 MiB, stays in the 2 MiB
-//     L2 and the fused one, 2 MiB, does not: 3/4 · 2 MiB = 1.5 MiB separates the two.
-inline constexpr std::int64_t kCacheShareNum = 3, kCacheShareDen = 4;
-
-// The level a panel of `bytes` streams from at every step: 2 (L2), 3 (L3) or 4 (memory).
-// Judged against one core's L2, as on one thread: a choice may not depend on the thread
-// count (on more threads each one's share of the panel is smaller).
-inline int panel_level(std::int64_t bytes, const runtime::CacheSizes& c) {
-  if (bytes <= c.l2 / kCacheShareDen * kCacheShareNum) return 2;
-  if (bytes <= c.l3 / kCacheShareDen * kCacheShareNum) return 3;
-  return 4;
-}
+// (b) L3: a panel counts as staying in it if it fills at most 3/4 of it (the rest holds
+//     what streams past in the same step, and other threads' and processes' data).
+inline constexpr std::int64_t kL3ShareNum = 3, kL3ShareDen = 4;
 
 inline Choices choose(const ChoiceInputs& in, const runtime::CacheSizes& c) {
   Choices ch;
@@ -115,14 +103,32 @@ inline Choices choose(const ChoiceInputs& in, const runtime::CacheSizes& c) {
   //     (The partial sums of a row do not depend on the chunk it is in: same bits.)
   std::int64_t rows = c.l1d / kL1SliceDen / row / 8 * 8;
   ch.k_block_rows = rows < 8 ? 8 : rows > kKBlockRows ? kKBlockRows : rows;
-  // (b) Fusion pays from kFuseMinRows rows on when the fused panel streams from the same
-  //     level as W_hh's alone (LSTM (50,64,512) float32 on the machine above: 4 and 8 MiB,
-  //     both from L3: fused, as measured); not when folding W_ih in pushes the panel out of
-  //     a level W_hh's fits in (the RNN's 1 → 2 MiB out of a 2 MiB L2, measured no gain and
-  //     up to 5 % slower; an L3 the fused panel overflows turns every step into a read
-  //     from memory).
-  ch.fuse_projection = in.may_fuse && panel_level(in.fused_panel_bytes, c) ==
-                                          panel_level(in.recurrent_panel_bytes, c);
+  // (b) Fusion: the fused panel is streamed once per step; what of it does not stay in L2
+  //     comes from L3 behind the FMAs of the B rows each byte serves, so the panel a step
+  //     can afford grows with B: at most kFuseL2Multiple · L2 · B / 32 bytes (3 L2s at 32
+  //     rows, 6 at 64), and never more than L3 holds (3/4 of it: past that, every step
+  //     reads the panel from memory). Measured on the machine above (2 MiB L2), LSTM
+  //     float32 inference, I = H, fused against unfused in alternating rounds in one
+  //     process (the override flipping the choice), median time ratio fused/unfused,
+  //     1 thread / 2 threads:
+  //       B = 32: H = 192 (fused panel 1.2 MiB) 0.92 / 0.92; H = 256 (2 MiB) 0.95 / 0.94;
+  //               H = 384 (4.5 MiB) 0.95 / 0.97; H = 512 (8 MiB) 1.05 / 1.00;
+  //               H = 1024 (32 MiB) 1.21 (1 thread)
+  //       B = 48: H = 256 (2 MiB) 0.89 / 0.85
+  //       B = 64: H = 256 (2 MiB) 0.86 / 0.86; H = 512 (8 MiB, the first measurement,
+  //               when 64 rows was the only rule) 0.92-0.97 / 0.87-0.95; H = 768 (18 MiB)
+  //               0.99 (1 thread); T = 25, H = 1024 (32 MiB) 1.08 / 1.01 (11 rounds, both
+  //               IQRs span 1)
+  //     9 rounds each unless stated; the host is shared, IQRs about ±5 %. The 3 L2s at 32
+  //     rows sit between the 4.5 MiB that paid and the 8 MiB that did not; the 6 at 64 rows
+  //     keep 8 MiB fused and leave 18 and 32 MiB (no gain) apart. Below 32 rows nothing was
+  //     measured: the shape rule keeps them unfused. On 2 MiB of L2 the rule fuses every
+  //     case the 64-row rule did at H <= 512 (the benchmark grid's LSTM (50,64,512) among
+  //     them); it adds B = 32..63 with small panels and drops B >= 64 at H >= 768 (I = H).
+  const double l2_budget = double(kFuseL2Multiple) * double(c.l2) * double(in.rows) / 32.0;
+  const double l3_budget = double(c.l3 / kL3ShareDen * kL3ShareNum);
+  const double panel = double(in.fused_panel_bytes);
+  ch.fuse_projection = in.may_fuse && panel <= l2_budget && panel <= l3_budget;
   return ch;
 }
 
