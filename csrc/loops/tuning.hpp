@@ -118,13 +118,14 @@ inline Choices choose(const ChoiceInputs& in, const runtime::CacheSizes& c) {
   //       B = 64: H = 256 (2 MiB) 0.86 / 0.86; H = 512 (8 MiB, the first measurement,
   //               when 64 rows was the only rule) 0.92-0.97 / 0.87-0.95; H = 768 (18 MiB)
   //               0.99 (1 thread); T = 25, H = 1024 (32 MiB) 1.08 / 1.01 (11 rounds, both
-  //               IQRs span 1)
+  //               IQRs span 1); float64, H = 512 (16 MiB) 1.02 / 1.03
   //     9 rounds each unless stated; the host is shared, IQRs about ±5 %. The 3 L2s at 32
   //     rows sit between the 4.5 MiB that paid and the 8 MiB that did not; the 6 at 64 rows
   //     keep 8 MiB fused and leave 18 and 32 MiB (no gain) apart. Below 32 rows nothing was
   //     measured: the shape rule keeps them unfused. On 2 MiB of L2 the rule fuses every
-  //     case the 64-row rule did at H <= 512 (the benchmark grid's LSTM (50,64,512) among
-  //     them); it adds B = 32..63 with small panels and drops B >= 64 at H >= 768 (I = H).
+  //     float32 case the 64-row rule did at H <= 512 (the benchmark grid's LSTM (50,64,512)
+  //     among them); it adds B = 32..63 with small panels and drops B = 64 at H >= 768
+  //     (I = H), and float64 at H = 512.
   const double l2_budget = double(kFuseL2Multiple) * double(c.l2) * double(in.rows) / 32.0;
   const double l3_budget = double(c.l3 / kL3ShareDen * kL3ShareNum);
   const double panel = double(in.fused_panel_bytes);
