@@ -76,7 +76,9 @@ inline tuning::Choices forward_choices(const SeqConfig& cfg, std::int64_t scalar
                                        const runtime::CacheSizes& caches) {
   tuning::ChoiceInputs in;
   in.panel_row_bytes = widest_panel_vectors(info_of(cfg)) * vec_bytes;
-  in.may_fuse = may_fuse_projection(cfg);
+  // With lengths the forward never fuses (a finished row's x is not staged): its panels
+  // then hold W_hhᵀ alone, in the room the shape rule left.
+  in.may_fuse = may_fuse_projection(cfg) && !cfg.has_lengths;
   in.rows = cfg.B;
   if (in.may_fuse) {
     // The panels' bytes as ForwardScratch carves them: G · K · (H in whole vectors).
