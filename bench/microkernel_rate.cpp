@@ -1,8 +1,8 @@
 // The step product's register tile (csrc/gemm/microkernel.hpp, gemm::tile) timed on its own,
-// with its operands in L1: one k-slice (tuning::kKSlice rows) of a panel, MR rows of h,
-// for each tile shape worth comparing under the ISA it is compiled for. This is the
-// measurement behind gemm::max_rows. Best of 15 timings per shape, since machines are
-// shared; compare shapes within one run, not across runs.
+// with its operands in L1: one k-slice (tuning::kKSliceMax rows, the slice a 48 KiB L1d
+// gets) of a panel, MR rows of h, for each tile shape worth comparing under the ISA it is
+// compiled for. This is the measurement behind gemm::max_rows. Best of 15 timings per
+// shape, since machines are shared; compare shapes within one run, not across runs.
 //
 //   g++ -std=c++17 -O3 -ffp-contract=off -mavx2 -mfma -DFASTSEQ_ISA_AVX2 \
 //       -DFASTSEQ_ISA_NS=isa_bench -Icsrc -o /tmp/mk bench/microkernel_rate.cpp && /tmp/mk
@@ -20,7 +20,7 @@ using fastseq::gemm::lanes;
 using fastseq::gemm::max_rows;
 using fastseq::gemm::tile;
 constexpr int L = lanes<float>;
-constexpr std::int64_t K = fastseq::loops::tuning::kKSlice;
+constexpr std::int64_t K = fastseq::loops::tuning::kKSliceMax;
 constexpr std::int64_t kLda = 1000;  // rows of h a little apart, as ldh keeps them
 
 template <int MR, int NV>

@@ -11,6 +11,7 @@ from .config import show_config
 from .threads import get_num_threads, set_num_threads
 from .memory import cached_bytes, empty_cache
 from .isa import available_isas, get_isa, set_isa
+from .caches import get_cache_sizes, reset_cache_sizes, set_cache_sizes
 from . import cells, init, losses, optim
 from .linear import Embedding, Linear
 from .optim import clip_grad_norm_
@@ -29,6 +30,7 @@ __all__ = [
     "gradcheck", "GradcheckError", "GradcheckReport", "check_against_reference", "max_error",
     "show_config", "get_num_threads", "set_num_threads", "empty_cache", "cached_bytes",
     "available_isas", "get_isa", "set_isa",
+    "get_cache_sizes", "set_cache_sizes", "reset_cache_sizes",
     "RNN", "LSTM", "GRU", "Linear", "Embedding", "Module", "Parameter",
     "losses", "optim", "init", "clip_grad_norm_", "save", "load",
     "get_include", "get_library",

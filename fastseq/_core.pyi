@@ -19,6 +19,8 @@ __all__ = [
     "use_openmp", "stop_using_openmp", "using_openmp",
     "empty_buffer_pool", "buffer_pool_bytes",
     "available_isas", "selected_isa", "set_isa",
+    "cache_sizes", "set_cache_sizes", "reset_cache_sizes", "parse_cache_size",
+    "cache_size_range", "cache_env_rejected", "tuning_choices",
 ]
 
 _Float = npt.NDArray[np.floating]  # float32 or float64, one dtype per call
@@ -96,6 +98,30 @@ def selected_isa() -> str:
 
 def set_isa(name: str) -> None:
     """Use the named kernel variant from now on."""
+
+def cache_sizes() -> dict[str, int | dict[str, int] | dict[str, str]]:
+    """Cache sizes in force (bytes: l1d, l2, l3), where each came from, and what was detected."""
+
+def set_cache_sizes(l1d: int = 0, l2: int = 0, l3: int = 0) -> None:
+    """Override the cache sizes (bytes) the tuning rules use; 0 leaves a level as it is."""
+
+def reset_cache_sizes() -> None:
+    """Back to the cache sizes the process started with (environment overrides, else detected)."""
+
+def parse_cache_size(text: str) -> int | None:
+    """Bytes of a size like '512K', '2MiB', '49152'; None if it is not one."""
+
+def cache_size_range(level: str) -> tuple[int, int]:
+    """The (min, max) bytes a cache level's size may be."""
+
+def cache_env_rejected() -> list[str]:
+    """Why each ignored FASTSEQ_L*_SIZE environment variable was ignored."""
+
+def tuning_choices(
+    cell: str, scalar_size: int, T: int, B: int, I: int, H: int, P: int = 0
+) -> dict[str, str | int | bool]:
+    """The tuning choices (k_slice, k_block_rows, fuse_projection) a forward call of this
+    shape would make now."""
 
 def rnn_forward(
     x: _Float,

@@ -1,5 +1,6 @@
 """``fastseq.show_config()``: what this installation runs on — versions, CPU, instruction
-sets, threads, BLAS and backends — as text or as a dict (the benchmark records it)."""
+sets, cache sizes and the tuning choices they imply, threads, BLAS and backends — as text or
+as a dict (the benchmark records it)."""
 from __future__ import annotations
 
 import os
@@ -41,6 +42,14 @@ def _distributed() -> dict:
     return module.info() if module is not None else {}
 
 
+def _size_text(n: int) -> str:
+    """Bytes as the largest whole binary unit: 49152 -> "48 KiB"."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
+
+
 def config_dict() -> dict:
     from . import __version__, backends, threads
 
@@ -56,6 +65,14 @@ def config_dict() -> dict:
             core["isas_available"] = list(_core.available_isas())
         if hasattr(_core, "using_openmp"):
             core["teams_on_openmp"] = bool(_core.using_openmp())
+        if hasattr(_core, "cache_sizes"):
+            from .caches import get_cache_sizes, tuning_choices
+
+            core["caches"] = get_cache_sizes()
+            # The choices for one typical case: the forward of an LSTM, float32, (T, B, I, H)
+            # = (50, 64, 512, 512), the grid's largest batch (csrc/loops/tuning.hpp).
+            core["tuning"] = {"case": "lstm float32 T=50 B=64 I=512 H=512",
+                              **tuning_choices("lstm", "float32", 50, 64, 512, 512)}
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "fastseq": __version__,
@@ -70,6 +87,7 @@ def config_dict() -> dict:
         "versions": _versions(),
         "environment": {k: os.environ[k] for k in
                         ("FASTSEQ_BACKEND", "FASTSEQ_NUM_THREADS", "FASTSEQ_ISA",
+                         "FASTSEQ_L1D_SIZE", "FASTSEQ_L2_SIZE", "FASTSEQ_L3_SIZE",
                          "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
                         if k in os.environ},
     }
@@ -87,6 +105,16 @@ def config_text(info: dict | None = None) -> str:
         if "isa" in core:
             lines.append(f"  ISA:       kernels {core['isa']} (available: {', '.join(core['isas_available'])};"
                          " FASTSEQ_ISA or fastseq.set_isa to change)")
+        if "caches" in core:
+            c = core["caches"]
+            lines.append("  caches:    " + ", ".join(
+                f"{name} {_size_text(c[key])} ({c['source'][key]})"
+                for name, key in (("L1d", "l1d"), ("L2", "l2"), ("L3", "l3")))
+                + " (FASTSEQ_L1D_SIZE/L2/L3 or fastseq.set_cache_sizes to change)")
+            t = core["tuning"]
+            lines.append(f"  tuning:    {t['case']} on {t['isa']}: k-slice {t['k_slice']} rows, "
+                         f"chunks of {t['k_block_rows']} rows, input projection "
+                         f"{'in the steps' if t['fuse_projection'] else 'apart'}")
     else:
         lines.append(f"  extension: not loaded ({core['error']})")
     where = ("the host's OpenMP threads: fastseq.torch.use_torch_threads"

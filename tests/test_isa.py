@@ -49,9 +49,10 @@ def test_variant_matches_reference(isa, threads, cell, dtype, T, B, I, H):
                    where=f"cpp/{isa}/{threads}t {cell}")
 
 
-# B >= 64 without lengths: the LSTM's forward folds the input projection into the step
-# product (W_ih's panel above W_hh's, k-slices over x_t then h); I below, at and across one
-# k-slice (128), H with partial blocks and several blocks per thread. Every cell runs them.
+# B >= 64 without lengths and panels this small: the LSTM's forward folds the input
+# projection into the step product (W_ih's panel above W_hh's, k-slices over x_t then h); I
+# below, at and across one k-slice (128), H with partial blocks and several blocks per
+# thread. Every cell runs them.
 FUSED_SHAPES = [(3, 64, 1, 17), (2, 65, 130, 40), (2, 64, 7, 257), (2, 70, 300, 33)]
 
 

@@ -10,7 +10,8 @@
 #       fastseq/ is never touched), and the kernel tests run against it under
 #       LD_PRELOAD=libasan: every cell (the projected LSTM through the generic entry points:
 #       its torch tests cannot run here), dtype, lengths, reverse, 1 and 2 threads,
-#       accumulate, the bindings and the C ABI (cffi and the tests/c programs). The numba
+#       accumulate, the bindings and the C ABI (cffi and the tests/c programs), and every
+#       cell under other machines' cache sizes (the scratch must hold every choice). The numba
 #       backend is deselected (its JIT code is not instrumented, and it only slows the run);
 #       torch is kept out (see the stub below).
 # tsan  ThreadSanitizer, no Python: libfastseq.so built with -fsanitize=thread into
@@ -112,7 +113,7 @@ run_asan() {
       tests/test_backends.py tests/test_isa.py tests/test_accumulate.py tests/test_capi.py \
       tests/test_cpp_bindings.py tests/test_threads.py tests/test_buffer_pool.py \
       tests/test_zero_lengths.py tests/test_capi_generic.py tests/test_generic_entry.py \
-      2>&1 | tee "$log" || status=$?
+      tests/test_tuning_overrides.py 2>&1 | tee "$log" || status=$?
   if [ "$status" -ne 0 ]; then
     echo "sanitize: the ASan+UBSan run failed (exit $status)" >&2
     return "$status"

@@ -4,12 +4,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <stdexcept>
 #include <string>
 
 #include "bindings/bind.hpp"
 #include "cells/registry.hpp"
 #include "loops/dispatch.hpp"
 #include "runtime/buffer_pool.hpp"
+#include "runtime/caches.hpp"
 #include "runtime/cpu_features.hpp"
 #include "runtime/openmp_team.hpp"
 #include "runtime/thread_pool.hpp"
@@ -31,6 +33,51 @@ py::dict cpu_features_dict() {
   d["avx512dq"] = f.avx512dq;
   d["avx512bw"] = f.avx512bw;
   d["avx512vl"] = f.avx512vl;
+  return d;
+}
+
+py::dict cache_sizes_dict() {
+  namespace rt = fastseq::runtime;
+  const rt::CacheReport r = rt::cache_report();
+  const std::int64_t now[] = {r.sizes.l1d, r.sizes.l2, r.sizes.l3};
+  const std::int64_t detected[] = {r.detected.l1d, r.detected.l2, r.detected.l3};
+  py::dict d, sources, found, found_sources;
+  for (int l = 0; l < rt::kCacheLevels; ++l) {
+    const char* name = rt::cache_level_name(rt::CacheLevel(l));
+    d[name] = now[l];
+    sources[name] = rt::cache_source_name(r.source[l]);
+    found[name] = detected[l];
+    found_sources[name] = rt::cache_source_name(r.detected_source[l]);
+  }
+  d["source"] = sources;
+  d["detected"] = found;
+  d["detected_source"] = found_sources;
+  return d;
+}
+
+// The choices a forward call of this shape would make now (selected variant, sizes in force).
+py::dict tuning_choices(const std::string& cell, int scalar_size, std::int64_t T,
+                        std::int64_t B, std::int64_t I, std::int64_t H, std::int64_t P) {
+  const fastseq::cells::CellInfo* info = nullptr;
+  for (const auto& c : fastseq::cells::kCells)
+    if (cell == c.name) info = &c;
+  if (info == nullptr) throw py::value_error("cell: unknown cell '" + cell + "'");
+  if (scalar_size != 4 && scalar_size != 8)
+    throw py::value_error("scalar_size must be 4 (float32) or 8 (float64)");
+  fastseq::SeqConfig cfg;
+  cfg.cell = info->kind;
+  cfg.T = T, cfg.B = B, cfg.I = I, cfg.H = H, cfg.P = P;
+  fastseq::loops::tuning::Choices ch;
+  try {
+    ch = fastseq::loops::forward_choices_now(cfg, std::size_t(scalar_size));
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+  py::dict d;
+  d["isa"] = fastseq::selected_isa();
+  d["k_slice"] = ch.k_slice;
+  d["k_block_rows"] = ch.k_block_rows;
+  d["fuse_projection"] = ch.fuse_projection;
   return d;
 }
 
@@ -93,6 +140,36 @@ PYBIND11_MODULE(_core, m) {
           throw py::value_error("unknown or unsupported ISA '" + name + "'; available: " + names);
         }
       }, py::arg("name"), "Use the named kernel variant from now on.");
+  m.def("cache_sizes", &cache_sizes_dict,
+        "Cache sizes in force (bytes: l1d, l2, l3), where each came from, and what was "
+        "detected.");
+  m.def("set_cache_sizes", [](std::int64_t l1d, std::int64_t l2, std::int64_t l3) {
+        const std::string err = fastseq::runtime::set_cache_sizes(l1d, l2, l3);
+        if (!err.empty()) throw py::value_error(err);
+      }, py::arg("l1d") = 0, py::arg("l2") = 0, py::arg("l3") = 0,
+      "Override the cache sizes (bytes) the tuning rules use; 0 leaves a level as it is.");
+  m.def("reset_cache_sizes", &fastseq::runtime::reset_cache_sizes,
+        "Back to the cache sizes the process started with (environment overrides, else "
+        "detected).");
+  m.def("parse_cache_size", [](const std::string& text) -> py::object {
+        std::int64_t bytes = 0;
+        if (!fastseq::runtime::parse_cache_size(text, bytes)) return py::none();
+        return py::int_(bytes);
+      }, py::arg("text"), "Bytes of a size like '512K', '2MiB', '49152'; None if it is not one.");
+  m.def("cache_size_range", [](const std::string& level) {
+        namespace rt = fastseq::runtime;
+        for (int l = 0; l < rt::kCacheLevels; ++l)
+          if (level == rt::cache_level_name(rt::CacheLevel(l)))
+            return py::make_tuple(rt::cache_size_min(rt::CacheLevel(l)),
+                                  rt::cache_size_max(rt::CacheLevel(l)));
+        throw py::value_error("level must be 'l1d', 'l2' or 'l3'; got '" + level + "'");
+      }, py::arg("level"), "The (min, max) bytes a cache level's size may be.");
+  m.def("cache_env_rejected", &fastseq::runtime::cache_env_rejected,
+        "Why each ignored FASTSEQ_L*_SIZE environment variable was ignored.");
+  m.def("tuning_choices", &tuning_choices, py::arg("cell"), py::arg("scalar_size"),
+        py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("P") = 0,
+        "The tuning choices (k_slice, k_block_rows, fuse_projection) a forward call of this "
+        "shape would make now.");
   m.def("empty_buffer_pool", &fastseq::runtime::empty_buffer_pool,
         "Frees the scratch and reserve buffers kept for reuse; returns the bytes freed.");
   m.def("buffer_pool_bytes", &fastseq::runtime::buffer_pool_bytes,

@@ -24,7 +24,7 @@ struct Lstm : Facts<K> {
   static constexpr bool proj = Facts<K>::projected;
 
   // GxIn: gx holds the input projection; false where the loop folded it into acc
-  // (loops/layout.hpp, fuses_projection), and gx is only written.
+  // (loops/layout.hpp, forward_choices), and gx is only written.
   template <bool Training, int L, bool Full, bool GxIn = true>
   FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
     const int n = Full ? L : w.n;

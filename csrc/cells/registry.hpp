@@ -51,7 +51,8 @@ inline constexpr CellInfo kCells[] = {
      {{0, 0, 1, Against::hprev}}, 1, {0}},
     {CellKind::rnn_relu, "rnn_relu", "rnn", 1, 1, 1, false, false, false,
      {{0, 0, 1, Against::hprev}}, 1, {0}},
-    // Its projection folds into the step from tuning::kFuseMinRows rows on; the RNN's does
+    // Its projection folds into the step from tuning::kFuseMinRows rows on (where the fused
+    // panel fits the cache rule of loops/tuning.hpp, choose); the RNN's does
     // not pay (its W_hh panel stays in L2, the fused one would not), nor the GRU's (its n
     // gate keeps x's and h's parts apart).
     {CellKind::lstm, "lstm", "lstm", 4, 2, 4, false, false, true,

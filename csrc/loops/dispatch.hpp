@@ -8,6 +8,7 @@
 
 #include "fastseq/export.hpp"
 #include "fastseq/kernels.hpp"
+#include "loops/tuning.hpp"
 
 namespace fastseq {
 
@@ -15,6 +16,7 @@ namespace loops {
 
 struct KernelTable {
   const char* name;
+  int vec_bytes;  // the variant's vector width (its tuning choices depend on it)
   void (*forward_f)(const SeqConfig&, bool, const ForwardArgs<float>&);
   void (*forward_d)(const SeqConfig&, bool, const ForwardArgs<double>&);
   void (*backward_f)(const SeqConfig&, const BackwardArgs<float>&);
@@ -31,6 +33,10 @@ const KernelTable& table_isa_avx512();
 
 // The table the kernels run with now.
 const KernelTable& selected_table();
+
+// The tuning choices (tuning.hpp) a forward call with cfg and scalars of scalar_size bytes
+// would make now: the selected variant under the cache sizes in force (validates cfg).
+FASTSEQ_API tuning::Choices forward_choices_now(const SeqConfig& cfg, std::size_t scalar_size);
 
 }  // namespace loops
 

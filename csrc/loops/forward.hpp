@@ -28,11 +28,12 @@ struct FwdShared {
   std::int64_t ldg;
   std::int64_t nb;  // blocks of L units
   std::int64_t kp;  // rows of each forward panel (forward_panel_rows)
+  tuning::Choices ch;  // this call's tuning choices (layout.hpp, forward_choices)
   std::int64_t nbp; // projected: blocks of L columns of P
 };
 
 // Fused: the input projection is folded into the step product (layout.hpp,
-// fuses_projection): the panels hold W_ihᵀ above W_hhᵀ, the k-slices of each step run over
+// forward_choices): the panels hold W_ihᵀ above W_hhᵀ, the k-slices of each step run over
 // x_t's rows and then h, and the epilogues find no Gx to add.
 template <class S, class Cell, bool Training, bool HasLengths, bool Fused = false>
 struct Forward {
@@ -216,13 +217,14 @@ struct Forward {
     constexpr int NV = St::NV;
     for (int v = 0; v < NB; ++v) prefetch_block<Phase>(s, (jb + v) * L);
     St st{*this, s, jb * L, a, Phase == 0 ? panel1(jb) : panel2(jb), h_in, h_out};
+    const std::int64_t KC = sh.ch.k_slice, chunk = sh.ch.k_block_rows;
     if (Fused || (B >= kb_min_rows && K > KC)) {
       // k-blocked: a KC-row slice of the panel stays in L1 while every row tile of a
       // chunk of rows passes over it; partial sums wait in part, the epilogue follows
       // the last slice. Fused, the slices run over x_t's rows (staged by stage_x) first,
       // panel rows [0, I).
-      for (std::int64_t c0 = 0; c0 < B; c0 += KB_ROWS) {
-        const std::int64_t rows = B - c0 < KB_ROWS ? B - c0 : KB_ROWS;
+      for (std::int64_t c0 = 0; c0 < B; c0 += chunk) {
+        const std::int64_t rows = B - c0 < chunk ? B - c0 : chunk;
         alignas(64) S part[KB_ROWS * NV * L];
         bool first = true;
         const auto slices = [&](const S* in, std::int64_t ld, std::int64_t K, const S* p) {
@@ -322,10 +324,12 @@ struct Forward {
     for (std::int64_t b = b_lo; b < b_hi; ++b) copy(dst + b * sh.sc.ldx, x_t + b * I, I);
   }
 
-  // k-blocking of the forward product (tuning.hpp).
-  static constexpr std::int64_t KC = tuning::kKSlice;
+  // k-blocking of the forward product (tuning.hpp): the slice depth and the chunk of rows
+  // are the call's choices (sh.ch), the chunk at most KB_ROWS (the partial sums' array).
   static constexpr std::int64_t KB_ROWS = tuning::kKBlockRows;
   static constexpr std::int64_t kb_min_rows = tuning::kKBlockMinRows;
+  static_assert(W * NG1 == widest_panel_vectors(Cell::info),
+                "forward_choices sizes the k-slice for the widest panel");
 
   template <int NV>
   struct KSlice {
@@ -495,12 +499,15 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
   sh.gates = Training ? sh.rv.gates : sh.sc.gates;
   sh.ldg = Training ? sh.rv.ldg : Cell::G * cfg.H;
   sh.nb = (cfg.H + L - 1) / L;
-  sh.kp = forward_panel_rows(cfg);
+  // The cache sizes are read once per call: a set_cache_sizes meanwhile applies from the
+  // next call on.
+  sh.ch = forward_choices(cfg, sizeof(S), FASTSEQ_VEC_BYTES, runtime::cache_sizes());
+  sh.kp = forward_panel_rows(cfg, sh.ch.fuse_projection);
   sh.nbp = (cfg.P + L - 1) / L;
   using F = Forward<S, Cell, Training, HasLengths>;
   const int nt = team_size<S>(cfg, group_count(sh.nb, F::W));
   if constexpr (!HasLengths && Cell::info.can_fuse_projection) {
-    if (fuses_projection(cfg)) {
+    if (sh.ch.fuse_projection) {
       using FF = Forward<S, Cell, Training, false, true>;
       runtime::parallel_run(nt, &FF::team, &sh);
       return;

@@ -87,6 +87,12 @@ std::size_t forward_scratch_bytes(const SeqConfig& cfg, std::size_t scalar_size,
   return cv.used();
 }
 
+loops::tuning::Choices loops::forward_choices_now(const SeqConfig& cfg, std::size_t scalar_size) {
+  validate_config(cfg);
+  return loops::forward_choices(cfg, std::int64_t(scalar_size), selected_table().vec_bytes,
+                                runtime::cache_sizes());
+}
+
 std::size_t backward_scratch_bytes(const SeqConfig& cfg, std::size_t scalar_size) {
   validate_config(cfg);
   Carver cv;

@@ -12,6 +12,7 @@
 #include "loops/reserve_header.hpp"
 #include "loops/tuning.hpp"
 #include "runtime/aligned_buffer.hpp"
+#include "runtime/caches.hpp"
 #include "runtime/isa.hpp"
 
 namespace fastseq::loops {
@@ -39,22 +40,54 @@ inline std::int64_t padded_ld(std::int64_t width) {
   return width + kMaxVecBytes / std::int64_t(sizeof(S));
 }
 
-// From tuning::kFuseMinRows batch rows on, the LSTM's forward folds the input projection
+// From tuning::kFuseMinRows batch rows on, the LSTM's forward may fold the input projection
 // into the step product when there are no lengths: the panels hold W_ihᵀ above W_hhᵀ and
 // each step multiplies [x_t | h]. One product at the micro-kernel's rate instead of an
 // OpenBLAS GEMM whose (T·B, 4H) result goes out to memory and comes back, a cache miss per
 // line, in the epilogues (tuning.hpp has the measurement). Where it does not pay, it is not
 // used: the Elman RNN (its W_hh panel, 1 MiB at H = 512, stays in L2, the fused one would
 // not: no gain at (50,64,512), up to 5 % slower on 2 threads); the GRU (its n gate keeps
-// x's and h's parts apart, they cannot share one sum).
-inline bool fuses_projection(const SeqConfig& cfg) {
+// x's and h's parts apart, they cannot share one sum). This is the shape's part of the
+// rule, and it alone sizes the scratch; whether a call does fuse also depends on the cache
+// sizes in force (forward_choices, tuning::choose).
+inline bool may_fuse_projection(const SeqConfig& cfg) {
   return info_of(cfg).can_fuse_projection && cfg.B >= tuning::kFuseMinRows;
 }
 
 // Rows (k) of the forward panels: the state width Hs (H, or P with the LSTM's projection), or
-// I + Hs where the input projection may be folded in.
-inline std::int64_t forward_panel_rows(const SeqConfig& cfg) {
-  return fuses_projection(cfg) ? cfg.I + state_width(cfg) : state_width(cfg);
+// I + Hs where the input projection is folded in.
+inline std::int64_t forward_panel_rows(const SeqConfig& cfg, bool fused) {
+  return fused ? cfg.I + state_width(cfg) : state_width(cfg);
+}
+
+// Vectors per tile row of the widest forward panel of a cell (loops/forward.hpp: W blocks
+// of NG1 gates): the single-gate cells put tuning::kRnnBlocksPerPanel blocks side by side,
+// the reset-before GRU's first product holds its r and z gates, the others every gate.
+constexpr int widest_panel_vectors(const cells::CellInfo& c) {
+  return (c.gates == 1 ? tuning::kRnnBlocksPerPanel : 1) * (c.two_products ? 2 : c.gates);
+}
+
+// The tuning choices of a forward call (tuning.hpp, choose) for a kernel variant with
+// vectors of vec_bytes and scalars of scalar_size bytes, under the cache sizes `caches`.
+// The kernels call it once per call with the sizes in force; the bindings with the selected
+// variant's width, to show the choices.
+inline tuning::Choices forward_choices(const SeqConfig& cfg, std::int64_t scalar_size,
+                                       std::int64_t vec_bytes,
+                                       const runtime::CacheSizes& caches) {
+  tuning::ChoiceInputs in;
+  in.panel_row_bytes = widest_panel_vectors(info_of(cfg)) * vec_bytes;
+  // With lengths the forward never fuses (a finished row's x is not staged): its panels
+  // then hold W_hhᵀ alone, in the room the shape rule left.
+  in.may_fuse = may_fuse_projection(cfg) && !cfg.has_lengths;
+  in.rows = cfg.B;
+  if (in.may_fuse) {
+    // The panels' bytes as ForwardScratch carves them: G · K · (H in whole vectors).
+    const std::int64_t lanes = kMaxVecBytes / scalar_size;
+    const std::int64_t column =
+        gate_count(cfg.cell) * ((cfg.H + lanes - 1) / lanes * lanes) * scalar_size;
+    in.fused_panel_bytes = forward_panel_rows(cfg, true) * column;
+  }
+  return tuning::choose(in, caches);
 }
 
 template <class S>
@@ -92,8 +125,9 @@ struct ForwardScratch {
   S* panels = nullptr;  // (G, K, Hp): W_hhᵀ packed per block of units, gates interleaved
                         // (single-gate cells: per group of up to four blocks side by side;
                         // either way the blocks' panels fill G·K·ceil(H/L)·L <= this);
-                        // K = forward_panel_rows: W_ihᵀ above W_hhᵀ when the projection is
-                        // folded in
+                        // K = forward_panel_rows: W_ihᵀ above W_hhᵀ when the projection
+                        // may be folded in (the call's choice may still leave W_ih out:
+                        // then the panels take the first G·Hs·Hp)
   S* h = nullptr;       // (2, B, ldh): running state (Hs wide), double-buffered across a step
   S* c = nullptr;       // (B, H): LSTM running cell state
   S* m = nullptr;       // (B, ldm): projected, the cell's output m, input of the projection
@@ -103,7 +137,8 @@ struct ForwardScratch {
   S* rh = nullptr;      // (B, ldh): GRU reset-before r ⊙ h, input of the n-block product
   S* z = nullptr;       // (B, ldh): GRU reset-before z between the two phases
   std::int64_t ldh = 0; // padded_ld(Hs)
-  S* xs = nullptr;      // (2, B, ldx): projection folded in: x_t's rows, double-buffered
+  S* xs = nullptr;      // (2, B, ldx): projection may be folded in: x_t's rows,
+                        // double-buffered
   std::int64_t ldx = 0; // padded_ld(I), so that a tile's rows do not share L1 sets as x's can
   S* bias = nullptr;    // (G*H): the biases folded into one vector (zeros without bias)
   S* bhn = nullptr;     // (H): GRU reset-after b_hn, kept inside the recurrent term
@@ -113,7 +148,8 @@ struct ForwardScratch {
     const std::int64_t GH = gate_count(cfg.cell) * H;
     ForwardScratch s;
     if (!training) s.gates = cv.take<S>(N * GH);
-    s.panels = cv.take<S>(gate_count(cfg.cell) * forward_panel_rows(cfg) * padded_units<S>(H));
+    const std::int64_t kp = forward_panel_rows(cfg, may_fuse_projection(cfg));
+    s.panels = cv.take<S>(gate_count(cfg.cell) * kp * padded_units<S>(H));
     s.ldh = padded_ld<S>(state_width(cfg));
     s.h = cv.take<S>(2 * B * s.ldh);
     if (info_of(cfg).projected) {
@@ -121,7 +157,7 @@ struct ForwardScratch {
       s.m = cv.take<S>(B * s.ldm);
       s.proj_panels = cv.take<S>(H * padded_units<S>(cfg.P));
     }
-    if (fuses_projection(cfg)) {
+    if (may_fuse_projection(cfg)) {
       s.ldx = padded_ld<S>(cfg.I);
       s.xs = cv.take<S>(2 * B * s.ldx);
     }

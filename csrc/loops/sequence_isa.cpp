@@ -45,6 +45,7 @@ void backward_entry(const SeqConfig& cfg, const BackwardArgs<S>& a) {
 
 const KernelTable& FASTSEQ_CAT(table_, FASTSEQ_ISA_NS)() {
   static const KernelTable t{FASTSEQ_STR(FASTSEQ_ISA_NS) + 4,  // drop "isa_"
+                             FASTSEQ_VEC_BYTES,
                              &FASTSEQ_ISA_NS::forward_entry<float>,
                              &FASTSEQ_ISA_NS::forward_entry<double>,
                              &FASTSEQ_ISA_NS::backward_entry<float>,

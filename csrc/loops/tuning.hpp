@@ -1,11 +1,15 @@
 // The tuning constants of the time loops, in one place, each with the measurement (and the
-// machine: a 2-vCPU Intel Sapphire Rapids KVM guest, AVX-512, 2 MiB L2 per core, unless
-// stated) that chose it. None of them changes a value the kernels compute for a given
-// configuration on a given machine; several decide which order sums run in, which is why
-// the same-bits contract depends on them being fixed per shape, never per thread count.
+// machine: a 2-vCPU Intel Sapphire Rapids KVM guest, AVX-512, 48 KiB L1d and 2 MiB L2 per
+// core, unless stated) that chose it, and the rules that choose from the cache sizes in
+// force (Choices, at the end). None of them changes a value the kernels compute for a given
+// configuration on a given machine with given cache sizes; several decide which order sums
+// run in, which is why the same-bits contract depends on them being fixed per shape (and
+// per cache sizes), never per thread count.
 #pragma once
 
 #include <cstdint>
+
+#include "runtime/caches.hpp"
 
 namespace fastseq::loops::tuning {
 
@@ -32,18 +36,101 @@ inline constexpr double kMinTeamStepFlops = 1.5e5;
 // load-bound; four give the LSTM's 4 rows × 4 vectors, 8 loads per 16 FMAs.
 inline constexpr int kRnnBlocksPerPanel = 4;
 
-// k-blocking of the forward step product, from kKBlockMinRows batch rows on and H > kKSlice:
-// a kKSlice-row slice of the panel stays in L1 while the row tiles of a chunk of
-// kKBlockRows rows pass over it (the partial sums of a chunk live on the stack).
-inline constexpr std::int64_t kKSlice = 128;
+// k-blocking of the forward step product, from kKBlockMinRows batch rows on and when the
+// panel is deeper than one k-slice (Choices::k_slice, from the L1d size: choose() below): a
+// slice of the panel stays in L1 while the row tiles of a chunk of rows (at most
+// kKBlockRows, Choices::k_block_rows) pass over it; the partial sums of a chunk live on the
+// stack, kKBlockRows rows deep. kKSliceMax is the depth measured on the 48 KiB L1d of the
+// machine above (128), kept as a cap: no deeper slice has been measured.
+inline constexpr std::int64_t kKSliceMax = 128;
 inline constexpr std::int64_t kKBlockRows = 64;
 inline constexpr std::int64_t kKBlockMinRows = 16;
 
-// From kFuseMinRows batch rows on, the LSTM's forward folds the input projection into the
-// step product when there are no lengths (layout.hpp, fuses_projection): measured in
-// alternation with the unfused loop, LSTM (50,64,512) inference 3-8 % faster on 1 thread,
-// 5-13 % on 2; with fewer rows the fused panel, twice W_hh's, streams from L3 at every step
-// for fewer FMAs per byte (LSTM (100,32,1024): 16-27 % slower).
-inline constexpr std::int64_t kFuseMinRows = 64;
+// From kFuseMinRows batch rows on, the LSTM's forward may fold the input projection into the
+// step product when there are no lengths (layout.hpp, may_fuse_projection); whether it does
+// is Choices::fuse_projection (below), from the size of the fused panel against L2. The
+// scratch is sized by this shape rule alone, so a size query and the call agree whatever the
+// cache sizes are when each runs (the unfused call leaves the fused panel's extra rows and
+// the staging rows of x unused).
+inline constexpr std::int64_t kFuseMinRows = 32;
+// ... and while the fused panel (W_ihᵀ above W_hhᵀ) is at most kFuseL2Multiple · L2 · B / 32
+// bytes (see choose()).
+inline constexpr std::int64_t kFuseL2Multiple = 3;
+
+// ---- Choices from the cache sizes (runtime/caches.hpp) ----------------------------------
+// Computed once per call from the sizes in force (loops/layout.hpp, forward_choices): fixed
+// by the shape and the (detected or overridden) sizes, never by the thread count, so the
+// same-bits contract holds for any thread count under any sizes. None of them changes a
+// buffer's size.
+
+struct Choices {
+  std::int64_t k_slice = kKSliceMax;      // KC: panel rows per k-slice of the forward product
+  std::int64_t k_block_rows = kKBlockRows;  // batch rows per chunk of the k-blocked product
+  bool fuse_projection = false;           // the input projection folded into the steps
+};
+
+// What the rules read of a call: the bytes of one k-row of the widest forward panel of the
+// cell (vectors per tile row NV times the vector's bytes), the batch rows, and, where the
+// shape allows fusion, the bytes of the fused panel (W_ihᵀ above W_hhᵀ).
+struct ChoiceInputs {
+  std::int64_t panel_row_bytes = 0;
+  std::int64_t rows = 0;
+  bool may_fuse = false;
+  std::int64_t fused_panel_bytes = 0;
+};
+
+// (a) L1d: a k-slice takes at most 2/3 of it, the chunk's partial sums the other third.
+//     Arithmetic: Sapphire Rapids, 48 KiB L1d, LSTM float32 AVX-512: a panel row is 4
+//     vectors × 64 B = 256 B, 2/3 · 48 KiB = 32 KiB = 128 rows (the measured kKSliceMax),
+//     and 64 rows of partial sums × 256 B = 16 KiB = the other third (kKBlockRows). Zen 3,
+//     32 KiB L1d, AVX2 (4 × 32 B = 128 B a row): 21.3 KiB / 128 B = 170 → 128 (the cap),
+//     10.7 KiB / 128 B = 85 → 64 rows (the cap). An AVX-512 part with 32 KiB of L1d
+//     (Skylake-SP): 85 → 80 rows per slice, 42 → 40 rows per chunk.
+inline constexpr std::int64_t kL1SliceNum = 2, kL1SliceDen = 3;
+// (b) L3: a panel counts as staying in it if it fills at most 3/4 of it (the rest holds
+//     what streams past in the same step, and other threads' and processes' data).
+inline constexpr std::int64_t kL3ShareNum = 3, kL3ShareDen = 4;
+
+inline Choices choose(const ChoiceInputs& in, const runtime::CacheSizes& c) {
+  Choices ch;
+  // (a) KC: the deepest multiple of 16 rows (a whole 64-byte line of a float32 row of h or
+  //     x per slice) whose slice fits 2/3 of L1d, at least 16, at most kKSliceMax.
+  const std::int64_t row = in.panel_row_bytes > 0 ? in.panel_row_bytes : 1;
+  std::int64_t kc = c.l1d / kL1SliceDen * kL1SliceNum / row / 16 * 16;
+  ch.k_slice = kc < 16 ? 16 : kc > kKSliceMax ? kKSliceMax : kc;
+  // (c) The chunk of rows whose partial sums (rows × one panel row) share L1d with the
+  //     slice: the remaining third, a multiple of 8 rows, at least 8, at most kKBlockRows.
+  //     (The partial sums of a row do not depend on the chunk it is in: same bits.)
+  std::int64_t rows = c.l1d / kL1SliceDen / row / 8 * 8;
+  ch.k_block_rows = rows < 8 ? 8 : rows > kKBlockRows ? kKBlockRows : rows;
+  // (b) Fusion: the fused panel is streamed once per step; what of it does not stay in L2
+  //     comes from L3 behind the FMAs of the B rows each byte serves, so the panel a step
+  //     can afford grows with B: at most kFuseL2Multiple · L2 · B / 32 bytes (3 L2s at 32
+  //     rows, 6 at 64), and never more than L3 holds (3/4 of it: past that, every step
+  //     reads the panel from memory). Measured on the machine above (2 MiB L2), LSTM
+  //     float32 inference, I = H, fused against unfused in alternating rounds in one
+  //     process (the override flipping the choice), median time ratio fused/unfused,
+  //     1 thread / 2 threads:
+  //       B = 32: H = 192 (fused panel 1.2 MiB) 0.92 / 0.92; H = 256 (2 MiB) 0.95 / 0.94;
+  //               H = 384 (4.5 MiB) 0.95 / 0.97; H = 512 (8 MiB) 1.05 / 1.00;
+  //               H = 1024 (32 MiB) 1.21 (1 thread)
+  //       B = 48: H = 256 (2 MiB) 0.89 / 0.85
+  //       B = 64: H = 256 (2 MiB) 0.86 / 0.86; H = 512 (8 MiB, the first measurement,
+  //               when 64 rows was the only rule) 0.92-0.97 / 0.87-0.95; H = 768 (18 MiB)
+  //               0.99 (1 thread); T = 25, H = 1024 (32 MiB) 1.08 / 1.01 (11 rounds, both
+  //               IQRs span 1); float64, H = 512 (16 MiB) 1.02 / 1.03
+  //     9 rounds each unless stated; the host is shared, IQRs about ±5 %. The 3 L2s at 32
+  //     rows sit between the 4.5 MiB that paid and the 8 MiB that did not; the 6 at 64 rows
+  //     keep 8 MiB fused and leave 18 and 32 MiB (no gain) apart. Below 32 rows nothing was
+  //     measured: the shape rule keeps them unfused. On 2 MiB of L2 the rule fuses every
+  //     float32 case the 64-row rule did at H <= 512 (the benchmark grid's LSTM (50,64,512)
+  //     among them); it adds B = 32..63 with small panels and drops B = 64 at H >= 768
+  //     (I = H), and float64 at H = 512.
+  const double l2_budget = double(kFuseL2Multiple) * double(c.l2) * double(in.rows) / 32.0;
+  const double l3_budget = double(c.l3 / kL3ShareDen * kL3ShareNum);
+  const double panel = double(in.fused_panel_bytes);
+  ch.fuse_projection = in.may_fuse && panel <= l2_budget && panel <= l3_budget;
+  return ch;
+}
 
 }  // namespace fastseq::loops::tuning

@@ -113,9 +113,10 @@ def _load(name: str) -> ModuleType | None:
         return None
     _modules[name] = module
     if name == "cpp":  # outside the try: a warning raised as an error must not hide cpp
-        from ..isa import check_environment
+        from .. import caches, isa
 
-        check_environment(module._core)
+        isa.check_environment(module._core)
+        caches.check_environment(module._core)
     return module
 
 
