@@ -6,7 +6,7 @@ single-layer LSTM at (T, B, H = I) = (25, 16, 512) and (50, 16, 256), 1 and 2 th
 rounds (the order flips every round, so slow drift of a shared host hits both sides): each
 round runs ``--steps`` steps of one model then of the other; the per-step time of a round
 is its total over steps. Reported: the median per-step time of each, and the median ratio
-torch / fastseq over rounds (> 1: fastseq is faster) with its spread (min-max of rounds).
+torch / fastseq over rounds (> 1: fastseq is faster) with its spread (interquartile range, min-max).
 
     python bench/torch_swap.py [--rounds 9] [--steps 5] [--own-pool] [--json FILE]
 
@@ -76,12 +76,14 @@ def measure(T, B, H, threads, rounds, steps):
             time.sleep(0.05)  # let the other side's idle threads stop spinning
             times.append(time_steps(step, steps))
     ratios = [b / a for a, b in zip(t_ours, t_theirs)]
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
         "T": T, "B": B, "H": H, "threads": threads, "rounds": rounds, "steps": steps,
         "fastseq_ms": 1e3 * statistics.median(t_ours),
         "torch_ms": 1e3 * statistics.median(t_theirs),
         "ratio_median": statistics.median(ratios),
-        "ratio_min": min(ratios), "ratio_max": max(ratios),
+        "ratio_q1": quartiles[0], "ratio_q3": quartiles[2],
+        "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios,
     }
 
 
@@ -98,14 +100,15 @@ def main():
     if args.rounds < 1 or args.steps < 1:
         parser.error("--rounds and --steps must be >= 1")
     results = []
-    print("| T,B,H=I | threads | fastseq.torch ms | torch.nn ms | torch/fastseq median | spread |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| T,B,H=I | threads | fastseq.torch ms | torch.nn ms | torch/fastseq median | IQR | min-max |")
+    print("|---|---:|---:|---:|---:|---|---|")
     for threads in (1, 2):
         for T, B, H in CASES:
             r = measure(T, B, H, threads, args.rounds, args.steps)
             results.append(r)
             print(f"| {T},{B},{H} | {threads} | {r['fastseq_ms']:.2f} | {r['torch_ms']:.2f} "
-                  f"| {r['ratio_median']:.2f}x | {r['ratio_min']:.2f}-{r['ratio_max']:.2f} |",
+                  f"| {r['ratio_median']:.2f}x | {r['ratio_q1']:.2f}-{r['ratio_q3']:.2f} "
+                  f"| {r['ratio_min']:.2f}-{r['ratio_max']:.2f} |",
                   flush=True)
     if args.json:
         with open(args.json, "w") as f:
