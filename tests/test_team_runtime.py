@@ -4,6 +4,7 @@ an unscheduled member's share is done by the others), and a forked child (back o
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -108,10 +109,13 @@ def test_concurrent_callers_on_torch_threads(torch_threads):
         _assert_same_bits(got, expected, "concurrent callers")
 
 
-_CHILD_COMMON = """
+# The child imports this directory's problems.py: from its path, as the child runs from the
+# tested package's parent (the source tree, or site-packages in CI).
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+_CHILD_COMMON = f"""
 import json, os, sys
 import numpy as np
-sys.path.insert(0, "tests")
+sys.path.insert(0, {_TESTS!r})
 import fastseq
 from fastseq import _core
 from problems import make_problem, run
@@ -119,7 +123,7 @@ problems = [make_problem(c, T=5, B=16, I=24, H=80, dtype=np.float32, lengths="va
             for c in ("lstm", "gru", "rnn_relu", "lstmp")]
 def results(threads):
     fastseq.set_num_threads(threads)
-    return [{k: v.tobytes().hex() for k, v in run(p, "cpp").items() if v is not None}
+    return [{{k: v.tobytes().hex() for k, v in run(p, "cpp").items() if v is not None}}
             for p in problems]
 """
 
