@@ -241,7 +241,10 @@ def test_the_shapes_take_both_paths(restore_isa_and_threads):
                     slices.add(c["k_slice"])
                     assert H > c["k_slice"]  # k-blocked
     assert fused == {True, False}
-    assert len(slices) > 1
+    # The portable variant's narrow vectors fit 128 panel rows in every L1d of the matrix:
+    # only a vector variant (the sanitizer build has none) reaches a shallower slice.
+    if set(ISAS) - {"portable"}:
+        assert len(slices) > 1
 
 
 # ---- every cell under other machines' sizes -------------------------------------------------
