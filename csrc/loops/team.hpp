@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "fastseq/kernels.hpp"
 #include "gemm/gemm.hpp"
@@ -81,32 +82,15 @@ class Team {
   int size() const { return nt_; }
 
   // fn(i) for every item i in [0, n) of the next phase; backwards: each share from its end
-  // (the zig-zag order of a step's groups).
+  // (the zig-zag order of a step's groups). fn is reached through one pointer: its body is
+  // then compiled once per call site, and the claim loop once per ISA, not inlined into every
+  // cell x dtype x variant (that doubled the library's size; an indirect call per item costs
+  // nothing beside an item's work).
   template <class Fn>
   void each(std::int64_t n, Fn&& fn, bool backwards = false) {
-    ++phase_;
-    if (nt_ == 1) {
-      for (std::int64_t q = 0; q < n; ++q) fn(backwards ? n - 1 - q : q);
-      return;
-    }
-    std::int64_t lo, hi, i;
-    for (int k = 0; k < nt_; ++k) {
-      const int owner = (tid_ + k) % nt_;
-      share(n, owner, nt_, lo, hi);
-      int waited = 0;
-      for (;;) {
-        const Claim r = claim(owner, k != 0, waited >= kGraceSpins, lo, hi, i);
-        if (r == Claim::none) break;
-        if (r == Claim::not_yet) {
-          runtime::pause_cpu();
-          ++waited;
-          continue;
-        }
-        fn(backwards ? lo + hi - 1 - i : i);
-        work_.done->fetch_add(1, std::memory_order_release);
-      }
-    }
-    handed_out_ += n;
+    using F = std::remove_reference_t<Fn>;
+    run(n, backwards, [](void* f, std::int64_t i) { (*static_cast<F*>(f))(i); },
+        const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
   // fn(lo, hi) over [0, n) in chunks of `chunk` items (copies and zeroing of rows).
@@ -134,6 +118,33 @@ class Team {
   // (its cursor opened by a thief) gets none.
   static constexpr int kGraceSpins = 512;
   enum class Claim { got, none, not_yet };
+  using Item = void (*)(void*, std::int64_t);
+
+  [[gnu::noinline]] void run(std::int64_t n, bool backwards, Item fn, void* f) {
+    ++phase_;
+    if (nt_ == 1) {
+      for (std::int64_t q = 0; q < n; ++q) fn(f, backwards ? n - 1 - q : q);
+      return;
+    }
+    std::int64_t lo, hi, i;
+    for (int k = 0; k < nt_; ++k) {
+      const int owner = (tid_ + k) % nt_;
+      share(n, owner, nt_, lo, hi);
+      int waited = 0;
+      for (;;) {
+        const Claim r = claim(owner, k != 0, waited >= kGraceSpins, lo, hi, i);
+        if (r == Claim::none) break;
+        if (r == Claim::not_yet) {
+          runtime::pause_cpu();
+          ++waited;
+          continue;
+        }
+        fn(f, backwards ? lo + hi - 1 - i : i);
+        work_.done->fetch_add(1, std::memory_order_release);
+      }
+    }
+    handed_out_ += n;
+  }
 
   // The next item of owner's share [lo, hi) in this phase; a thief's only from a share its
   // owner has not started (not_yet: the owner worked the phase before and may still come;
