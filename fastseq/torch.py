@@ -39,6 +39,7 @@ import numpy as np
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from fastseq import functional as F
+from fastseq.cells import cell_of
 
 __all__ = ["RNN", "LSTM", "GRU", "use_torch_threads"]
 
@@ -119,14 +120,15 @@ class _Cell:
 
     def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, training: bool):
         """fastseq's forward on arrays: ``(y, h_n, c_n, ctx)`` (c_n None but for the LSTM;
-        ``w_hr`` the LSTM's projection, or None)."""
-        kw = dict(lengths=self.lengths, reverse=self.reverse, training=training, **self.options)
-        if self.family == "lstm":
-            if w_hr is not None:
-                kw["w_hr"] = w_hr
-            return F.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, **kw)
-        y, h_n, ctx = getattr(F, f"{self.family}_forward")(x, w_ih, w_hh, b_ih, b_hh, h0, **kw)
-        return y, h_n, None, ctx
+        ``w_hr`` the LSTM's projection, or None). The arrays are views of tensors that
+        torch saves for the backward: torch's version counters catch an in-place change in
+        between, so functional's fingerprints of them are not taken (guard_inputs)."""
+        cell = cell_of(self.family, projection=w_hr is not None, **self.options)
+        states = {"h0": h0, "c0": c0} if self.family == "lstm" else {"h0": h0}
+        y, h_n, *c_n, ctx = F._forward(cell, x, w_ih, w_hh, b_ih, b_hh, states, self.lengths,
+                                       self.reverse, training, w_hr=w_hr, guard_inputs=False,
+                                       **self.options)
+        return y, h_n, (c_n[0] if c_n else None), ctx
 
     def backward(self, ctx, dy, dh_n, dc_n, need_dx: bool):
         if self.family == "lstm":

@@ -216,13 +216,14 @@ def test_no_grad_keeps_no_graph(monkeypatch):
     ours, theirs = make_pair("lstm", torch.float32)
     x = torch.randn(T, B, I)
     calls = []
-    forward = fastseq.functional.lstm_forward
+    forward = fastseq.functional._forward  # every forward's one path
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs["training"])
-        return forward(*args, **kwargs)
+    def spy(cell, x, w_ih, w_hh, b_ih, b_hh, states, lengths, reverse, training, **kwargs):
+        calls.append(training)
+        return forward(cell, x, w_ih, w_hh, b_ih, b_hh, states, lengths, reverse, training,
+                       **kwargs)
 
-    monkeypatch.setattr(fastseq.functional, "lstm_forward", spy)
+    monkeypatch.setattr(fastseq.functional, "_forward", spy)
     ours(x)
     assert calls == [True]  # parameters require grad: a training forward
     calls.clear()
