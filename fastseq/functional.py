@@ -205,10 +205,11 @@ def _forward(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, rever
                        bias=b_ih is not None)
         if "w_hr" in a:
             options["proj_size"] = P
-        given = dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, lengths=lengths, **states)
-        inputs = tuple((key, a[key], _fingerprint(a[key])) for key in _REREAD
-                       if guard_inputs and a.get(key) is not None
-                       and _may_be_shared(a[key], given[key]))
+        inputs = ()
+        if guard_inputs:
+            given = dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, lengths=lengths, **states)
+            inputs = tuple((key, a[key], _fingerprint(a[key])) for key in _REREAD
+                           if a.get(key) is not None and _may_be_shared(a[key], given[key]))
         ctx = Context(cell.family, name, dtype, (T, B, I, H), options, reserve, inputs)
     return (*outputs, ctx)
 
@@ -305,15 +306,12 @@ def _backward(cell: str, ctx: Context, dy, dstates: dict, accumulate, need_dx):
     run = getattr(module, f"{cell}_backward")
     # A backend that skips dx takes need_dx (SKIPS_DX); the others' dx is dropped.
     skip = {"need_dx": False} if not need_dx and getattr(module, "SKIPS_DX", False) else {}
-    if accumulate is not None and getattr(module, "ACCUMULATES", False):
-        grads = run(_consume(ctx), dy, *d.values(), accumulate=accumulate, **skip)
-        if not need_dx:
-            grads["dx"] = None
-        return grads
-    grads = run(_consume(ctx), dy, *d.values(), **skip)
+    adds = accumulate is not None and getattr(module, "ACCUMULATES", False)
+    grads = run(_consume(ctx), dy, *d.values(), **skip,
+                **({"accumulate": accumulate} if adds else {}))
     if not need_dx:
         grads["dx"] = None
-    if accumulate is not None:
+    if accumulate is not None and not adds:
         for key, target in accumulate.items():
             target += grads[key]
             grads[key] = target

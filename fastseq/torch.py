@@ -131,9 +131,8 @@ class _Cell:
         return y, h_n, (c_n[0] if c_n else None), ctx
 
     def backward(self, ctx, dy, dh_n, dc_n, need_dx: bool):
-        if self.family == "lstm":
-            return F.lstm_backward(ctx, dy, dh_n, dc_n, need_dx=need_dx)
-        return getattr(F, f"{self.family}_backward")(ctx, dy, dh_n, need_dx=need_dx)
+        dstates = {"dh_n": dh_n, "dc_n": dc_n} if self.family == "lstm" else {"dh_n": dh_n}
+        return F._backward(self.family, ctx, dy, dstates, None, need_dx)
 
 
 class _RecurrentFunction(torch.autograd.Function):

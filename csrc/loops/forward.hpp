@@ -198,12 +198,8 @@ struct Forward {
   // Phase `Phase` of step s: every group of blocks, one item each, in zig-zag order.
   template <int Phase>
   void step(Team& team, std::int64_t s, const S* a, S* h_in, S* h_out) const {
-    team.each(
-        group_count(sh.nb, W),
-        [&](std::int64_t q) {
-          const std::int64_t jb = q * W;
-          group<Phase>(s, jb, sh.nb - jb < W ? int(sh.nb - jb) : W, a, h_in, h_out);
-        },
+    team.each_group(
+        sh.nb, W, [&](std::int64_t jb, int nv) { group<Phase>(s, jb, nv, a, h_in, h_out); },
         zigzag_backwards(s));
   }
 
@@ -293,12 +289,8 @@ struct Forward {
   const S* proj_panel(std::int64_t pb) const { return sh.sc.proj_panels + pb * H * L; }
 
   void project(Team& team, std::int64_t s, const S* h_in, S* h_out) const {
-    team.each(
-        group_count(sh.nbp, WP),
-        [&](std::int64_t q) {
-          const std::int64_t pb = q * WP;
-          proj_group(s, pb, sh.nbp - pb < WP ? int(sh.nbp - pb) : WP, h_in, h_out);
-        },
+    team.each_group(
+        sh.nbp, WP, [&](std::int64_t pb, int nv) { proj_group(s, pb, nv, h_in, h_out); },
         zigzag_backwards(s));
   }
 
@@ -399,10 +391,9 @@ struct Forward {
       if constexpr (Cell::has_c)
         copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
     });
-    team.each(group_count(sh.nb, W), [&](std::int64_t q) {
-      const std::int64_t jg = q * W;  // the group's first block
-      const std::int64_t ldp = (sh.nb - jg < W ? sh.nb - jg : W) * NG1 * L;
-      for (std::int64_t jb = jg; jb < jg + W && jb < sh.nb; ++jb) {
+    team.each_group(sh.nb, W, [&](std::int64_t jg, int nv) {
+      const std::int64_t ldp = nv * NG1 * L;
+      for (std::int64_t jb = jg; jb < jg + nv; ++jb) {
         const std::int64_t j0 = jb * L;
         const int n = int(H - j0 < L ? H - j0 : L);
         // Block jb is block jb - jg of the group, side by side with the others.
@@ -418,10 +409,9 @@ struct Forward {
     });
     // Projected: groups of P columns, W_hrᵀ (H rows) side by side per group.
     if constexpr (Proj) {
-      team.each(group_count(sh.nbp, WP), [&](std::int64_t q) {
-        const std::int64_t pg = q * WP;
-        const std::int64_t ldp = (sh.nbp - pg < WP ? sh.nbp - pg : WP) * L;
-        for (std::int64_t pb = pg; pb < pg + WP && pb < sh.nbp; ++pb) {
+      team.each_group(sh.nbp, WP, [&](std::int64_t pg, int nv) {
+        const std::int64_t ldp = nv * L;
+        for (std::int64_t pb = pg; pb < pg + nv; ++pb) {
           const std::int64_t j0 = pb * L;
           const int n = int(Hs - j0 < L ? Hs - j0 : L);
           gemm::pack_forward<S, 1>(const_cast<S*>(f.proj_panel(pg)) + (pb - pg) * L, ldp,

@@ -79,8 +79,6 @@ class Team {
   Team(int tid, int nt) : tid_(tid), nt_(nt) {
     if (nt > 1) work_ = runtime::team_work();
   }
-  int size() const { return nt_; }
-
   // fn(i) for every item i in [0, n) of the next phase; backwards: each share from its end
   // (the zig-zag order of a step's groups). fn is reached through one pointer: its body is
   // then compiled once per call site, and the claim loop once per ISA, not inlined into every
@@ -91,6 +89,19 @@ class Team {
     using F = std::remove_reference_t<Fn>;
     run(n, backwards, [](void* f, std::int64_t i) { (*static_cast<F*>(f))(i); },
         const_cast<void*>(static_cast<const void*>(&fn)));
+  }
+
+  // fn(jb, nv) for every group of w adjacent blocks out of nb (group_count): jb its first
+  // block, nv its width (w, the last one maybe fewer); one item each.
+  template <class Fn>
+  void each_group(std::int64_t nb, std::int64_t w, Fn&& fn, bool backwards = false) {
+    each(
+        group_count(nb, w),
+        [&](std::int64_t q) {
+          const std::int64_t jb = q * w;
+          fn(jb, int(nb - jb < w ? nb - jb : w));
+        },
+        backwards);
   }
 
   // fn(lo, hi) over [0, n) in chunks of `chunk` items (copies and zeroing of rows).
