@@ -100,12 +100,13 @@ def forward(p: Problem, training=True):
     return {"y": y, "h_n": h_n}, ctx
 
 
-def backward(p: Problem, ctx, accumulate=None):
+def backward(p: Problem, ctx, accumulate=None, **kw):
+    """The family's backward of ``p`` (``kw``: its other keywords, e.g. need_dx)."""
     if p.cell in LSTM_CELLS:
-        return F.lstm_backward(ctx, p.dy, p.dh_n, p.dc_n, accumulate=accumulate)
+        return F.lstm_backward(ctx, p.dy, p.dh_n, p.dc_n, accumulate=accumulate, **kw)
     if p.cell.startswith("gru"):
-        return F.gru_backward(ctx, p.dy, p.dh_n, accumulate=accumulate)
-    return F.rnn_backward(ctx, p.dy, p.dh_n, accumulate=accumulate)
+        return F.gru_backward(ctx, p.dy, p.dh_n, accumulate=accumulate, **kw)
+    return F.rnn_backward(ctx, p.dy, p.dh_n, accumulate=accumulate, **kw)
 
 
 def run(p: Problem, backend: str, training=True) -> dict:

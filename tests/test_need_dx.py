@@ -7,23 +7,15 @@ import numpy as np
 import pytest
 
 import fastseq
-from fastseq import functional as F
-from problems import ALL_CELLS, LSTM_CELLS, PROJECTED, forward, make_problem
+from problems import ALL_CELLS, PROJECTED, backward, forward, make_problem
 
 BACKENDS = fastseq.available_backends()
-
-
-def _backward(p, ctx, **kw):
-    if p.cell in LSTM_CELLS:
-        return F.lstm_backward(ctx, p.dy, p.dh_n, p.dc_n, **kw)
-    fn = F.gru_backward if p.cell.startswith("gru") else F.rnn_backward
-    return fn(ctx, p.dy, p.dh_n, **kw)
 
 
 def _grads(p, backend, **kw):
     with fastseq.use_backend(backend):
         _, ctx = forward(p)
-        return _backward(p, ctx, **kw)
+        return backward(p, ctx, **kw)
 
 
 def _supports(backend, cell):
@@ -66,4 +58,4 @@ def test_need_dx_must_be_a_bool():
     p = make_problem("lstm", seed=1)
     _, ctx = forward(p)
     with pytest.raises(TypeError, match="need_dx"):
-        _backward(p, ctx, need_dx="no")
+        backward(p, ctx, need_dx="no")
