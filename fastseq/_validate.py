@@ -35,7 +35,12 @@ def checked(name: str, value, dtype, shape=None, meaning=None, against="x") -> n
     formatted on failure: this runs on every call and per-call overhead matters).
     """
     a = value
-    # Fast path: an ndarray already of a native float dtype (the common case) skips asarray.
+    # Fastest path (the common case, and per-call overhead matters): an ndarray already of
+    # the dtype and shape wanted. Native float32/float64 dtypes are singletons.
+    if type(a) is np.ndarray and (a.dtype is dtype or dtype is None and (
+            a.dtype is _FLOAT32 or a.dtype is _FLOAT64)) and (shape is None or a.shape == shape):
+        return a
+    # Fast path: an ndarray already of a native float dtype skips asarray.
     if type(a) is not np.ndarray or (a.dtype is not _FLOAT32 and a.dtype is not _FLOAT64):
         a = as_array(name, a)
         if native(a.dtype) != _FLOAT32 and native(a.dtype) != _FLOAT64:
@@ -71,6 +76,9 @@ def float_array(name: str, value, dtype, shape=None, meaning=None, against="x") 
 # and every byte count must fit a size_t: the rules of validate_config (csrc/loops/
 # kernels.cpp), checked here from the shapes before any array is copied.
 _INT_MAX = 2**31 - 1
+#: Below this T*B*(I + 4H), no limit of check_sizes can be reached (each factor, and T*B
+#: times the larger of I and 4H, is then < 2^31): callers skip the call.
+SIZES_SURELY_FINE = 2**31
 
 
 def check_sizes(T: int, B: int, I: int, H: int) -> None:

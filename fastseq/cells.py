@@ -66,11 +66,10 @@ def family_gates(family: str) -> int:
 def cell_of(family: str, **options) -> Cell:
     """The cell a family's call selects, e.g. ``cell_of("gru", reset_after=False)``."""
     for cell in FAMILIES[family]:
-        if not cell.option or options.get(cell.option[0], _default(family)) == cell.option[1]:
+        if not cell.option or options.get(cell.option[0], _DEFAULT[family]) == cell.option[1]:
             return cell
     raise ValueError(f"no {family} cell for {options}")
 
 
-def _default(family: str):
-    # The value a family's option takes when the call leaves it out.
-    return {"rnn": "tanh", "lstm": False, "gru": True}.get(family)
+# The value a family's option takes when the call leaves it out.
+_DEFAULT = {"rnn": "tanh", "lstm": False, "gru": True}

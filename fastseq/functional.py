@@ -82,7 +82,9 @@ class Context:
 
 
 def _prepare(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, w_hr=None):
-    """Validate a forward call; return contiguous arrays, the sizes and the dtype.
+    """Validate a forward call; return the contiguous arrays (x, w_ih, w_hh, b_ih, b_hh, the
+    states in ``states``' order, then ``w_hr`` if the cell has it), lengths, the sizes and
+    the dtype.
 
     ``cell`` is the descriptor the call selected: its gates, and whether it takes the
     projection ``w_hr``. The sizes are ``(T, B, I, H, P)``, P the width of h and y (H
@@ -94,7 +96,7 @@ def _prepare(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, w_hr=
     x = V.checked("x", x, None)
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (T, B, I), time-major; got shape {x.shape}")
-    dtype = V.native(x.dtype)
+    dtype = x.dtype if x.dtype.isnative else V.native(x.dtype)
     T, B, I = x.shape
     if T == 0 or B == 0 or I == 0:
         raise ValueError(f"x must have T, B, I >= 1; got shape (T, B, I) = {x.shape}")
@@ -106,7 +108,8 @@ def _prepare(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, w_hr=
             raise ValueError(f"w_hr must have shape (P, H) with 0 < P < H (P the projection "
                              f"size, H the hidden size); got {w_hr.shape}")
         P, H = w_hr.shape
-        V.check_sizes(T, B, I, H)
+        if T * B * (I + 4 * H) >= V.SIZES_SURELY_FINE:  # else no limit can be near
+            V.check_sizes(T, B, I, H)
         w_hh = V.checked("w_hh", w_hh, dtype, (G * H, P), lambda: f"(4H, P) with H={H}, P={P}")
     else:
         w_hh = V.checked("w_hh", w_hh, dtype)
@@ -116,7 +119,8 @@ def _prepare(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, w_hr=
                 f"got {w_hh.shape}"
             )
         H = P = w_hh.shape[1]
-        V.check_sizes(T, B, I, H)
+        if T * B * (I + 4 * H) >= V.SIZES_SURELY_FINE:  # else no limit can be near
+            V.check_sizes(T, B, I, H)
     w_ih = V.checked("w_ih", w_ih, dtype, (G * H, I), lambda: f"(G*H, I) with G={G}, H={H}, I={I}")
 
     if (b_ih is None) != (b_hh is None):
@@ -126,15 +130,19 @@ def _prepare(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, w_hr=
         b_ih = V.checked("b_ih", b_ih, dtype, (G * H,), meaning)
         b_hh = V.checked("b_hh", b_hh, dtype, (G * H,), meaning)
 
-    arrays = dict(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    if "w_hr" in cell.parameters:
-        arrays["w_hr"] = w_hr
+    # The backends' positional order (fastseq.backends): x, the weights, the states.
+    arrays = [x, w_ih, w_hh, b_ih, b_hh]
     for name, state in states.items():
-        arrays[name] = None if state is None else _checked_state(name, state, dtype, B, H, P)
+        arrays.append(None if state is None else _checked_state(name, state, dtype, B, H, P))
+    if "w_hr" in cell.parameters:
+        arrays.append(w_hr)
     lengths = None if lengths is None else V.check_lengths(lengths, T, B)
-    arrays = {name: None if a is None else V.contiguous(a) for name, a in arrays.items()}
-    arrays["lengths"] = lengths
-    return arrays, (T, B, I, H, P), dtype
+    # Copies only now, after every check (a loop and the flags test inline, no calls: this
+    # runs on every call).
+    for i, a in enumerate(arrays):
+        if a is not None and not (a.flags.c_contiguous and a.dtype.isnative):
+            arrays[i] = V.contiguous(a)
+    return arrays, lengths, (T, B, I, H, P), dtype
 
 
 def _checked_state(name: str, value, dtype, B: int, H: int, P: int, against: str = "x"):
@@ -181,36 +189,49 @@ def _forward(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, rever
              w_hr=None, guard_inputs=True, **cell_options):
     """The one path of every forward: check, run on the active backend, wrap the reserve.
 
-    ``cell`` is the descriptor the call selected (``cell_of``); ``cell_options`` go to the
-    backend as they are, ``w_hr`` only when the cell has a projection. Returns the
+    ``cell`` is the descriptor the call selected (``cell_of``); ``states`` are in the
+    contract's order (h0, then c0); ``cell_options`` (a family's one selecting keyword,
+    nonlinearity or reset_after) go to the backend after ``training``, ``w_hr`` (as a
+    keyword) only when the cell has a projection. Returns the
     backend's outputs, its reserve replaced by a Context (None in inference).
     ``guard_inputs=False``: the caller guards what the backward reads again itself
     (fastseq.torch: torch's version counters of the saved tensors), so no fingerprints
     (reading x and the weights twice a step: 1.2 % of a torch training step at H = 256).
     """
-    reverse, training = V.check_flag("reverse", reverse), V.check_flag("training", training)
-    a, (T, B, I, H, P), dtype = _prepare(cell, x, w_ih, w_hh, b_ih, b_hh, states, lengths, w_hr)
+    if type(reverse) is not bool or type(training) is not bool:  # bools pass without a call
+        reverse, training = V.check_flag("reverse", reverse), V.check_flag("training", training)
+    arrays, checked_lengths, (T, B, I, H, P), dtype = _prepare(
+        cell, x, w_ih, w_hh, b_ih, b_hh, states, lengths, w_hr)
     name = backends.get_backend()
     module = backends.backend_module(name)
-    if "w_hr" in a and not getattr(module, "PROJECTION", False):
-        raise NotImplementedError(
-            f"the {name!r} backend has no LSTM projection (w_hr, proj_size) in this build; "
-            "run it on a backend that has one, e.g. inside fastseq.use_backend('reference')"
-        )
-    *outputs, reserve = getattr(module, f"{cell.family}_forward")(
-        reverse=reverse, training=training, **cell_options, **a)
-    ctx = None
-    if training:
-        options = dict(cell_options, reverse=reverse, lengths=lengths is not None,
-                       bias=b_ih is not None)
-        if "w_hr" in a:
-            options["proj_size"] = P
-        inputs = ()
-        if guard_inputs:
-            given = dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, lengths=lengths, **states)
-            inputs = tuple((key, a[key], _fingerprint(a[key])) for key in _REREAD
-                           if a.get(key) is not None and _may_be_shared(a[key], given[key]))
-        ctx = Context(cell.family, name, dtype, (T, B, I, H), options, reserve, inputs)
+    run = getattr(module, f"{cell.family}_forward")
+    # Positional, as the contract orders them: pybind11 matches each keyword by name, about
+    # 0.3 us apiece, a quarter of a small call's time in the binding.
+    if "w_hr" in cell.parameters:
+        if not getattr(module, "PROJECTION", False):
+            raise NotImplementedError(
+                f"the {name!r} backend has no LSTM projection (w_hr, proj_size) in this build; "
+                "run it on a backend that has one, e.g. inside fastseq.use_backend('reference')")
+        *outputs, reserve = run(*arrays[:-1], checked_lengths, reverse, training,
+                                *cell_options.values(), w_hr=arrays[-1])
+    else:
+        *outputs, reserve = run(*arrays, checked_lengths, reverse, training,
+                                *cell_options.values())
+    if not training:
+        return (*outputs, None)
+    options = dict(cell_options, reverse=reverse, lengths=lengths is not None,
+                   bias=b_ih is not None)
+    if "w_hr" in cell.parameters:
+        options["proj_size"] = P
+    inputs = ()
+    if guard_inputs:
+        names = ("x", "w_ih", "w_hh", "b_ih", "b_hh", *states,
+                 *(("w_hr",) if "w_hr" in cell.parameters else ()))
+        a = dict(zip(names, arrays), lengths=checked_lengths)
+        given = dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, lengths=lengths, **states)
+        inputs = tuple((key, a[key], _fingerprint(a[key])) for key in _REREAD
+                       if a.get(key) is not None and _may_be_shared(a[key], given[key]))
+    ctx = Context(cell.family, name, dtype, (T, B, I, H), options, reserve, inputs)
     return (*outputs, ctx)
 
 

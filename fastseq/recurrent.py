@@ -33,8 +33,9 @@ TORCH_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_h
 class RNNBase(Module):
     """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`.
 
-    Subclasses set ``_family`` (their ``fastseq.functional`` family) and implement
-    ``_cell_forward`` / ``_cell_backward`` for one layer in one direction; everything else
+    Subclasses set ``_family`` (their ``fastseq.functional`` family) and pass the
+    family's selecting options; one layer in one direction is functional's call for the
+    cell they select (``_cell_forward`` / ``_cell_backward``), and everything else
     (stacking, bidirectional concatenation, batch_first, unbatched input, dropout, state
     shapes, parameter names) lives here. The parameters are those of the cell descriptor
     the family's options select (``fastseq.cells``), named as torch names them.
@@ -94,7 +95,10 @@ class RNNBase(Module):
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.proj_size = int(proj_size)
-        options = dict(cell_options or {})
+        #: The family's keywords that select the cell in a functional call (nonlinearity,
+        #: reset_after); the LSTM's projection is selected by passing w_hr instead.
+        self._call_options = dict(cell_options or {})
+        options = dict(self._call_options)
         if self._family == "lstm":
             options["projection"] = self.proj_size > 0
         #: The cell descriptor (fastseq.cells) this layer runs: gates, states, parameters.
@@ -118,6 +122,12 @@ class RNNBase(Module):
                     shape = self._parameter_shape(name, layer)
                     data = uniform_(np.empty(shape, self.dtype), -bound, bound, self.generator)
                     setattr(self, f"{TORCH_NAMES[name]}_l{layer}{suffix}", Parameter(data))
+        # (descriptor name, torch attribute) per layer * D + direction: the names are fixed
+        # at construction, and a small layer's call is mostly Python (per-call overhead).
+        self._parameter_keys = tuple(
+            tuple((name, f"{TORCH_NAMES[name]}_l{layer}{suffix}")
+                  for name in self._parameter_names())
+            for layer in range(self.num_layers) for suffix in self._suffixes())
 
     @property
     def num_directions(self) -> int:
@@ -155,15 +165,16 @@ class RNNBase(Module):
 
     def _layer_parameters(self, layer: int, direction: int) -> dict[str, Parameter]:
         """Descriptor name -> this (layer, direction)'s Parameter."""
-        suffix = self._suffixes()[direction]
-        return {name: self._parameters[f"{TORCH_NAMES[name]}_l{layer}{suffix}"]
-                for name in self._parameter_names()}
+        params = self._parameters
+        return {name: params[key]
+                for name, key in self._parameter_keys[layer * self.num_directions + direction]}
 
     def _weights(self, layer: int, direction: int) -> dict[str, np.ndarray | None]:
         """The functional call's parameter keywords for (layer, direction); absent biases
         are None."""
-        params = self._layer_parameters(layer, direction)
-        weights = {name: param.data for name, param in params.items()}
+        params = self._parameters
+        weights = {name: params[key].data
+                   for name, key in self._parameter_keys[layer * self.num_directions + direction]}
         if not self.bias:
             weights.update(b_ih=None, b_hh=None)
         return weights
@@ -188,23 +199,32 @@ class RNNBase(Module):
             into[key] = g
         return into
 
-    # --- one layer, one direction: the subclass's functional call -----------------
-    def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):  # pragma: no cover
-        raise NotImplementedError
+    # --- one layer, one direction: functional's call for the layer's cell -------------
+    def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
+        """(y, h_n, c_n or None, ctx) of one layer in one direction."""
+        states = {"h0": h0, "c0": c0} if self._has_cell_state else {"h0": h0}
+        y, h, *rest = F._forward(self.cell, x, states=states, lengths=lengths, reverse=reverse,
+                                 training=training, **weights, **self._call_options)
+        return (y, h, *rest) if len(rest) == 2 else (y, h, None, rest[0])
 
-    def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):  # pragma: no cover
-        raise NotImplementedError
+    def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):
+        """functional's backward of one layer in one direction: the gradients' dict."""
+        dstates = {"dh_n": dh_n, "dc_n": dc_n} if self._has_cell_state else {"dh_n": dh_n}
+        return F._backward(self.cell.family, ctx, dy, dstates, accumulate, True)
 
     # --- argument checks and layouts ------------------------------------------------
     def _input_to_time_major(self, x: Any) -> tuple[np.ndarray, bool]:
         """x as a C-contiguous (T, B, I) array of the layer dtype, and whether it was batched.
 
         The layout only: the array checks (sizes >= 1 among them) are functional's."""
-        shape = np.shape(x)
-        if len(shape) == 3:  # the kernels' size limits, from the shape, before any copy
-            T, B = (shape[1], shape[0]) if self.batch_first else shape[:2]
-            _validate.check_sizes(T, B, shape[2], self.hidden_size)
-        array = as_real_array(x, "x", self.dtype)
+        if type(x) is np.ndarray and x.dtype is self.dtype and x.flags.c_contiguous:
+            array = x  # the common case: what as_real_array would return, without its calls
+        else:
+            shape = np.shape(x)
+            if len(shape) == 3:  # the kernels' size limits, from the shape, before a copy
+                T, B = (shape[1], shape[0]) if self.batch_first else shape[:2]
+                _validate.check_sizes(T, B, shape[2], self.hidden_size)
+            array = as_real_array(x, "x", self.dtype)
         if array.ndim not in (2, 3):
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
             raise ValueError(
@@ -295,14 +315,20 @@ class RNNBase(Module):
         h_n : numpy.ndarray, or (h_n, c_n) for the LSTM
             Final states, shaped like the initial ones.
         """
+        # Written for per-call overhead (a small layer's call is mostly this Python): the
+        # common cases skip the helpers' calls, and the parameters come by cached key.
         xt, batched = self._input_to_time_major(x)
-        T, B = xt.shape[:2]
-        lengths = self._lengths_layout(lengths, batched)
-        h0, c0 = self._split_state(state, B, batched)
+        B = xt.shape[1]
+        if lengths is not None:
+            lengths = self._lengths_layout(lengths, batched)
+        h0, c0 = (None, None) if state is None else self._split_state(state, B, batched)
         training = self.training
-        L, D, H, E = self.num_layers, self.num_directions, self.hidden_size, self._state_width
-        h_n = np.empty((L * D, B, E), self.dtype)
-        c_n = np.empty((L * D, B, H), self.dtype) if self._has_cell_state else None
+        L, D, H = self.num_layers, 2 if self.bidirectional else 1, self.hidden_size
+        has_c = len(self.cell.states) == 2  # (h, c)
+        params = self._parameters
+        h_n = np.empty((L * D, B, self.proj_size or H), self.dtype)
+        c_n = np.empty((L * D, B, H), self.dtype) if has_c else None
+        options, cell = self._call_options, self.cell
         ctxs: list[Any] = []
         masks: list[np.ndarray | None] = []
         layer_input = xt
@@ -310,15 +336,23 @@ class RNNBase(Module):
             outputs = []
             for direction in range(D):
                 k = layer * D + direction
-                y, h, c, ctx = self._cell_forward(
-                    layer_input, self._weights(layer, direction),
-                    None if h0 is None else h0[k], None if c0 is None else c0[k],
-                    lengths, direction == 1, training,
-                )
+                weights = {}
+                for name, key in self._parameter_keys[k]:  # self._weights, inline
+                    weights[name] = params[key].data
+                if not self.bias:
+                    weights["b_ih"] = weights["b_hh"] = None
+                if has_c:
+                    states = {"h0": None if h0 is None else h0[k],
+                              "c0": None if c0 is None else c0[k]}
+                    y, h_n[k], c_n[k], ctx = F._forward(
+                        cell, layer_input, states=states, lengths=lengths,
+                        reverse=direction == 1, training=training, **weights, **options)
+                else:
+                    y, h_n[k], ctx = F._forward(
+                        cell, layer_input, states={"h0": None if h0 is None else h0[k]},
+                        lengths=lengths, reverse=direction == 1, training=training,
+                        **weights, **options)
                 outputs.append(y)
-                h_n[k] = h
-                if c_n is not None:
-                    c_n[k] = c
                 ctxs.append(ctx)
             layer_output = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
             mask = None
@@ -330,10 +364,12 @@ class RNNBase(Module):
                 layer_output = layer_output * mask
             masks.append(mask)
             layer_input = layer_output
-        y = self._output_layout(layer_input, batched)
-        self._keep_for_backward(
-            {"ctxs": ctxs, "masks": masks, "B": B, "batched": batched, "y_shape": y.shape}
-        )
+        y = layer_input if batched and not self.batch_first else self._output_layout(
+            layer_input, batched)
+        if training or self._cache_status != "eval":  # else an eval call already noted it
+            self._keep_for_backward(
+                {"ctxs": ctxs, "masks": masks, "B": B, "batched": batched, "y_shape": y.shape}
+            )
         h_n_out = h_n if batched else h_n[:, 0, :]
         if c_n is None:
             return y, h_n_out
@@ -532,14 +568,6 @@ class RNN(RNNBase):
 
     forward.__doc__ = RNNBase.forward.__doc__
 
-    def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
-        y, h, ctx = F.rnn_forward(x, h0=h0, lengths=lengths, reverse=reverse,
-                                  training=training, nonlinearity=self.nonlinearity, **weights)
-        return y, h, None, ctx
-
-    def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):
-        return F.rnn_backward(ctx, dy, dh_n, accumulate=accumulate)
-
     def extra_repr(self) -> str:
         text = super().extra_repr()
         return text + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
@@ -619,13 +647,6 @@ class LSTM(RNNBase):
 
     forward.__doc__ = RNNBase.forward.__doc__
 
-    def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
-        return F.lstm_forward(x, h0=h0, c0=c0, lengths=lengths, reverse=reverse,
-                              training=training, **weights)
-
-    def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):
-        return F.lstm_backward(ctx, dy, dh_n, dc_n, accumulate=accumulate)
-
 
 class GRU(RNNBase):
     r"""Gated recurrent unit, stacked and optionally bidirectional, as torch.nn.GRU.
@@ -684,14 +705,6 @@ class GRU(RNNBase):
         return super().forward(x, h0, lengths)
 
     forward.__doc__ = RNNBase.forward.__doc__
-
-    def _cell_forward(self, x, weights, h0, c0, lengths, reverse, training):
-        y, h, ctx = F.gru_forward(x, h0=h0, lengths=lengths, reverse=reverse,
-                                  training=training, reset_after=self.reset_after, **weights)
-        return y, h, None, ctx
-
-    def _cell_backward(self, ctx, dy, dh_n, dc_n, accumulate):
-        return F.gru_backward(ctx, dy, dh_n, accumulate=accumulate)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

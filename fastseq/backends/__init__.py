@@ -172,6 +172,8 @@ def get_backend() -> str:
     scoped = _scoped.get()
     if scoped is not None:
         return scoped
+    if _active is not None:  # chosen already: no lock (every call comes here)
+        return _active
     with _default_lock:
         if _active is None:
             _active = _default()
