@@ -164,3 +164,25 @@ def test_inf_is_nonfinite_where_the_reference_is(variant, cell, name, idx, dtype
             got, want = nonfinite_map(out), nonfinite_map(ref)
             assert got == want, what + ": " + ", ".join(
                 f"{k} {got[k]} (want {want[k]})" for k in want if got[k] != want[k])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", CELLS)
+def test_single_row_products_do_not_read_a_reused_buffers_nans(variant, cell, dtype):
+    """A call of one step of one sequence (T = B = 1) makes its single-row products GEMVs
+    (gemm/blas.cpp), which must not read the output they overwrite: that output is a pooled
+    buffer, and the NaNs a diverged call left in it must not leak into the next call."""
+    poisoned = make_problem(cell, T=1, B=1, I=I, H=H, dtype=dtype)
+    poisoned = dataclasses.replace(poisoned, x=np.full_like(poisoned.x, np.nan),
+                                   dy=np.full_like(poisoned.dy, np.nan))
+    clean = make_problem(cell, T=1, B=1, I=I, H=H, dtype=dtype, seed=1)
+    ref = run(clean.astype(np.float64), "reference")
+    for _ in range(2):  # the poisoned call leaves its NaN planes in the pool for the next
+        run(poisoned, variant)
+        got = run(clean, variant)
+        for name, value in ref.items():
+            if value is None:
+                continue
+            assert np.isfinite(got[name]).all(), f"{name} took NaN from the reused buffer"
+            err = fastseq.max_error(got[name], value)
+            assert err <= (1e-10 if dtype == np.float64 else 1e-4), (name, err)
