@@ -59,3 +59,41 @@ def test_need_dx_must_be_a_bool():
     _, ctx = forward(p)
     with pytest.raises(TypeError, match="need_dx"):
         backward(p, ctx, need_dx="no")
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("RNN", {}), ("GRU", {}), ("LSTM", {}), ("LSTM", {"proj_size": 3}),
+])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layer_backward_without_dx(backend, kind, options):
+    """A layer's backward(need_dx=False): dx is None; the initial states' and every
+    parameter's gradients keep their bits, through two bidirectional layers and dropout
+    (only the first layer skips its dx: the second one's is the first one's dy)."""
+    if options and not _supports(backend, "lstmp"):
+        pytest.skip(f"the {backend} backend has no projected LSTM")
+    T, B, I, H = 5, 3, 4, 6
+    x = np.random.default_rng(0).standard_normal((B, T, I))
+    results = []
+    for need_dx in (True, False):
+        layer = getattr(fastseq, kind)(I, H, num_layers=2, bidirectional=True, dropout=0.3,
+                                       batch_first=True, seed=1, dtype=np.float64, **options)
+        with fastseq.use_backend(backend):
+            y, state = layer(x, lengths=[5, 2, 4])
+            dy = np.random.default_rng(1).standard_normal(y.shape)
+            dx, dstate = layer.backward(dy, need_dx=need_dx)
+        results.append((dx, dstate, {n: p.grad for n, p in layer.named_parameters()}))
+    (dx, dstate, grads), (no_dx, no_dstate, no_grads) = results
+    assert no_dx is None and dx.shape == x.shape
+    as_tuple = lambda s: s if isinstance(s, tuple) else (s,)  # noqa: E731  (LSTM: (dh0, dc0))
+    for a, b in zip(as_tuple(dstate), as_tuple(no_dstate), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert grads.keys() == no_grads.keys()
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], no_grads[name], err_msg=name)
+
+
+def test_layer_need_dx_must_be_a_bool():
+    layer = fastseq.GRU(2, 3, seed=0)
+    layer(np.zeros((2, 1, 2)))
+    with pytest.raises(TypeError, match="need_dx"):
+        layer.backward(np.zeros((2, 1, 3)), need_dx="no")
