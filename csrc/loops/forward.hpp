@@ -30,6 +30,7 @@ struct FwdShared {
   std::int64_t kp;  // rows of each forward panel (forward_panel_rows)
   tuning::Choices ch;  // this call's tuning choices (layout.hpp, forward_choices)
   std::int64_t nbp; // projected: blocks of L columns of P
+  bool direct;      // direct_products: no panels, the products from the weights as they are
 };
 
 // Fused: the input projection is folded into the step product (layout.hpp,
@@ -198,6 +199,9 @@ struct Forward {
   // Phase `Phase` of step s: every group of blocks, one item each, in zig-zag order.
   template <int Phase>
   void step(Team& team, std::int64_t s, const S* a, S* h_in, S* h_out) const {
+    if constexpr (!Fused) {
+      if (sh.direct) return direct_step<Phase>(team, s, a, h_in, h_out);
+    }
     team.each_group(
         sh.nb, W, [&](std::int64_t jb, int nv) { group<Phase>(s, jb, nv, a, h_in, h_out); },
         zigzag_backwards(s));
@@ -248,6 +252,46 @@ struct Forward {
     gemm::for_row_blocks<gemm::max_rows<NV>>(B, b0, st);
   }
 
+  // Direct (direct_products): the phase's product a·W_phaseᵀ as one team_matmul into the
+  // panels' buffer, whose row b holds gate g's columns at g·H; then each group's epilogues
+  // from it, gathered into the tile layout (block v's gate g at v·NG + g) they read.
+  // Phase 0 multiplies by the first NG1 gates' rows of W_hh, phase 1 by the last gate's.
+  template <int Phase>
+  void direct_step(Team& team, std::int64_t s, const S* a, S* h_in, S* h_out) const {
+    constexpr std::int64_t ng = Step<Phase, 1>::NG;
+    const S* w = sh.a->w_hh + (Phase == 0 ? 0 : (G - 1)) * H * K;
+    team_matmul<S>(team, gemm::Op::N, gemm::Op::T, B, ng * H, K, a, ldh, w, K, sh.sc.panels,
+                   ng * H);
+    team.sync();
+    team.each_group(
+        sh.nb, W, [&](std::int64_t jb, int nv) { direct_group<Phase>(s, jb, nv, h_in, h_out); },
+        zigzag_backwards(s));
+  }
+
+  template <int Phase, int NB = W>
+  void direct_group(std::int64_t s, std::int64_t jb, int nb, S* h_in, S* h_out) const {
+    if constexpr (NB > 1) {
+      if (nb < NB) return direct_group<Phase, NB - 1>(s, jb, nb, h_in, h_out);
+    }
+    using St = Step<Phase, NB>;
+    constexpr int NG = St::NG;
+    const St st{*this, s, jb * L, nullptr, nullptr, h_in, h_out};
+    for (std::int64_t b = 0; b < B; ++b) {
+      const S* row = sh.sc.panels + b * NG * H;
+      alignas(64) S acc[St::NV * L];
+      for (int v = 0; v < NB; ++v) {
+        const std::int64_t j = (jb + v) * L;
+        const std::int64_t n = H - j < L ? H - j : L;
+        for (int g = 0; g < NG; ++g) {
+          S* dst = acc + (v * NG + g) * L;
+          copy(dst, row + g * H + j, n);  // a partial block: its lanes past H are zeros
+          for (std::int64_t l = n; l < L; ++l) dst[l] = S(0);
+        }
+      }
+      st.epilogues(b, acc);
+    }
+  }
+
   // The projection phase of a projected cell at step s: h_out = m·W_hrᵀ per group of P
   // columns, written to y and, training, h_in to the reserve's
   // hprev; a finished row carries h_in. One tile of rows × NB column blocks per group.
@@ -289,6 +333,22 @@ struct Forward {
   const S* proj_panel(std::int64_t pb) const { return sh.sc.proj_panels + pb * H * L; }
 
   void project(Team& team, std::int64_t s, const S* h_in, S* h_out) const {
+    if (sh.direct) {
+      // h = m·W_hrᵀ into the projection panels' buffer, then each group's epilogues.
+      team_matmul<S>(team, gemm::Op::N, gemm::Op::T, B, K, H, sh.sc.m, sh.sc.ldm, sh.a->w_hr,
+                     H, sh.sc.proj_panels, K);
+      team.sync();
+      team.each_group(
+          sh.nbp, WP,
+          [&](std::int64_t pb, int nv) {
+            const ProjStep<1> st{*this, s, 0, nullptr, h_in, h_out};
+            for (std::int64_t b = 0; b < B; ++b)
+              for (std::int64_t j = pb * L; j < (pb + nv) * L && j < K; j += L)
+                st.epilogue(b, sh.sc.proj_panels + b * K + j, j, K - j < L ? K - j : L);
+          },
+          zigzag_backwards(s));
+      return;
+    }
     team.each_group(
         sh.nbp, WP, [&](std::int64_t pb, int nv) { proj_group(s, pb, nv, h_in, h_out); },
         zigzag_backwards(s));
@@ -391,7 +451,7 @@ struct Forward {
       if constexpr (Cell::has_c)
         copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);
     });
-    team.each_group(sh.nb, W, [&](std::int64_t jg, int nv) {
+    if (!sh.direct) team.each_group(sh.nb, W, [&](std::int64_t jg, int nv) {
       const std::int64_t ldp = nv * NG1 * L;
       for (std::int64_t jb = jg; jb < jg + nv; ++jb) {
         const std::int64_t j0 = jb * L;
@@ -409,7 +469,7 @@ struct Forward {
     });
     // Projected: groups of P columns, W_hrᵀ (H rows) side by side per group.
     if constexpr (Proj) {
-      team.each_group(sh.nbp, WP, [&](std::int64_t pg, int nv) {
+      if (!sh.direct) team.each_group(sh.nbp, WP, [&](std::int64_t pg, int nv) {
         const std::int64_t ldp = nv * L;
         for (std::int64_t pb = pg; pb < pg + nv; ++pb) {
           const std::int64_t j0 = pb * L;
@@ -494,6 +554,7 @@ void forward_loop(const SeqConfig& cfg, const ForwardArgs<S>& a) {
   sh.ch = forward_choices(cfg, sizeof(S), FASTSEQ_VEC_BYTES, runtime::cache_sizes());
   sh.kp = forward_panel_rows(cfg, sh.ch.fuse_projection);
   sh.nbp = (cfg.P + L - 1) / L;
+  sh.direct = direct_products(cfg);
   using F = Forward<S, Cell, Training, HasLengths>;
   const int nt = team_size<S>(cfg, group_count(sh.nb, F::W));
   if constexpr (!HasLengths && Cell::info.can_fuse_projection) {

@@ -50,6 +50,13 @@ inline std::int64_t padded_ld(std::int64_t width) {
 // x's and h's parts apart, they cannot share one sum). This is the shape's part of the
 // rule, and it alone sizes the scratch; whether a call does fuse also depends on the cache
 // sizes in force (forward_choices, tuning::choose).
+// One step of one sequence: products straight from the weights (tuning::kDirectMaxRows).
+// The plane a product lands in is the panels' buffer (at least G·H scalars, and the
+// projection's at least P), which such a call does not pack.
+inline bool direct_products(const SeqConfig& cfg) {
+  return cfg.T == 1 && cfg.B <= tuning::kDirectMaxRows;
+}
+
 inline bool may_fuse_projection(const SeqConfig& cfg) {
   return info_of(cfg).can_fuse_projection && cfg.B >= tuning::kFuseMinRows;
 }
