@@ -51,7 +51,8 @@ inline constexpr std::int64_t kKBlockMinRows = 16;
 // them into panels first (layout.hpp, direct_products): the panels would serve one step, so
 // packing them (a read and a write of W_hh) tripled the bytes the step moves. LSTM, B = 1,
 // state passed in, 1 thread, alternating with torch.nn.LSTMCell (2000 calls, median):
-// H = 512 948 µs against torch's 516 before; H = 1024 5.0 ms against 2.2. Not for more
+// H = 512 948 µs against torch's 516 before, 433 against 519 after; H = 1024 5.0 ms
+// against 2.2 before, 2.25 against 2.43 after (docs/performance.md). Not for more
 // rows: OpenBLAS's GEMM packs W itself, and the panel's micro-kernel is the faster reader.
 inline constexpr std::int64_t kDirectMaxRows = 1;
 
