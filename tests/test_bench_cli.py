@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 
+import fastseq
 from fastseq.bench import compare, ort, report, stats, timing
 from fastseq.bench.__main__ import main
 from fastseq.bench.cases import Case, grid
 from fastseq.bench.select import parse_selector, parse_shape, select
+from fastseq.bench.streaming import describe, streaming_step
 
 TINY = ["--configs", "4,1,8,16", "4,2,8,8", "--budget", "0", "--sgemm-size", "64"]
 
@@ -295,3 +297,24 @@ def test_lstmp_cases_run_against_torch_proj_size(tmp_path):
         assert "torch" in rows[0]["ratios"] and "torch" in rows[1]["ratios"]
     if ort.unavailable() is None:
         assert any("no projection" in f for f in rows[0]["flags"])
+
+
+def test_saved_run_has_the_streaming_step(saved_run):
+    """The one-step-at-a-time measure: per-step spreads, and with torch its per-round ratio."""
+    data, _ = saved_run
+    s = data["streaming"]
+    assert s["hidden"] == 512 and s["steps"] >= 1
+    f = s["fastseq_us"]
+    assert f["n"] >= 7 and 0 < f["min"] <= f["q1"] <= f["median"] <= f["q3"] <= f["max"]
+    if s["torch_us"] is not None:
+        assert s["vs_torch"]["n"] == f["n"] and s["vs_torch"]["median"] > 0
+    else:
+        assert s["vs_torch"] is None
+
+
+def test_streaming_step_without_torch():
+    result = streaming_step("cpp" if "cpp" in fastseq.available_backends() else "reference",
+                            hidden=8, steps=2, min_rounds=3, budget=0.0, with_torch=False)
+    assert result["torch_us"] is None and result["vs_torch"] is None
+    assert result["fastseq_us"]["n"] == 3
+    assert "torch" not in describe(result)

@@ -14,6 +14,10 @@ upper quartile < 1/0.95, "unclear" otherwise. The Numba backend (its products us
 OpenBLAS, whose idle workers spin for 150 ms) is timed against fastseq in rounds of its
 own, and the slow NumPy reference in 3 such rounds.
 
+After the table: the per-call overhead (a tiny LSTM layer call, fastseq.bench.overhead)
+and one step at a time (an LSTM at H = 512 fed one step per call with its state passed
+back, against torch's LSTMCell, in alternating rounds: fastseq.bench.streaming).
+
 A "!" line under a row is a warning: the SGEMM yardstick moved by more than --margin
 across the case's rounds, a ratio or percentage is implausible (it is also marked "!"),
 or the 2-thread SGEMM was no faster than the 1-thread one (the host's load moved).
@@ -40,6 +44,7 @@ from . import bandwidth, compare, report, stats, timing
 from . import cases as cases_mod
 from . import ort as ort_mod
 from .overhead import layer_call_overhead_us
+from .streaming import describe as describe_streaming, streaming_step
 from .select import parse_selector, parse_shape, select
 
 
@@ -222,9 +227,10 @@ def main(argv=None) -> int:
                 "environment": {k: os.environ[k] for k in ("FASTSEQ_ISA", "OPENBLAS_CORETYPE")
                                 if k in os.environ}}
 
-    def save(rows, overhead=None):
+    def save(rows, overhead=None, streaming=None):
         if args.json:
-            report.write_json(args.json, config, sgemm, rows, overhead_us=overhead, settings=settings)
+            report.write_json(args.json, config, sgemm, rows, overhead_us=overhead,
+                              settings=settings, streaming=streaming)
 
     rows = []
     one_thread_sgemm = {}  # (cell, config, mode) -> the 1-thread row's SGEMM median
@@ -249,8 +255,13 @@ def main(argv=None) -> int:
     overhead = layer_call_overhead_us(backend, calls=500 if args.budget == 0 else 5000)
     print(f"per-call overhead, LSTM layer in eval mode at T=1, B=1, I=H=32 ({backend}): "
           f"{overhead:.1f} us")
+    with timing.pinned_threads(1):
+        stream = streaming_step(backend, steps=5 if args.budget == 0 else 50,
+                                budget=max(args.budget, 0.01), min_rounds=args.rounds,
+                                with_torch=use_torch)
+    print(describe_streaming(stream))
     if args.json:
-        save(rows, overhead)
+        save(rows, overhead, stream)
         print(f"wrote {args.json}")
     if args.markdown:
         with open(args.markdown, "w") as f:

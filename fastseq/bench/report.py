@@ -156,10 +156,12 @@ def summary(rows: list[dict]) -> str:
 
 
 def write_json(path: str, config: dict, sgemm: dict, rows: list[dict], overhead_us: float | None,
-               settings: dict | None = None) -> None:
+               settings: dict | None = None, streaming: dict | None = None) -> None:
+    """The run as JSON: ``streaming`` is streaming.streaming_step's result, or None."""
     with open(path, "w") as f:
         json.dump({"version": JSON_VERSION, "config": config, "settings": settings or {},
-                   "sgemm_gflops": sgemm, "overhead_us": overhead_us, "cases": rows},
+                   "sgemm_gflops": sgemm, "overhead_us": overhead_us, "streaming": streaming,
+                   "cases": rows},
                   f, indent=1)
 
 
