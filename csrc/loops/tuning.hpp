@@ -52,7 +52,11 @@ inline constexpr std::int64_t kKBlockMinRows = 16;
 // packing them (a read and a write of W_hh) tripled the bytes the step moves. LSTM, B = 1,
 // state passed in, 1 thread, alternating with torch.nn.LSTMCell (2000 calls, median):
 // H = 512 948 µs against torch's 516 before, 433 against 519 after; H = 1024 5.0 ms
-// against 2.2 before, 2.25 against 2.43 after (docs/performance.md). Not for more
+// against 2.2 before, 2.25 against 2.43 after (docs/performance.md). Not for T > 1: at
+// (T, B, H) = (25, 1, 512) the direct products every step against packing once, 5 rounds,
+// time packed / direct: LSTM 0.77 (0.71-0.82) on 1 thread, 1.11 (0.93-1.17) on 2; GRU
+// 0.75 and 1.10; RNN 0.86 and 0.83 (the panel micro-kernel reads W_hh faster than
+// OpenBLAS's GEMV, which more than pays for packing it once). Not for more
 // rows: OpenBLAS's GEMM packs W itself, and the panel's micro-kernel is the faster reader.
 inline constexpr std::int64_t kDirectMaxRows = 1;
 
