@@ -153,3 +153,41 @@ def test_available_isa_in_environment_is_silent():
 
     result = run_python(ENV_PROBE, {"FASTSEQ_ISA": ISAS[-1], "FASTSEQ_BACKEND": "cpp"})
     assert result == dict(isa=ISAS[-1], messages=[])
+
+
+# T·B <= 32 rows: the input projection on the micro-kernel, W_ih's rows as the tile rows and
+# Xᵀ as a panel of 1-4 vectors (loops/forward.hpp, project_few_rows), or OpenBLAS where the
+# ISA's vectors would need more (float64 on AVX2 from 17 rows); 33 rows: OpenBLAS always.
+FEW_ROWS = [(1, 1, 1, 5), (25, 1, 300, 40), (8, 4, 7, 33), (2, 16, 20, 70), (11, 3, 9, 17),
+            (3, 11, 130, 8)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,B,I,H", FEW_ROWS)
+def test_few_rows_projection_matches_reference(isa, threads, cell, dtype, T, B, I, H):
+    p = make_problem(cell, T=T, B=B, I=I, H=H, dtype=dtype, lengths="vary" if B > 1 else None,
+                     seed=T + B + I)
+    assert_matches(run(p, "cpp"), reference_of(p), tolerance(dtype),
+                   where=f"cpp/{isa}/{threads}t {cell} T*B={T * B}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_few_rows_projection_same_bits_for_any_thread_count(isa, cell):
+    """W_ih's 257·G rows go in chunks of 64 fixed by the shape: the bits of every output do
+    not depend on which thread ran which chunk."""
+    p = make_problem(cell, T=25, B=1, I=300, H=257, dtype=np.float32, seed=4)
+    before = fastseq.get_num_threads()
+    try:
+        fastseq.set_num_threads(2)
+        first = run(p, "cpp")
+        results = {}
+        for n in (1, 3, 2):
+            fastseq.set_num_threads(n)
+            results[n] = run(p, "cpp")
+    finally:
+        fastseq.set_num_threads(before)
+    for n, got in results.items():
+        for name, value in first.items():
+            if value is not None:
+                np.testing.assert_array_equal(got[name], value, err_msg=f"{name}, {n} threads")

@@ -252,6 +252,63 @@ struct Forward {
     gemm::for_row_blocks<gemm::max_rows<NV>>(B, b0, st);
   }
 
+  // few_rows_projection: Gx = X·W_ihᵀ for N = T·B <= tuning::kFewRowsMax rows as
+  // Gxᵀ = W_ih·Xᵀ on the micro-kernel: Xᵀ packed k-major (NV vectors of N columns, the
+  // lanes past N zero) is the panel, W_ih's rows are the tile's rows, read once as they are;
+  // each tile's rows are scattered into Gx's columns. W_ih's rows go in chunks fixed by
+  // the shape, so a row's tile shape, and its bits, never depend on the thread count.
+  // False (nothing done) when the rule does not apply or N needs more than kFewVectors.
+  static constexpr int kFewVectors = 4;
+
+  bool project_few_rows(Team& team) const {
+    if (!few_rows_projection(*sh.cfg)) return false;
+    const std::int64_t N = T * B;
+    switch ((N + L - 1) / L) {
+      case 1: project_few_rows<1>(team); return true;
+      case 2: project_few_rows<2>(team); return true;
+      case 3: project_few_rows<3>(team); return true;
+      case 4: project_few_rows<kFewVectors>(team); return true;
+      default: return false;
+    }
+  }
+
+  template <int NV>
+  struct FewRows {
+    const Forward& f;
+    const S* w;       // W_ih's rows from the chunk's first
+    std::int64_t j0;  // the chunk's first row of W_ih: Gx's column
+    template <int MR>
+    void rows(std::int64_t r0) {
+      const FwdShared<S>& sh = f.sh;
+      const std::int64_t I = sh.cfg->I, N = f.T * f.B;
+      alignas(64) S out[MR * NV * L];
+      gemm::tile<S, MR, NV>(w + r0 * I, I, sh.sc.xt, NV * L, I, out);
+      for (int r = 0; r < MR; ++r)
+        for (std::int64_t n = 0; n < N; ++n) sh.gates[n * sh.ldg + j0 + r0 + r] = out[r * NV * L + n];
+    }
+  };
+
+  template <int NV>
+  void project_few_rows(Team& team) const {
+    const std::int64_t I = sh.cfg->I, N = T * B, GH = G * H;
+    const S* x = sh.a->x;
+    S* xt = sh.sc.xt;
+    team.each_chunk(I, kVectorChunk, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t k = lo; k < hi; ++k) {
+        S* row = xt + k * NV * L;
+        for (std::int64_t n = 0; n < N; ++n) row[n] = x[n * I + k];
+        for (std::int64_t n = N; n < NV * L; ++n) row[n] = S(0);
+      }
+    });
+    team.sync();
+    constexpr std::int64_t chunk = 64;  // W_ih rows per item
+    team.each_chunk(GH, chunk, [&](std::int64_t lo, std::int64_t hi) {
+      FewRows<NV> st{*this, sh.a->w_ih + lo * I, lo};
+      std::int64_t r0 = 0;
+      gemm::for_row_blocks<gemm::max_rows<NV>>(hi - lo, r0, st);
+    });
+  }
+
   // Direct (direct_products): the phase's product a·W_phaseᵀ as one team_matmul into the
   // panels' buffer, whose row b holds gate g's columns at g·H; then each group's epilogues
   // from it, gathered into the tile layout (block v's gate g at v·NG + g) they read.
@@ -488,7 +545,7 @@ struct Forward {
     };
     if constexpr (Fused)
       stage_x(0);
-    else
+    else if (!f.project_few_rows(team))
       team_matmul<S>(team, Op::N, Op::T, N, GH, I, a.x, I, a.w_ih, I, sh.gates, sh.ldg);
     team.sync();
 

@@ -57,6 +57,14 @@ inline bool direct_products(const SeqConfig& cfg) {
   return cfg.T == 1 && cfg.B <= tuning::kDirectMaxRows;
 }
 
+// An input projection of few rows (tuning::kFewRowsMax) on the micro-kernel, W_ih's rows
+// as the tile's rows and Xᵀ as the panel (ForwardScratch::xt). A shape rule, so that the
+// scratch a size query reports is the call's; an ISA whose vectors would make the panel
+// wider than the kernel's tiles take still uses OpenBLAS (Forward, project_few_rows).
+inline bool few_rows_projection(const SeqConfig& cfg) {
+  return cfg.T * cfg.B <= tuning::kFewRowsMax;
+}
+
 inline bool may_fuse_projection(const SeqConfig& cfg) {
   return info_of(cfg).can_fuse_projection && cfg.B >= tuning::kFuseMinRows;
 }
@@ -149,6 +157,7 @@ struct ForwardScratch {
   std::int64_t ldx = 0; // padded_ld(I), so that a tile's rows do not share L1 sets as x's can
   S* bias = nullptr;    // (G*H): the biases folded into one vector (zeros without bias)
   S* bhn = nullptr;     // (H): GRU reset-after b_hn, kept inside the recurrent term
+  S* xt = nullptr;      // (I, padded_units(N)): few_rows_projection, Xᵀ packed k-major
 
   static ForwardScratch carve(Carver& cv, const SeqConfig& cfg, bool training) {
     const std::int64_t N = cfg.T * cfg.B, B = cfg.B, H = cfg.H;
@@ -175,6 +184,7 @@ struct ForwardScratch {
     }
     s.bias = cv.take<S>(GH);
     if (info_of(cfg).recurrent_bias_apart) s.bhn = cv.take<S>(H);
+    if (few_rows_projection(cfg)) s.xt = cv.take<S>(cfg.I * padded_units<S>(N));
     return s;
   }
 };

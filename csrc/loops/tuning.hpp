@@ -60,6 +60,14 @@ inline constexpr std::int64_t kKBlockMinRows = 16;
 // rows: OpenBLAS's GEMM packs W itself, and the panel's micro-kernel is the faster reader.
 inline constexpr std::int64_t kDirectMaxRows = 1;
 
+// An input projection of at most kFewRowsMax rows (T·B: batch 1 over a short sequence)
+// runs on fastseq's micro-kernel the other way round, Gxᵀ = W_ih·Xᵀ: X's few rows packed
+// k-major as the panel (at most 32 columns), W_ih's rows read once, as they are, as the
+// tile's rows (layout.hpp, few_rows_projection). OpenBLAS's GEMM copies and packs all of
+// W_ih for those few rows: at (T, B, I, H) = (25, 1, 1024, 1024) with P = 256 it was 31 %
+// of the forward (perf), its packing alone 15 %.
+inline constexpr std::int64_t kFewRowsMax = 32;
+
 // From kFuseMinRows batch rows on, the LSTM's forward may fold the input projection into the
 // step product when there are no lengths (layout.hpp, may_fuse_projection); whether it does
 // is Choices::fuse_projection (below), from the size of the fused panel against L2. The
