@@ -138,7 +138,8 @@ def reset_cache_sizes() -> None:
 def tuning_choices(cell: str = "lstm", dtype: str = "float32", T: int = 50, B: int = 64,
                    I: int = 512, H: int = 512, proj_size: int = 0) -> dict | None:
     """The choices a forward call of this shape makes now (selected kernel variant, sizes in
-    force): ``{"isa", "k_slice", "k_block_rows", "fuse_projection"}``; None without the
+    force): ``{"isa", "k_slice", "k_block_rows", "fuse_projection", "few_rows_projection"}``
+    (the last: an input projection of at most 32 rows on the micro-kernel); None without the
     compiled extension. ``show_config()`` shows them for the default shape."""
     core = _core_or_none()
     if core is None:

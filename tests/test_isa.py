@@ -158,14 +158,26 @@ def test_available_isa_in_environment_is_silent():
 # T·B <= 32 rows: the input projection on the micro-kernel, W_ih's rows as the tile rows and
 # Xᵀ as a panel of 1-4 vectors (loops/forward.hpp, project_few_rows), or OpenBLAS where the
 # ISA's vectors would need more (float64 on AVX2 from 17 rows); 33 rows: OpenBLAS always.
-FEW_ROWS = [(1, 1, 1, 5), (25, 1, 300, 40), (8, 4, 7, 33), (2, 16, 20, 70), (11, 3, 9, 17),
-            (3, 11, 130, 8)]
+# Each W_ih at least 64 KiB for the RNN in float32 (H·I > 16384), the smallest L2 that
+# set_cache_sizes takes, so that tiny_l2 sends all of them (33 rows aside) to the kernel.
+FEW_ROWS = [(1, 1, 200, 90), (25, 1, 300, 70), (8, 4, 170, 100), (2, 16, 130, 130),
+            (11, 3, 260, 66), (3, 11, 130, 130)]
+
+
+@pytest.fixture
+def tiny_l2():
+    """An L2 of 64 KiB: every W_ih here is larger, so the few-rows path takes them all."""
+    fastseq.set_cache_sizes(l2="64K")
+    yield
+    fastseq.reset_cache_sizes()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("T,B,I,H", FEW_ROWS)
-def test_few_rows_projection_matches_reference(isa, threads, cell, dtype, T, B, I, H):
+def test_few_rows_projection_matches_reference(isa, threads, tiny_l2, cell, dtype, T, B, I, H):
+    choice = fastseq.caches.tuning_choices(cell, np.dtype(dtype).name, T, B, I, H)
+    assert choice["few_rows_projection"] == (T * B <= 32)
     p = make_problem(cell, T=T, B=B, I=I, H=H, dtype=dtype, lengths="vary" if B > 1 else None,
                      seed=T + B + I)
     assert_matches(run(p, "cpp"), reference_of(p), tolerance(dtype),
@@ -173,7 +185,7 @@ def test_few_rows_projection_matches_reference(isa, threads, cell, dtype, T, B, 
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_few_rows_projection_same_bits_for_any_thread_count(isa, cell):
+def test_few_rows_projection_same_bits_for_any_thread_count(isa, tiny_l2, cell):
     """W_ih's 257·G rows go in chunks of 64 fixed by the shape: the bits of every output do
     not depend on which thread ran which chunk."""
     p = make_problem(cell, T=25, B=1, I=300, H=257, dtype=np.float32, seed=4)

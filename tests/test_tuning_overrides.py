@@ -318,9 +318,24 @@ def test_show_config_shows_the_caches_and_choices(restore_sizes):
     fastseq.set_cache_sizes(**MACHINES["zen3"])
     info = fastseq.show_config("dicts")["extension"]
     assert info["caches"] == fastseq.get_cache_sizes()
-    assert {k: info["tuning"][k] for k in ("k_slice", "k_block_rows", "fuse_projection")} == \
+    assert {k: info["tuning"][k] for k in ("k_slice", "k_block_rows", "fuse_projection",
+                                           "few_rows_projection")} == \
         {k: v for k, v in choices().items() if k != "isa"}
     text = fastseq.config.config_text()
     assert "caches:    L1d 32 KiB (override), L2 512 KiB (override), L3 32 MiB (override)" in text
     assert f"k-slice {info['tuning']['k_slice']} rows" in text
     json.dumps(info)  # the benchmark records it
+
+
+def test_few_rows_projection_follows_l2(restore_sizes):
+    """At most 32 rows of input projection go to the micro-kernel only where W_ih does not
+    fit in L2 (tuning.hpp, kFewRowsMax): a 4 MiB W_ih under 2 MiB of L2 does, under 8 MiB
+    it does not; 33 rows never do."""
+    def few(T, B, I, H):
+        return fastseq.caches.tuning_choices("lstm", T=T, B=B, I=I, H=H)["few_rows_projection"]
+
+    fastseq.set_cache_sizes(l2="2M")
+    assert few(25, 1, 512, 512) and few(2, 16, 512, 512)
+    assert not few(33, 1, 512, 512) and not few(4, 8, 128, 128)
+    fastseq.set_cache_sizes(l2="8M")
+    assert not few(25, 1, 512, 512)

@@ -78,6 +78,7 @@ py::dict tuning_choices(const std::string& cell, int scalar_size, std::int64_t T
   d["k_slice"] = ch.k_slice;
   d["k_block_rows"] = ch.k_block_rows;
   d["fuse_projection"] = ch.fuse_projection;
+  d["few_rows_projection"] = ch.few_rows_projection;
   return d;
 }
 
@@ -168,7 +169,8 @@ PYBIND11_MODULE(_core, m) {
         "Why each ignored FASTSEQ_L*_SIZE environment variable was ignored.");
   m.def("tuning_choices", &tuning_choices, py::arg("cell"), py::arg("scalar_size"),
         py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("P") = 0,
-        "The tuning choices (k_slice, k_block_rows, fuse_projection) a forward call of this "
+        "The tuning choices (k_slice, k_block_rows, fuse_projection, few_rows_projection) a "
+        "forward call of this "
         "shape would make now.");
   m.def("empty_buffer_pool", &fastseq::runtime::empty_buffer_pool,
         "Frees the scratch and reserve buffers kept for reuse; returns the bytes freed.");

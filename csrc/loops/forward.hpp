@@ -261,7 +261,7 @@ struct Forward {
   static constexpr int kFewVectors = 4;
 
   bool project_few_rows(Team& team) const {
-    if (!few_rows_projection(*sh.cfg)) return false;
+    if (!sh.ch.few_rows_projection) return false;
     const std::int64_t N = T * B;
     switch ((N + L - 1) / L) {
       case 1: project_few_rows<1>(team); return true;

@@ -57,10 +57,11 @@ inline bool direct_products(const SeqConfig& cfg) {
   return cfg.T == 1 && cfg.B <= tuning::kDirectMaxRows;
 }
 
-// An input projection of few rows (tuning::kFewRowsMax) on the micro-kernel, W_ih's rows
-// as the tile's rows and Xᵀ as the panel (ForwardScratch::xt). A shape rule, so that the
-// scratch a size query reports is the call's; an ISA whose vectors would make the panel
-// wider than the kernel's tiles take still uses OpenBLAS (Forward, project_few_rows).
+// An input projection of few rows (tuning::kFewRowsMax) may run on the micro-kernel, W_ih's
+// rows as the tile's rows and Xᵀ as the panel (ForwardScratch::xt). A shape rule, so that
+// the scratch a size query reports is the call's; whether it does is the call's choice
+// (tuning::Choices::few_rows_projection, from L2), and an ISA whose vectors would make the
+// panel wider than the kernel's tiles take still uses OpenBLAS (Forward, project_few_rows).
 inline bool few_rows_projection(const SeqConfig& cfg) {
   return cfg.T * cfg.B <= tuning::kFewRowsMax;
 }
@@ -95,6 +96,8 @@ inline tuning::Choices forward_choices(const SeqConfig& cfg, std::int64_t scalar
   // then hold W_hhᵀ alone, in the room the shape rule left.
   in.may_fuse = may_fuse_projection(cfg) && !cfg.has_lengths;
   in.rows = cfg.B;
+  if (few_rows_projection(cfg))
+    in.few_rows_weight_bytes = gate_count(cfg.cell) * cfg.H * cfg.I * scalar_size;
   if (in.may_fuse) {
     // The panels' bytes as ForwardScratch carves them: G · K · (H in whole vectors).
     const std::int64_t lanes = kMaxVecBytes / scalar_size;

@@ -65,7 +65,12 @@ inline constexpr std::int64_t kDirectMaxRows = 1;
 // k-major as the panel (at most 32 columns), W_ih's rows read once, as they are, as the
 // tile's rows (layout.hpp, few_rows_projection). OpenBLAS's GEMM copies and packs all of
 // W_ih for those few rows: at (T, B, I, H) = (25, 1, 1024, 1024) with P = 256 it was 31 %
-// of the forward (perf), its packing alone 15 %.
+// of the forward (perf), its packing alone 15 %; on the micro-kernel 19 %, and the forward
+// 8.4-10.9 ms -> 7.5-9.5 (medians of 150 calls, old and new build alternating, 5 rounds).
+// Only where W_ih does not fit in L2 (Choices::few_rows_projection): where it does,
+// OpenBLAS's packing stays in cache and its kernel is the faster, e.g. (4, 8, 128, 128)
+// 112-128 µs on OpenBLAS against 132-174 on the micro-kernel; (2, 16, 512, 512) (4 MiB of
+// W_ih) 2.00-2.12 ms against 1.82-1.85.
 inline constexpr std::int64_t kFewRowsMax = 32;
 
 // From kFuseMinRows batch rows on, the LSTM's forward may fold the input projection into the
@@ -89,6 +94,7 @@ struct Choices {
   std::int64_t k_slice = kKSliceMax;      // KC: panel rows per k-slice of the forward product
   std::int64_t k_block_rows = kKBlockRows;  // batch rows per chunk of the k-blocked product
   bool fuse_projection = false;           // the input projection folded into the steps
+  bool few_rows_projection = false;       // ... or on the micro-kernel as W_ih·Xᵀ
 };
 
 // What the rules read of a call: the bytes of one k-row of the widest forward panel of the
@@ -99,6 +105,7 @@ struct ChoiceInputs {
   std::int64_t rows = 0;
   bool may_fuse = false;
   std::int64_t fused_panel_bytes = 0;
+  std::int64_t few_rows_weight_bytes = 0;  // W_ih's bytes where the rows are few, else 0
 };
 
 // (a) L1d: a k-slice takes at most 2/3 of it, the chunk's partial sums the other third.
@@ -152,6 +159,8 @@ inline Choices choose(const ChoiceInputs& in, const runtime::CacheSizes& c) {
   const double l3_budget = double(c.l3 / kL3ShareDen * kL3ShareNum);
   const double panel = double(in.fused_panel_bytes);
   ch.fuse_projection = in.may_fuse && panel <= l2_budget && panel <= l3_budget;
+  // (d) Few rows (kFewRowsMax): W_ih read once as it is, where it does not fit in L2.
+  ch.few_rows_projection = in.few_rows_weight_bytes > c.l2;
   return ch;
 }
 
