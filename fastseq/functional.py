@@ -108,8 +108,6 @@ def _prepare(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, w_hr=
             raise ValueError(f"w_hr must have shape (P, H) with 0 < P < H (P the projection "
                              f"size, H the hidden size); got {w_hr.shape}")
         P, H = w_hr.shape
-        if T * B * (I + 4 * H) >= V.SIZES_SURELY_FINE:  # else no limit can be near
-            V.check_sizes(T, B, I, H)
         w_hh = V.checked("w_hh", w_hh, dtype, (G * H, P), lambda: f"(4H, P) with H={H}, P={P}")
     else:
         w_hh = V.checked("w_hh", w_hh, dtype)
@@ -119,8 +117,8 @@ def _prepare(cell: Cell, x, w_ih, w_hh, b_ih, b_hh, states: dict, lengths, w_hr=
                 f"got {w_hh.shape}"
             )
         H = P = w_hh.shape[1]
-        if T * B * (I + 4 * H) >= V.SIZES_SURELY_FINE:  # else no limit can be near
-            V.check_sizes(T, B, I, H)
+    if T * B * (I + 4 * H) >= V.SIZES_SURELY_FINE:  # else no limit can be near
+        V.check_sizes(T, B, I, H)
     w_ih = V.checked("w_ih", w_ih, dtype, (G * H, I), lambda: f"(G*H, I) with G={G}, H={H}, I={I}")
 
     if (b_ih is None) != (b_hh is None):

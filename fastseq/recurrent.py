@@ -316,7 +316,7 @@ class RNNBase(Module):
             Final states, shaped like the initial ones.
         """
         # Written for per-call overhead (a small layer's call is mostly this Python): the
-        # common cases skip the helpers' calls, and the parameters come by cached key.
+        # common cases (no lengths, no state, eval) skip the helpers' calls.
         xt, batched = self._input_to_time_major(x)
         B = xt.shape[1]
         if lengths is not None:
@@ -324,11 +324,9 @@ class RNNBase(Module):
         h0, c0 = (None, None) if state is None else self._split_state(state, B, batched)
         training = self.training
         L, D, H = self.num_layers, 2 if self.bidirectional else 1, self.hidden_size
-        has_c = len(self.cell.states) == 2  # (h, c)
-        params = self._parameters
+        has_c = self._has_cell_state
         h_n = np.empty((L * D, B, self.proj_size or H), self.dtype)
         c_n = np.empty((L * D, B, H), self.dtype) if has_c else None
-        options, cell = self._call_options, self.cell
         ctxs: list[Any] = []
         masks: list[np.ndarray | None] = []
         layer_input = xt
@@ -336,22 +334,13 @@ class RNNBase(Module):
             outputs = []
             for direction in range(D):
                 k = layer * D + direction
-                weights = {}
-                for name, key in self._parameter_keys[k]:  # self._weights, inline
-                    weights[name] = params[key].data
-                if not self.bias:
-                    weights["b_ih"] = weights["b_hh"] = None
+                y, h_n[k], c, ctx = self._cell_forward(
+                    layer_input, self._weights(layer, direction),
+                    None if h0 is None else h0[k], None if c0 is None else c0[k],
+                    lengths, direction == 1, training,
+                )
                 if has_c:
-                    states = {"h0": None if h0 is None else h0[k],
-                              "c0": None if c0 is None else c0[k]}
-                    y, h_n[k], c_n[k], ctx = F._forward(
-                        cell, layer_input, states=states, lengths=lengths,
-                        reverse=direction == 1, training=training, **weights, **options)
-                else:
-                    y, h_n[k], ctx = F._forward(
-                        cell, layer_input, states={"h0": None if h0 is None else h0[k]},
-                        lengths=lengths, reverse=direction == 1, training=training,
-                        **weights, **options)
+                    c_n[k] = c
                 outputs.append(y)
                 ctxs.append(ctx)
             layer_output = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)

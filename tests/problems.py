@@ -118,6 +118,25 @@ def run(p: Problem, backend: str, training=True) -> dict:
     return out
 
 
+def assert_same_bits_for_any_thread_count(p: Problem, backend: str = "cpp") -> None:
+    """The README's determinism contract: every output and gradient of ``p`` has the same
+    bits on 2 threads again, and on 1 and 3 threads, as on 2."""
+    before = fastseq.get_num_threads()
+    try:
+        fastseq.set_num_threads(2)
+        first = run(p, backend)
+        results = {"2 again": run(p, backend)}
+        for n in (1, 3):
+            fastseq.set_num_threads(n)
+            results[f"{n} threads"] = run(p, backend)
+    finally:
+        fastseq.set_num_threads(before)
+    for how, got in results.items():
+        for name, value in first.items():
+            if value is not None:
+                np.testing.assert_array_equal(got[name], value, err_msg=f"{name}, {how}")
+
+
 def assert_matches(got: dict, ref: dict, tol: float, where: str = "") -> dict:
     """Compare every named tensor; fail listing each one above ``tol``."""
     assert set(got) == set(ref), f"{where}: names differ: {sorted(got)} vs {sorted(ref)}"

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import fastseq
-from problems import CELLS, assert_matches, make_problem, reference_of, run, tolerance
+from problems import (CELLS, assert_matches, assert_same_bits_for_any_thread_count,
+                      make_problem, reference_of, run, tolerance)
 
 pytest.importorskip("fastseq._core")
 ISAS = fastseq.available_isas()
@@ -80,20 +81,7 @@ def test_same_bits_for_any_thread_count(isa, cell, B, H, lengths):
     row parts (the LSTM without lengths there folds its projection into the steps)."""
     p = make_problem(cell, T=8 if B >= 44 else 4, B=B, I=20, H=H, dtype=np.float32,
                      lengths=lengths, seed=3)
-    before = fastseq.get_num_threads()
-    try:
-        fastseq.set_num_threads(2)
-        first = run(p, "cpp")
-        results = {"2 again": run(p, "cpp")}
-        for n in (1, 3):
-            fastseq.set_num_threads(n)
-            results[f"{n} threads"] = run(p, "cpp")
-    finally:
-        fastseq.set_num_threads(before)
-    for how, got in results.items():
-        for name, value in first.items():
-            if value is not None:
-                np.testing.assert_array_equal(got[name], value, err_msg=f"{name}, {how}")
+    assert_same_bits_for_any_thread_count(p)
 
 
 def test_set_isa_refuses_unknown_names():
@@ -189,17 +177,4 @@ def test_few_rows_projection_same_bits_for_any_thread_count(isa, tiny_l2, cell):
     """W_ih's 257·G rows go in chunks of 64 fixed by the shape: the bits of every output do
     not depend on which thread ran which chunk."""
     p = make_problem(cell, T=25, B=1, I=300, H=257, dtype=np.float32, seed=4)
-    before = fastseq.get_num_threads()
-    try:
-        fastseq.set_num_threads(2)
-        first = run(p, "cpp")
-        results = {}
-        for n in (1, 3, 2):
-            fastseq.set_num_threads(n)
-            results[n] = run(p, "cpp")
-    finally:
-        fastseq.set_num_threads(before)
-    for n, got in results.items():
-        for name, value in first.items():
-            if value is not None:
-                np.testing.assert_array_equal(got[name], value, err_msg=f"{name}, {n} threads")
+    assert_same_bits_for_any_thread_count(p)

@@ -267,7 +267,7 @@ struct Forward {
       case 1: project_few_rows<1>(team); return true;
       case 2: project_few_rows<2>(team); return true;
       case 3: project_few_rows<3>(team); return true;
-      case 4: project_few_rows<kFewVectors>(team); return true;
+      case kFewVectors: project_few_rows<kFewVectors>(team); return true;
       default: return false;
     }
   }
@@ -283,8 +283,9 @@ struct Forward {
       const std::int64_t I = sh.cfg->I, N = f.T * f.B;
       alignas(64) S out[MR * NV * L];
       gemm::tile<S, MR, NV>(w + r0 * I, I, sh.sc.xt, NV * L, I, out);
+      S* gx = sh.gates + j0 + r0;  // Gx's column of the tile's first row
       for (int r = 0; r < MR; ++r)
-        for (std::int64_t n = 0; n < N; ++n) sh.gates[n * sh.ldg + j0 + r0 + r] = out[r * NV * L + n];
+        for (std::int64_t n = 0; n < N; ++n) gx[n * sh.ldg + r] = out[r * NV * L + n];
     }
   };
 

@@ -40,16 +40,6 @@ inline std::int64_t padded_ld(std::int64_t width) {
   return width + kMaxVecBytes / std::int64_t(sizeof(S));
 }
 
-// From tuning::kFuseMinRows batch rows on, the LSTM's forward may fold the input projection
-// into the step product when there are no lengths: the panels hold W_ihᵀ above W_hhᵀ and
-// each step multiplies [x_t | h]. One product at the micro-kernel's rate instead of an
-// OpenBLAS GEMM whose (T·B, 4H) result goes out to memory and comes back, a cache miss per
-// line, in the epilogues (tuning.hpp has the measurement). Where it does not pay, it is not
-// used: the Elman RNN (its W_hh panel, 1 MiB at H = 512, stays in L2, the fused one would
-// not: no gain at (50,64,512), up to 5 % slower on 2 threads); the GRU (its n gate keeps
-// x's and h's parts apart, they cannot share one sum). This is the shape's part of the
-// rule, and it alone sizes the scratch; whether a call does fuse also depends on the cache
-// sizes in force (forward_choices, tuning::choose).
 // One step of one sequence: products straight from the weights (tuning::kDirectMaxRows).
 // The plane a product lands in is the panels' buffer (at least G·H scalars, and the
 // projection's at least P), which such a call does not pack.
@@ -66,6 +56,16 @@ inline bool few_rows_projection(const SeqConfig& cfg) {
   return cfg.T * cfg.B <= tuning::kFewRowsMax;
 }
 
+// From tuning::kFuseMinRows batch rows on, the LSTM's forward may fold the input projection
+// into the step product when there are no lengths: the panels hold W_ihᵀ above W_hhᵀ and
+// each step multiplies [x_t | h]. One product at the micro-kernel's rate instead of an
+// OpenBLAS GEMM whose (T·B, 4H) result goes out to memory and comes back, a cache miss per
+// line, in the epilogues (tuning.hpp has the measurement). Where it does not pay, it is not
+// used: the Elman RNN (its W_hh panel, 1 MiB at H = 512, stays in L2, the fused one would
+// not: no gain at (50,64,512), up to 5 % slower on 2 threads); the GRU (its n gate keeps
+// x's and h's parts apart, they cannot share one sum). This is the shape's part of the
+// rule, and it alone sizes the scratch; whether a call does fuse also depends on the cache
+// sizes in force (forward_choices, tuning::choose).
 inline bool may_fuse_projection(const SeqConfig& cfg) {
   return info_of(cfg).can_fuse_projection && cfg.B >= tuning::kFuseMinRows;
 }
