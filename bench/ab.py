@@ -43,7 +43,17 @@ import json, sys, time
 import numpy as np
 import fastseq
 from fastseq import functional as F
-from fastseq.cells import CELLS
+try:
+    from fastseq.cells import CELLS
+    # (family, gates, the family call's option); the LSTM's option (projection) is no
+    # keyword (w_hr is), and these cases have none.
+    CELLS = {name: (c.family, c.gates, dict([c.option]) if c.option and c.family != "lstm" else {})
+             for name, c in CELLS.items()}
+except ImportError:  # a build from before fastseq/cells.py (the cell contract)
+    CELLS = {"rnn_tanh": ("rnn", 1, {"nonlinearity": "tanh"}),
+             "rnn_relu": ("rnn", 1, {"nonlinearity": "relu"}),
+             "lstm": ("lstm", 4, {}), "gru": ("gru", 3, {"reset_after": True}),
+             "gru_reset_before": ("gru", 3, {"reset_after": False})}
 spec = json.loads(sys.argv[1])
 reps = spec["reps"]
 
@@ -63,17 +73,13 @@ for cell_name, T, B, H, mode, threads in spec["cases"]:
     from threadpoolctl import threadpool_limits
     with threadpool_limits(threads):
         sgemm = best(lambda: a @ b)
-    cell = CELLS[cell_name]
-    G = cell.gates
+    family, G, kw = CELLS[cell_name]  # kw: the family call's option (nonlinearity, reset_after)
     x = rng.standard_normal((T, B, H), dtype=np.float32) * 0.5
     w_ih = rng.standard_normal((G * H, H), dtype=np.float32) / H ** 0.5
     w_hh = rng.standard_normal((G * H, H), dtype=np.float32) / H ** 0.5
     b_ih = np.zeros(G * H, np.float32); b_hh = np.zeros(G * H, np.float32)
-    fwd = getattr(F, cell.family + "_forward")
-    bwd = getattr(F, cell.family + "_backward")
-    # The family call's option (nonlinearity, reset_after); the LSTM's "projection" is not
-    # a keyword (w_hr is) and these cases have none.
-    kw = dict([cell.option]) if cell.option and cell.family != "lstm" else {}
+    fwd = getattr(F, family + "_forward")
+    bwd = getattr(F, family + "_backward")
     dy = np.ones((T, B, H), np.float32)
     if mode == "inference":
         fn = lambda: fwd(x, w_ih, w_hh, b_ih, b_hh, training=False, **kw)
