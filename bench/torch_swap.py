@@ -12,7 +12,8 @@ process waits in a blocking read; the per-step time of a round is its total over
 Reported: the median per-step time of each, and the median ratio torch / fastseq over rounds
 (> 1: fastseq is faster) with its spread (interquartile range, min-max).
 
-    python bench/torch_swap.py [--rounds 9] [--steps 5] [--own-pool] [--json FILE]
+    python bench/torch_swap.py [--rounds 9] [--steps 5] [--cases 50,16,256 ...]
+                               [--threads 1 2] [--own-pool] [--json FILE]
 
 (against the installed fastseq; from a source tree, prefix ``PYTHONPATH=.``).
 
@@ -130,17 +131,27 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--own-pool", action="store_true",
                         help="run fastseq's teams on its own pool, not on torch's threads")
+    parser.add_argument("--cases", nargs="+", metavar="T,B,H",
+                        help="the shapes to time (default: " +
+                        " ".join(",".join(map(str, c)) for c in CASES) + ")")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()
-    if args.rounds < 1 or args.steps < 1:
-        parser.error("--rounds and --steps must be >= 1")
+    if args.rounds < 1 or args.steps < 1 or min(args.threads) < 1:
+        parser.error("--rounds, --steps and --threads must be >= 1")
+    try:
+        cases = [tuple(int(v) for v in c.split(",")) for c in args.cases] if args.cases else CASES
+    except ValueError:
+        parser.error("--cases takes T,B,H triples of integers, e.g. 50,16,256")
+    if any(len(c) != 3 or min(c) < 1 for c in cases):
+        parser.error("--cases takes T,B,H triples of positive integers, e.g. 50,16,256")
     print(f"fastseq's teams on {'fastseq' if args.own_pool else 'torch'}'s threads; "
           "each model in its own process")
     results = []
     print("| T,B,H=I | threads | fastseq.torch ms | torch.nn ms | torch/fastseq median | IQR | min-max |")
     print("|---|---:|---:|---:|---:|---|---|")
-    for threads in (1, 2):
-        for T, B, H in CASES:
+    for threads in args.threads:
+        for T, B, H in cases:
             r = measure(T, B, H, threads, args.rounds, args.steps, args.own_pool)
             results.append(r)
             print(f"| {T},{B},{H} | {threads} | {r['fastseq_ms']:.2f} | {r['torch_ms']:.2f} "
