@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import fastseq
+from subprocesses import run_python
 from problems import (CELLS, assert_matches, backward, forward, make_problem, reference_of,
                       run, tolerance)
 
@@ -86,8 +85,9 @@ def test_pool_stays_within_its_limits():
 
 
 _FAULTS_SCRIPT = r"""
-import resource, numpy as np, fastseq
-from fastseq import functional as F
+import json, resource, numpy as np, fastseq
+from fastseq import _core, functional as F
+fastseq.set_backend("cpp")
 fastseq.set_num_threads(1)
 T, B, H = 50, 16, 256
 rng = np.random.default_rng(0)
@@ -105,7 +105,7 @@ for _ in range(5):
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
     step()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20))
 """
 
 
@@ -118,7 +118,5 @@ def test_kept_buffers_do_not_make_malloc_return_other_temporaries_to_the_os():
     # 1 MiB temporaries around each training step went back to the OS and faulted in again:
     # about 1700 page faults per step here, 0 after. A fresh process: the heuristic depends
     # on the process's history.
-    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], capture_output=True,
-                         text=True, check=True, timeout=300)
-    faults_per_step = float(out.stdout.strip())
+    faults_per_step = run_python(_FAULTS_SCRIPT, timeout=300)
     assert faults_per_step < 100, f"{faults_per_step} page faults per training step"
