@@ -35,7 +35,8 @@ Pool& pool() { return g_pool.get(); }
 // Adam, the gradients) then went back to the OS at every step and faulted in again: 1460
 // faults and ~1.5 ms of a 21 ms LSTM (50, 16, 256) training step of fastseq.torch, none
 // with torch's own LSTM, whose workspaces are freed. A block of the new buffer's size freed
-// once tells glibc what the pool hides.
+// once tells glibc what the pool hides. (glibc raises its thresholds for blocks of up to
+// 32 MiB only, so the heap keeps at most 64 MiB free at its top because of this.)
 void show_size_to_malloc(std::size_t bytes) {
 #if defined(__GLIBC__)
   void* block = std::malloc(bytes);
