@@ -299,6 +299,21 @@ def test_lstmp_cases_run_against_torch_proj_size(tmp_path):
         assert any("no projection" in f for f in rows[0]["flags"])
 
 
+def test_default_budget_runs_through_to_the_end(tmp_path, capsys):
+    """Without --budget (the README's command) every part runs, the per-call overhead and
+    the streaming step after the table included: the budget each part takes is the run's
+    default (--quick's here, to keep the test short), never the unset option."""
+    path = tmp_path / "quick.json"
+    assert main(["--quick", "--sgemm-size", "64", "--cells", "rnn", "--threads", "1",
+                 "--rounds", "2", "--no-reference", "--no-torch", "--no-ort",
+                 "--configs", "3,1,8,8", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "per-call overhead" in out and f"wrote {path}" in out
+    data = json.loads(path.read_text())
+    assert data["settings"]["budget"] == 0.15
+    assert data["streaming"]["fastseq_us"]["n"] >= 2
+
+
 def test_saved_run_has_the_streaming_step(saved_run):
     """The one-step-at-a-time measure: per-step spreads, and with torch its per-round ratio."""
     data, _ = saved_run

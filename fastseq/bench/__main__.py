@@ -257,7 +257,7 @@ def main(argv=None) -> int:
           f"{overhead:.1f} us")
     with timing.pinned_threads(1):
         stream = streaming_step(backend, steps=5 if args.budget == 0 else 50,
-                                budget=max(args.budget, 0.01), min_rounds=args.rounds,
+                                budget=max(run.budget, 0.01), min_rounds=args.rounds,
                                 with_torch=use_torch)
     print(describe_streaming(stream))
     if args.json:
