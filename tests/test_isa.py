@@ -145,11 +145,18 @@ def test_available_isa_in_environment_is_silent():
 
 # T·B <= 32 rows: the input projection on the micro-kernel, W_ih's rows as the tile rows and
 # Xᵀ as a panel of 1-4 vectors (loops/forward.hpp, project_few_rows), or OpenBLAS where the
-# ISA's vectors would need more (float64 on AVX2 from 17 rows); 33 rows: OpenBLAS always.
+# ISA's vectors would need more (float64 on AVX2 from 17 rows); 33 rows: OpenBLAS always;
+# fewer rows than half a vector, or one row, OpenBLAS too (tuning.hpp, kFewRowsMin).
 # Each W_ih at least 64 KiB for the RNN in float32 (H·I > 16384), the smallest L2 that
 # set_cache_sizes takes, so that tiny_l2 sends all of them (33 rows aside) to the kernel.
 FEW_ROWS = [(1, 1, 200, 90), (25, 1, 300, 70), (8, 4, 170, 100), (2, 16, 130, 130),
-            (11, 3, 260, 66), (3, 11, 130, 130)]
+            (11, 3, 260, 66), (3, 11, 130, 130), (5, 1, 200, 90), (2, 1, 130, 130)]
+VECTOR_BYTES = {"avx512": 64, "avx2": 32, "portable": 16}
+
+
+def takes_few_rows(isa, dtype, T, B):
+    lanes = VECTOR_BYTES[isa] // np.dtype(dtype).itemsize
+    return 2 <= T * B <= 32 and 2 * T * B >= lanes
 
 
 @pytest.fixture
@@ -165,7 +172,7 @@ def tiny_l2():
 @pytest.mark.parametrize("T,B,I,H", FEW_ROWS)
 def test_few_rows_projection_matches_reference(isa, threads, tiny_l2, cell, dtype, T, B, I, H):
     choice = fastseq.caches.tuning_choices(cell, np.dtype(dtype).name, T, B, I, H)
-    assert choice["few_rows_projection"] == (T * B <= 32)
+    assert choice["few_rows_projection"] == takes_few_rows(isa, dtype, T, B)
     p = make_problem(cell, T=T, B=B, I=I, H=H, dtype=dtype, lengths="vary" if B > 1 else None,
                      seed=T + B + I)
     assert_matches(run(p, "cpp"), reference_of(p), tolerance(dtype),

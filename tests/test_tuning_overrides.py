@@ -337,5 +337,6 @@ def test_few_rows_projection_follows_l2(restore_sizes):
     fastseq.set_cache_sizes(l2="2M")
     assert few(25, 1, 512, 512) and few(2, 16, 512, 512)
     assert not few(33, 1, 512, 512) and not few(4, 8, 128, 128)
+    assert not few(1, 1, 512, 512)  # one row: a GEMV (tuning.hpp, kFewRowsMin)
     fastseq.set_cache_sizes(l2="8M")
     assert not few(25, 1, 512, 512)

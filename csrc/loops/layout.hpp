@@ -96,8 +96,11 @@ inline tuning::Choices forward_choices(const SeqConfig& cfg, std::int64_t scalar
   // then hold W_hhᵀ alone, in the room the shape rule left.
   in.may_fuse = may_fuse_projection(cfg) && !cfg.has_lengths;
   in.rows = cfg.B;
-  if (few_rows_projection(cfg))
+  if (few_rows_projection(cfg)) {
     in.few_rows_weight_bytes = gate_count(cfg.cell) * cfg.H * cfg.I * scalar_size;
+    in.few_rows = cfg.T * cfg.B;
+    in.lanes = vec_bytes / scalar_size;
+  }
   if (in.may_fuse) {
     // The panels' bytes as ForwardScratch carves them: G · K · (H in whole vectors).
     const std::int64_t lanes = kMaxVecBytes / scalar_size;

@@ -72,6 +72,20 @@ inline constexpr std::int64_t kDirectMaxRows = 1;
 // 112-128 µs on OpenBLAS against 132-174 on the micro-kernel; (2, 16, 512, 512) (4 MiB of
 // W_ih) 2.00-2.12 ms against 1.82-1.85.
 inline constexpr std::int64_t kFewRowsMax = 32;
+// ... and only where the rows fill at least half of the panel's first vector (2·N >= lanes),
+// and never for one row (kFewRowsMin): a row is a GEMV, which OpenBLAS streams W_ih through
+// with whole vectors, where the kernel spends a broadcast per weight on a mostly empty panel.
+// LSTM, I = H = 512 (W_ih 4 MiB), inference, 1 thread, B = 1 unless stated, 5 rounds of 60
+// calls alternating the kernel (L2 2 MiB) and OpenBLAS (L2 overridden to 64 MiB), median
+// time ratio OpenBLAS / kernel (above 1: the kernel pays):
+//   AVX-512 (16 lanes): N = 1 0.49, 2 0.73, 4 0.80, 4 (T = 1, B = 4) 0.74; 8 1.08, 16 1.06,
+//   25 1.03. AVX2 kernels with OpenBLAS's Haswell kernels (8 lanes): N = 1 0.72; 2 1.20,
+//   4 1.13, 4 (T = 1, B = 4) 1.11, 8 1.18, 16 1.03, 25 1.00.
+// Half a vector keeps every loss out (N = 4 on AVX-512 at 0.74-0.80 above all) and gives up
+// AVX2's N = 2..3 (1.20 at N = 2). One step of one sequence (T = B = 1, a stream fed step by
+// step) had been going to the kernel since it came in: 0.49 above, the LSTM step at H = 512
+// 793 µs against 389 through OpenBLAS.
+inline constexpr std::int64_t kFewRowsMin = 2;
 
 // From kFuseMinRows batch rows on, the LSTM's forward may fold the input projection into the
 // step product when there are no lengths (layout.hpp, may_fuse_projection); whether it does
@@ -106,6 +120,8 @@ struct ChoiceInputs {
   bool may_fuse = false;
   std::int64_t fused_panel_bytes = 0;
   std::int64_t few_rows_weight_bytes = 0;  // W_ih's bytes where the rows are few, else 0
+  std::int64_t few_rows = 0;               // ... and those rows (T·B)
+  std::int64_t lanes = 0;                  // scalars per vector of the kernel variant
 };
 
 // (a) L1d: a k-slice takes at most 2/3 of it, the chunk's partial sums the other third.
@@ -159,8 +175,10 @@ inline Choices choose(const ChoiceInputs& in, const runtime::CacheSizes& c) {
   const double l3_budget = double(c.l3 / kL3ShareDen * kL3ShareNum);
   const double panel = double(in.fused_panel_bytes);
   ch.fuse_projection = in.may_fuse && panel <= l2_budget && panel <= l3_budget;
-  // (d) Few rows (kFewRowsMax): W_ih read once as it is, where it does not fit in L2.
-  ch.few_rows_projection = in.few_rows_weight_bytes > c.l2;
+  // (d) Few rows (kFewRowsMax): W_ih read once as it is, where it does not fit in L2 and
+  //     the rows fill at least half a vector (kFewRowsMin).
+  ch.few_rows_projection = in.few_rows_weight_bytes > c.l2 && in.few_rows >= kFewRowsMin &&
+                           2 * in.few_rows >= in.lanes;
   return ch;
 }
 
