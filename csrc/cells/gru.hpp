@@ -13,7 +13,6 @@
 
 #include "cells/activations.hpp"
 #include "cells/registry.hpp"
-#include "cells/registry.hpp"
 #include "cells/rows.hpp"
 #include "fastseq/kernels.hpp"
 
@@ -22,8 +21,17 @@ inline namespace FASTSEQ_ISA_NS {
 
 template <class S>
 struct GruAfter : Facts<CellKind::gru> {
+  // bias: [b_ir + b_hr, b_iz + b_hz, b_in] (element k of 3H); b_hn apart, inside
+  // r ⊙ (W_hn h + b_hn): element j of the plane bhn.
+  static FASTSEQ_INLINE S folded_bias(const S* b_ih, const S* b_hh, std::int64_t H,
+                                      std::int64_t k) {
+    return k < 2 * H ? b_ih[k] + b_hh[k] : b_ih[k];
+  }
+  static FASTSEQ_INLINE S bias_apart(const S* b_hh, std::int64_t H, std::int64_t j) {
+    return b_hh[2 * H + j];
+  }
 
-  // bias: [b_ir + b_hr, b_iz + b_hz, b_in]; bhn = b_hn.
+  // bias and bhn folded as above.
   template <bool Training, int L, bool Full>
   FASTSEQ_TILE_FN static void forward(const FwdRow<S>& w) {
     const int n = Full ? L : w.n;
@@ -79,7 +87,7 @@ struct GruAfter : Facts<CellKind::gru> {
 };
 
 template <class S>
-struct GruBefore : Facts<CellKind::gru_reset_before> {
+struct GruBefore : Facts<CellKind::gru_reset_before>, SummedBiases<S> {
 
   // Phase 1, acc = h·W_hr,hzᵀ (2 gates): r, z; rh <- r ⊙ h (input of the n-block product),
   // z kept for phase 2. bias = b_ih + b_hh (b_hn folds in this formulation).

@@ -18,7 +18,7 @@ namespace fastseq::cells {
 inline namespace FASTSEQ_ISA_NS {
 
 template <class S, CellKind K = CellKind::lstm>
-struct Lstm : Facts<K> {
+struct Lstm : Facts<K>, SummedBiases<S> {
   // Reserve gate row: [i f g o] activated; hprev (the loops', projected), cprev, tanhc and
   // (projected) m beside it.
   static constexpr bool proj = Facts<K>::projected;

@@ -17,7 +17,7 @@ namespace fastseq::cells {
 inline namespace FASTSEQ_ISA_NS {
 
 template <class S, bool Relu>
-struct Rnn : Facts<Relu ? CellKind::rnn_relu : CellKind::rnn_tanh> {
+struct Rnn : Facts<Relu ? CellKind::rnn_relu : CellKind::rnn_tanh>, SummedBiases<S> {
   // Reserve gate row: [h'] (the activation; its derivative needs nothing else).
 
   template <bool Training, int L, bool Full>

@@ -53,6 +53,20 @@ FASTSEQ_INLINE void put_gates(S* row, std::int64_t H, int n, const Gates&... gat
   ((put(row + off, gates, n), off += H), ...);
 }
 
+// The biases an epilogue adds, folded once per call by the loops (loops/forward.hpp) through
+// the cell: element k of the one vector of G·H biases (`bias`) and, for a cell whose
+// registry entry keeps a recurrent bias apart (recurrent_bias_apart: the layout carves its
+// H-wide plane `bhn`), element j of that plane. By default both biases of a gate are summed,
+// since they add to the same pre-activation; the reset-after GRU hides this with its own
+// (cells/gru.hpp: b_hn inside r ⊙ (W_hn h + b_hn)).
+template <class S>
+struct SummedBiases {
+  static FASTSEQ_INLINE S folded_bias(const S* b_ih, const S* b_hh, std::int64_t /*H*/,
+                                      std::int64_t k) {
+    return b_ih[k] + b_hh[k];
+  }
+};
+
 template <class S>
 struct BwdRow {
   const S* acc = nullptr;    // product for this row: dG_next · W_hh (or dn · W_hn) over the units;

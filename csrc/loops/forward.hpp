@@ -481,21 +481,17 @@ struct Forward {
     const std::int64_t ldh = sc.ldh;
     Team team(tid, nt);
 
-    // 0. Fold the biases into one vector (a last gate whose recurrent bias stays apart, the
-    //    GRU's b_hn inside r ⊙ (W_hn h + b_hn), keeps only b_ih), initial states, and the
-    //    panels, a group per item (as the steps: a thread packs what it will multiply by).
-    constexpr bool apart = Cell::info.recurrent_bias_apart;
-    const std::int64_t last = (G - 1) * H;  // the last gate's first row
+    // 0. The biases as the cell folds them (cells/rows.hpp, SummedBiases; zeros without
+    //    bias), initial states, and the panels, a group per item (as the steps: a thread
+    //    packs what it will multiply by).
     team.each_chunk(GH, kVectorChunk, [&](std::int64_t lo, std::int64_t hi) {
-      for (std::int64_t k = lo; k < hi; ++k) {
-        S v = cfg.has_bias ? a.b_ih[k] + a.b_hh[k] : S(0);
-        if (apart && cfg.has_bias && k >= last) v = a.b_ih[k];
-        sc.bias[k] = v;
-      }
+      if (!cfg.has_bias) return zero(sc.bias + lo, hi - lo);
+      for (std::int64_t k = lo; k < hi; ++k) sc.bias[k] = Cell::folded_bias(a.b_ih, a.b_hh, H, k);
     });
-    if constexpr (apart) {
+    if constexpr (Cell::info.recurrent_bias_apart) {
       team.each_chunk(H, kVectorChunk, [&](std::int64_t lo, std::int64_t hi) {
-        for (std::int64_t j = lo; j < hi; ++j) sc.bhn[j] = cfg.has_bias ? a.b_hh[last + j] : S(0);
+        if (!cfg.has_bias) return zero(sc.bhn + lo, hi - lo);
+        for (std::int64_t j = lo; j < hi; ++j) sc.bhn[j] = Cell::bias_apart(a.b_hh, H, j);
       });
     }
     team.each_chunk(B, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
