@@ -156,7 +156,8 @@ VECTOR_BYTES = {"avx512": 64, "avx2": 32, "portable": 16}
 
 def takes_few_rows(isa, dtype, T, B):
     lanes = VECTOR_BYTES[isa] // np.dtype(dtype).itemsize
-    return 2 <= T * B <= 32 and 2 * T * B >= lanes
+    # tuning.hpp: kFewRowsMin, kFewRowsMax, half a vector, at most 4 vectors (kFewRowsVectors)
+    return 2 <= T * B <= 32 and 2 * T * B >= lanes and T * B <= 4 * lanes
 
 
 @pytest.fixture

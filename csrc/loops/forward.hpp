@@ -257,18 +257,18 @@ struct Forward {
   // lanes past N zero) is the panel, W_ih's rows are the tile's rows, read once as they are;
   // each tile's rows are scattered into Gx's columns. W_ih's rows go in chunks fixed by
   // the shape, so a row's tile shape, and its bits, never depend on the thread count.
-  // False (nothing done) when the rule does not apply or N needs more than kFewVectors.
-  static constexpr int kFewVectors = 4;
-
+  // False (nothing done) when the choice is not to (tuning::choose, which also keeps N
+  // within tuning::kFewRowsVectors vectors).
   bool project_few_rows(Team& team) const {
     if (!sh.ch.few_rows_projection) return false;
     const std::int64_t N = T * B;
+    static_assert(tuning::kFewRowsVectors == 4, "one case below per panel width");
     switch ((N + L - 1) / L) {
       case 1: project_few_rows<1>(team); return true;
       case 2: project_few_rows<2>(team); return true;
       case 3: project_few_rows<3>(team); return true;
-      case kFewVectors: project_few_rows<kFewVectors>(team); return true;
-      default: return false;
+      case 4: project_few_rows<4>(team); return true;
+      default: return false;  // not chosen (tuning::choose); OpenBLAS then
     }
   }
 

@@ -91,6 +91,11 @@ inline constexpr std::int64_t kFewRowsMax = 32;
 // step) had been going to the kernel since it came in: 0.49 above, the LSTM step at H = 512
 // 793 µs against 389 through OpenBLAS.
 inline constexpr std::int64_t kFewRowsMin = 2;
+// ... and only where the rows fit the panel widths the kernel is compiled for: at most
+// kFewRowsVectors vectors (Forward::project_few_rows instantiates 1..4). Float64 on AVX2
+// (4 lanes) and the portable variant (2 or 4) would need up to 16 for 32 rows; those stay on
+// OpenBLAS, and the choice says so.
+inline constexpr int kFewRowsVectors = 4;
 
 // From kFuseMinRows batch rows on, the LSTM's forward may fold the input projection into the
 // step product when there are no lengths (layout.hpp, may_fuse_projection); whether it does
@@ -180,10 +185,11 @@ inline Choices choose(const ChoiceInputs& in, const runtime::CacheSizes& c) {
   const double l3_budget = double(c.l3 / kL3ShareDen * kL3ShareNum);
   const double panel = double(in.fused_panel_bytes);
   ch.fuse_projection = in.may_fuse && panel <= l2_budget && panel <= l3_budget;
-  // (d) Few rows (kFewRowsMax): W_ih read once as it is, where it does not fit in L2 and
-  //     the rows fill at least half a vector (kFewRowsMin).
+  // (d) Few rows (kFewRowsMax): W_ih read once as it is, where it does not fit in L2,
+  //     the rows fill at least half a vector (kFewRowsMin) and fit kFewRowsVectors.
   ch.few_rows_projection = in.few_rows_weight_bytes > c.l2 && in.few_rows >= kFewRowsMin &&
-                           2 * in.few_rows >= in.lanes;
+                           2 * in.few_rows >= in.lanes &&
+                           in.few_rows <= kFewRowsVectors * in.lanes;
   return ch;
 }
 
