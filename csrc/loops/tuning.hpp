@@ -85,7 +85,9 @@ inline constexpr std::int64_t kFewRowsMax = 32;
 // time ratio OpenBLAS / kernel (above 1: the kernel pays):
 //   AVX-512 (16 lanes): N = 1 0.49, 2 0.73, 4 0.80, 4 (T = 1, B = 4) 0.74; 8 1.08, 16 1.06,
 //   25 1.03. AVX2 kernels with OpenBLAS's Haswell kernels (8 lanes): N = 1 0.72; 2 1.20,
-//   4 1.13, 4 (T = 1, B = 4) 1.11, 8 1.18, 16 1.03, 25 1.00.
+//   4 1.13, 4 (T = 1, B = 4) 1.11, 8 1.18, 16 1.03, 25 1.00. AMD Zen 4 (AVX-512 on 256-bit
+//   halves, L2 1 MiB), 7 rounds: N = 2 1.04, 4 1.00 (neither taken), 8 1.09, 16 1.15,
+//   25 1.03, (T, B) = (2, 16) 1.08, (8, 4) 1.11.
 // Half a vector keeps every loss out (N = 4 on AVX-512 at 0.74-0.80 above all) and gives up
 // AVX2's N = 2..3 (1.20 at N = 2). One step of one sequence (T = B = 1, a stream fed step by
 // step) had been going to the kernel since it came in: 0.49 above, the LSTM step at H = 512
