@@ -268,7 +268,7 @@ struct Forward {
       case 2: project_few_rows<2>(team); return true;
       case 3: project_few_rows<3>(team); return true;
       case 4: project_few_rows<4>(team); return true;
-      default: return false;  // not chosen (tuning::choose); OpenBLAS then
+      default: return false;  // unreachable: choose() keeps N within the cases above
     }
   }
 
