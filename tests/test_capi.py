@@ -321,6 +321,25 @@ def test_reserve_size_counts_the_header_and_keeps_the_planes_aligned():
     assert rnn == 64 + 2 * plane  # header, gates (N, H), hprev (N, H)
 
 
+@pytest.mark.parametrize("cell, widths", [
+    ("rnn_relu", [1, 1]),                # gates h', hprev
+    ("lstm", [4, 1, 1, 1]),              # gates [i f g o], hprev, kept c_{t-1}, tanh c_t
+    ("gru", [4, 1]),                     # gates [r z n hn], hprev
+    ("gru_reset_before", [3, 1, 1]),     # gates [r z n], hprev, r ⊙ h_{t-1}
+    ("lstmp", [4, "P", 1, 1, 1]),        # gates, hprev (P wide), kept c, tanh c, m
+])
+def test_reserve_holds_each_cells_planes(cell, widths):
+    # The reserve of every cell, plane by plane, written out here rather than read from the
+    # registry: a cell whose registry entry lost a kept plane (cells/registry.hpp) would
+    # fail here before its backward read past the reserve.
+    T, B, I, H, P = 3, 2, 4, 5, 3
+    for dtype in (np.float32, np.float64):
+        size = np.dtype(dtype).itemsize
+        planes = [-(-T * B * (P if w == "P" else w * H) * size // 64) * 64 for w in widths]
+        opts = capi.options(dtype, T, B, I, H, proj_size=P if cell == "lstmp" else 0)
+        assert capi.buffer_bytes("reserve", cell, opts) == 64 + sum(planes)
+
+
 def _odd(nbytes, offset=1):
     """A uint8 view of ``nbytes`` starting ``offset`` bytes past a 64-byte boundary."""
     return capi.aligned_bytes(nbytes + 64)[offset:offset + nbytes]

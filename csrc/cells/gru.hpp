@@ -88,9 +88,10 @@ struct GruAfter : Facts<CellKind::gru> {
 
 template <class S>
 struct GruBefore : Facts<CellKind::gru_reset_before>, SummedBiases<S> {
+  enum Carried : int { kZ };  // z, from phase 1 to phase 2 (registry.hpp: carried_planes)
 
   // Phase 1, acc = h·W_hr,hzᵀ (2 gates): r, z; rh <- r ⊙ h (input of the n-block product),
-  // z kept for phase 2. bias = b_ih + b_hh (b_hn folds in this formulation).
+  // z carried to phase 2. bias = b_ih + b_hh (b_hn folds in this formulation).
   // Training: gx[r, z] <- r, z; hprev <- h; rh_keep <- r ⊙ h.
   template <bool Training, int L, bool Full>
   FASTSEQ_TILE_FN static void forward1(const FwdRow<S>& w) {
@@ -107,7 +108,7 @@ struct GruBefore : Facts<CellKind::gru_reset_before>, SummedBiases<S> {
       v[u] = r[u] * hp[u];
     }
     put(w.rh, v, n);
-    put(w.z, z, n);
+    put(w.carried[kZ], z, n);
     if constexpr (Training) {
       put_gates(w.gx, H, n, r, z);
       put(w.hprev, hp, n);
@@ -124,7 +125,7 @@ struct GruBefore : Facts<CellKind::gru_reset_before>, SummedBiases<S> {
     S pre[L] = {}, z[L] = {}, hp[L] = {};
     for (int u = 0; u < n; ++u) {
       pre[u] = w.gx[2 * H + u] + w.bias[2 * H + u];
-      z[u] = w.z[u];
+      z[u] = w.carried[kZ][u];
       hp[u] = w.h_in[u];
     }
     S nn[L], hnew[L];

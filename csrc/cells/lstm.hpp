@@ -19,9 +19,10 @@ inline namespace FASTSEQ_ISA_NS {
 
 template <class S, CellKind K = CellKind::lstm>
 struct Lstm : Facts<K>, SummedBiases<S> {
-  // Reserve gate row: [i f g o] activated; hprev (the loops', projected), cprev, tanhc and
-  // (projected) m beside it.
+  // Reserve gate row: [i f g o] activated; hprev (the loops', projected) and (projected) m
+  // beside it, and the kept planes (registry.hpp: kept_planes): c_{t-1} and tanh c_t.
   static constexpr bool proj = Facts<K>::projected;
+  enum Kept : int { kCprev, kTanhc };
 
   // GxIn: gx holds the input projection; false where the loop folded it into acc
   // (loops/layout.hpp, forward_choices), and gx is only written.
@@ -50,8 +51,8 @@ struct Lstm : Facts<K>, SummedBiases<S> {
     if constexpr (Training) {
       put_gates(w.gx, H, n, ig, fg, gg, og);
       if constexpr (!proj) put(w.hprev, hp, n);
-      put(w.cprev, cp, n);
-      put(w.tanhc, tc, n);
+      put(w.kept[kCprev], cp, n);
+      put(w.kept[kTanhc], tc, n);
       if constexpr (proj) put(w.m_keep, hn, n);
     }
     put(w.c, cn, n);
@@ -71,8 +72,8 @@ struct Lstm : Facts<K>, SummedBiases<S> {
       else
         dht[u] = w.dhd[u] + w.acc[u] + w.dy[u];
       dcc[u] = w.dc[u];
-      tc[u] = w.tanhc[u];
-      cp[u] = w.cprev[u];
+      tc[u] = w.kept[kTanhc][u];
+      cp[u] = w.kept[kCprev][u];
     }
     for (int g = 0; g < 4; ++g)
       for (int u = 0; u < n; ++u) a[g][u] = w.gates[g * H + u];

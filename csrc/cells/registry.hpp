@@ -27,6 +27,14 @@ struct CellInfo {
   int gates;           // G: blocks of H rows in W_ih, W_hh, b_ih, b_hh
   int states;          // 1: h; 2: h and the cell state c
   int reserve_gates;   // width of the reserve's gate-plane row, in H (activations, then dG)
+  // The cell's own planes, H wide, which only its epilogues read (cells/rows.hpp, `kept` and
+  // `carried`): the loops carve, wire and prefetch them, and know nothing else of them.
+  // kept: in the reserve, a row per step row, written by the forward's epilogue when
+  // training and read by the backward's (the LSTM's c_{t-1} and tanh c_t); carried: in the
+  // forward's scratch, a row per batch row, zero at the start of the call, passed between
+  // the phases of a step or from step to step (the reset-before GRU's z).
+  int kept_planes;
+  int carried_planes;
   // Two dependent recurrent products per step: gates [0, 2) against h, then gate 2 against
   // r ⊙ h, with a barrier between (the reset-before GRU); the reserve keeps r ⊙ h.
   bool two_products;
@@ -46,26 +54,30 @@ struct CellInfo {
   bool projected = false;
 };
 
+// Fields in CellInfo's order: kind, name, family; gates, states, reserve_gates, kept_planes,
+// carried_planes; two_products, recurrent_bias_apart, can_fuse_projection; the dW_hh plan,
+// its part count and the db_hh columns; projected.
 inline constexpr CellInfo kCells[] = {
-    {CellKind::rnn_tanh, "rnn_tanh", "rnn", 1, 1, 1, false, false, false,
+    {CellKind::rnn_tanh, "rnn_tanh", "rnn", 1, 1, 1, 0, 0, false, false, false,
      {{0, 0, 1, Against::hprev}}, 1, {0}},
-    {CellKind::rnn_relu, "rnn_relu", "rnn", 1, 1, 1, false, false, false,
+    {CellKind::rnn_relu, "rnn_relu", "rnn", 1, 1, 1, 0, 0, false, false, false,
      {{0, 0, 1, Against::hprev}}, 1, {0}},
     // Its projection folds into the step from tuning::kFuseMinRows rows on (where the fused
     // panel fits the cache rule of loops/tuning.hpp, choose); the RNN's does
     // not pay (its W_hh panel stays in L2, the fused one would not), nor the GRU's (its n
     // gate keeps x's and h's parts apart).
-    {CellKind::lstm, "lstm", "lstm", 4, 2, 4, false, false, true,
+    // Kept: c_{t-1} and tanh c_t (cells/lstm.hpp).
+    {CellKind::lstm, "lstm", "lstm", 4, 2, 4, 2, 0, false, false, true,
      {{0, 0, 4, Against::hprev}}, 1, {0, 1, 2, 3}},
     // Reserve row [r z n hn]; backward writes [dr dz dn dn⊙r]: the n block of dW_hh and
     // db_hh is dn ⊙ r (column 3), the others as the input side's.
-    {CellKind::gru, "gru", "gru", 3, 1, 4, false, true, false,
+    {CellKind::gru, "gru", "gru", 3, 1, 4, 0, 0, false, true, false,
      {{0, 0, 2, Against::hprev}, {3, 2, 1, Against::hprev}}, 2, {0, 1, 3}},
-    // dW_hn is taken against r ⊙ h_{t-1}.
-    {CellKind::gru_reset_before, "gru_reset_before", "gru", 3, 1, 3, true, false, false,
+    // dW_hn is taken against r ⊙ h_{t-1}. Carried: z, from phase 1 to phase 2.
+    {CellKind::gru_reset_before, "gru_reset_before", "gru", 3, 1, 3, 0, 1, true, false, false,
      {{0, 0, 2, Against::hprev}, {2, 2, 1, Against::rh}}, 2, {0, 1, 2}},
     // torch's LSTM with proj_size: the LSTM's gates, h = (o ⊙ tanh c)·W_hrᵀ.
-    {CellKind::lstmp, "lstmp", "lstm", 4, 2, 4, false, false, true,
+    {CellKind::lstmp, "lstmp", "lstm", 4, 2, 4, 2, 0, false, false, true,
      {{0, 0, 4, Against::hprev}}, 1, {0, 1, 2, 3}, true},
 };
 
@@ -76,6 +88,18 @@ constexpr const char* parameter_name(const CellInfo& c, int i) {
   const char* const plain[] = {"w_ih", "w_hh", "b_ih", "b_hh"};
   const char* const projected[] = {"w_ih", "w_hh", "w_hr", "b_ih", "b_hh"};
   return c.projected ? projected[i] : plain[i];
+}
+
+// The most kept and carried planes of any cell: the sizes of the row views' arrays.
+constexpr int most_kept_planes() {
+  int m = 1;
+  for (const CellInfo& c : kCells) m = c.kept_planes > m ? c.kept_planes : m;
+  return m;
+}
+constexpr int most_carried_planes() {
+  int m = 1;
+  for (const CellInfo& c : kCells) m = c.carried_planes > m ? c.carried_planes : m;
+  return m;
 }
 
 // The entry of a cell kind, or null for a value no entry has (a C caller's bad int).

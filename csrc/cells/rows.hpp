@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "cells/activations.hpp"
+#include "cells/registry.hpp"
 #include "runtime/isa.hpp"
 
 namespace fastseq::cells {
@@ -22,12 +23,11 @@ struct FwdRow {
   S* c = nullptr;           // LSTM cell state, in/out
   S* y = nullptr;           // output row
   S* hprev = nullptr;       // training: reserve copy of h_in
-  S* cprev = nullptr;       // training: reserve copy of c
-  S* tanhc = nullptr;       // training: tanh(c')
   S* rh = nullptr;          // GRU reset-before: r ⊙ h for the n-block product (dense)
   S* rh_keep = nullptr;     // training: reserve copy of r ⊙ h
-  S* z = nullptr;           // GRU reset-before: z between the phases (dense)
   S* m_keep = nullptr;      // training, projected: reserve copy of the cell output m
+  S* kept[most_kept_planes()] = {};        // training: the cell's rows of its kept planes
+  S* carried[most_carried_planes()] = {};  // the cell's rows of its carried planes
   std::int64_t H = 0;
   int n = 0;
 };
@@ -76,9 +76,8 @@ struct BwdRow {
   S* gates = nullptr;        // reserve gate row: activations in, dG out
   S* dgs = nullptr;          // dense dG row for the next product (gate stride H)
   S* dc = nullptr;           // LSTM carried dc, in/out
-  const S* cprev = nullptr;
-  const S* tanhc = nullptr;
   const S* hprev = nullptr;
+  const S* kept[most_kept_planes()] = {};  // what the forward's epilogue kept, as FwdRow
   S* dn = nullptr;           // GRU reset-before: dense dn for the n-block product
   std::int64_t H = 0;
   int n = 0;

@@ -142,11 +142,8 @@ struct Backward {
       w.dgs = dgs_out + b * ldo + j0;
       w.H = H;
       w.n = n;
-      if constexpr (Cell::has_c) {
-        w.dc = sh.sc.dc + b * H + j0;
-        w.cprev = sh.rv.cprev + row * H + j0;
-        w.tanhc = sh.rv.tanhc + row * H + j0;
-      }
+      if constexpr (Cell::has_c) w.dc = sh.sc.dc + b * H + j0;
+      for (int i = 0; i < Cell::info.kept_planes; ++i) w.kept[i] = sh.rv.kept[i] + row * H + j0;
       if constexpr (!Proj) w.hprev = sh.rv.hprev + row * H + j0;
       if constexpr (Cell::two_products) {
         if constexpr (Phase == 0) {

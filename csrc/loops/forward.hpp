@@ -56,7 +56,7 @@ struct Forward {
   std::int64_t T, B, H;
   const std::int64_t* lengths;
   bool reverse;
-  std::int64_t ldh;  // row stride of h, r ⊙ h, z
+  std::int64_t ldh;  // row stride of h and r ⊙ h
   std::int64_t K;    // the state width Hs: the recurrent product's K, the width of h and y
 
   // Product tiles and epilogues of the group of NB blocks from unit j0 at step s.
@@ -116,19 +116,17 @@ struct Forward {
         w.y = sh.a->y + row * H + j0;
         if constexpr (Training) w.hprev = sh.rv.hprev + row * H + j0;
       }
-      if constexpr (Cell::has_c) {
-        w.c = sh.sc.c + b * H + j0;
-        if constexpr (Training) {
-          w.cprev = sh.rv.cprev + row * H + j0;
-          w.tanhc = sh.rv.tanhc + row * H + j0;
-        }
-      }
+      if constexpr (Cell::has_c) w.c = sh.sc.c + b * H + j0;
       if constexpr (Cell::info.recurrent_bias_apart) w.bhn = sh.sc.bhn + j0;
       if constexpr (Cell::two_products) {
         w.rh = sh.sc.rh + b * f.ldh + j0;
-        w.z = sh.sc.z + b * f.ldh + j0;
         if constexpr (Training) w.rh_keep = sh.rv.rh + row * H + j0;
       }
+      // The cell's own planes (cells/registry.hpp): compile-time counts, so no branch.
+      if constexpr (Training)
+        for (int i = 0; i < Cell::info.kept_planes; ++i) w.kept[i] = sh.rv.kept[i] + row * H + j0;
+      for (int i = 0; i < Cell::info.carried_planes; ++i)
+        w.carried[i] = sh.sc.carried[i] + b * sh.sc.ld_carried + j0;
       if constexpr (Cell::two_products) {
         if constexpr (Phase == 0) {
 #define FASTSEQ_CALL(full) Cell::template forward1<Training, L, full>(w)
@@ -186,10 +184,8 @@ struct Forward {
           __builtin_prefetch(sh.rv.m + row * H + j0, 1);
         else
           __builtin_prefetch(sh.rv.hprev + row * H + j0, 1);
-        if constexpr (Cell::has_c) {
-          __builtin_prefetch(sh.rv.cprev + row * H + j0, 1);
-          __builtin_prefetch(sh.rv.tanhc + row * H + j0, 1);
-        }
+        for (int i = 0; i < Cell::info.kept_planes; ++i)
+          __builtin_prefetch(sh.rv.kept[i] + row * H + j0, 1);
         if constexpr (Cell::two_products)
           __builtin_prefetch(sh.rv.rh + row * H + j0, 1);
       }
@@ -497,10 +493,9 @@ struct Forward {
     team.each_chunk(B, kRowChunk, [&](std::int64_t lo, std::int64_t hi) {
       for (std::int64_t b = lo; b < hi; ++b) {
         copy_or_zero(sc.h + b * ldh, a.h0 ? a.h0 + b * Hs : nullptr, Hs);
-        if constexpr (Cell::two_products) {
-          zero(sc.rh + b * ldh, ldh);
-          zero(sc.z + b * ldh, ldh);
-        }
+        if constexpr (Cell::two_products) zero(sc.rh + b * ldh, ldh);
+        for (int i = 0; i < Cell::info.carried_planes; ++i)
+          zero(sc.carried[i] + b * sc.ld_carried, sc.ld_carried);
       }
       if constexpr (Cell::has_c)
         copy_or_zero(sc.c + lo * H, a.c0 ? a.c0 + lo * H : nullptr, (hi - lo) * H);

@@ -115,8 +115,9 @@ template <class S>
 struct ReservePlanes {
   S* gates = nullptr;  // (N, Wr): activations after forward, dG after backward
   S* hprev = nullptr;  // (N, Hs): the state each row's step started from (0 at padding)
-  S* cprev = nullptr;  // (N, H): LSTM cell state each step started from
-  S* tanhc = nullptr;  // (N, H): LSTM tanh(c') of each step
+  // (N, H) each: the cell's kept planes (cells/registry.hpp, kept_planes), which only its
+  // epilogues read, at live rows (not zeroed at padding).
+  S* kept[cells::most_kept_planes()] = {};
   S* rh = nullptr;     // (N, H): GRU reset-before r ⊙ h_prev (0 at padding)
   S* m = nullptr;      // (N, H): projected, the cell's output m before W_hr (0 at padding)
   std::int64_t ldg = 0;
@@ -130,10 +131,7 @@ struct ReservePlanes {
     p.ldg = reserve_gate_width(cfg);
     p.gates = cv.take<S>(N * p.ldg);
     p.hprev = cv.take<S>(N * state_width(cfg));
-    if (info_of(cfg).states == 2) {
-      p.cprev = cv.take<S>(N * H);
-      p.tanhc = cv.take<S>(N * H);
-    }
+    for (int i = 0; i < info_of(cfg).kept_planes; ++i) p.kept[i] = cv.take<S>(N * H);
     if (info_of(cfg).two_products) p.rh = cv.take<S>(N * H);
     if (info_of(cfg).projected) p.m = cv.take<S>(N * H);
     return p;
@@ -156,7 +154,9 @@ struct ForwardScratch {
   S* proj_panels = nullptr;  // (H, Pp): projected, W_hrᵀ packed k-major per group of up to
                              // tuning::kRnnBlocksPerPanel blocks of P columns side by side
   S* rh = nullptr;      // (B, ldh): GRU reset-before r ⊙ h, input of the n-block product
-  S* z = nullptr;       // (B, ldh): GRU reset-before z between the two phases
+  // (B, ld_carried) each: the cell's carried planes (cells/registry.hpp, carried_planes).
+  S* carried[cells::most_carried_planes()] = {};
+  std::int64_t ld_carried = 0;  // padded_ld(H)
   std::int64_t ldh = 0; // padded_ld(Hs)
   S* xs = nullptr;      // (2, B, ldx): projection may be folded in: x_t's rows,
                         // double-buffered
@@ -184,10 +184,10 @@ struct ForwardScratch {
       s.xs = cv.take<S>(2 * B * s.ldx);
     }
     if (info_of(cfg).states == 2) s.c = cv.take<S>(B * H);
-    if (info_of(cfg).two_products) {
-      s.rh = cv.take<S>(B * s.ldh);
-      s.z = cv.take<S>(B * s.ldh);
-    }
+    if (info_of(cfg).two_products) s.rh = cv.take<S>(B * s.ldh);
+    s.ld_carried = padded_ld<S>(H);
+    for (int i = 0; i < info_of(cfg).carried_planes; ++i)
+      s.carried[i] = cv.take<S>(B * s.ld_carried);
     s.bias = cv.take<S>(GH);
     if (info_of(cfg).recurrent_bias_apart) s.bhn = cv.take<S>(H);
     if (few_rows_projection(cfg)) s.xt = cv.take<S>(cfg.I * padded_units<S>(N));
