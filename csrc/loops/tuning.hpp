@@ -76,6 +76,14 @@ inline constexpr std::int64_t kDirectMaxRows = 1;
 // OpenBLAS's packing stays in cache and its kernel is the faster, e.g. (4, 8, 128, 128)
 // 112-128 µs on OpenBLAS against 132-174 on the micro-kernel; (2, 16, 512, 512) (4 MiB of
 // W_ih) 2.00-2.12 ms against 1.82-1.85.
+// Many rows stay on OpenBLAS. Tried on an AMD EPYC Zen 4 (3 December 2026, AVX-512 on
+// 256-bit halves, 1 MiB L2), not kept: W_ihᵀ packed into panels like W_hhᵀ, then all T·B
+// rows of x, as they are, through each group's panel in chunks, k-sliced as the step
+// product. OpenBLAS spends 7-10 % of an LSTM (50,16,256) forward packing and zeroing
+// (perf), but the panels' product ran slower than its kernel (x's rows unpacked), so
+// nothing was won. Inference, 1 thread, 5 rounds alternating in one process, median time
+// OpenBLAS / panels: LSTM (50,16,256) 0.99, (25,16,512) 0.99-1.03; LSTMP (25,16,512,
+// P = 128) 0.99-1.04; GRU (25,16,512) 1.00, (50,16,256) 0.97; RNN (50,64,512) 0.88.
 inline constexpr std::int64_t kFewRowsMax = 32;
 // ... and only where the rows fill at least half of the panel's first vector (2·N >= lanes),
 // and never for one row (kFewRowsMin): a row is a GEMV, which OpenBLAS streams W_ih through
