@@ -113,6 +113,15 @@ inline constexpr int kFewRowsVectors = 4;
 // scratch is sized by this shape rule alone, so a size query and the call agree whatever the
 // cache sizes are when each runs (the unfused call leaves the fused panel's extra rows and
 // the staging rows of x unused).
+// Below 32 rows, measured on an AMD EPYC Zen 4 (1 MiB L2, 32 MiB L3; 3 December 2026) with
+// this constant lowered and the choice flipped by the L2 size in force, fused against
+// unfused in alternating rounds in one process, 5 rounds, median time unfused/fused:
+//   B = 16: LSTM (T, I = H) = (25, 256), 2 MiB panel: 1.07, (50,256) 1.07 / 2 threads 1.03 /
+//           training 1.04; (50,384) 4.5 MiB 0.99; (25,512) 8 MiB 1.01; LSTMP (25,512,
+//           P = 128) 5 MiB 1.07 / 2 threads 1.08 / training 1.02
+//   B = 24: LSTM (25,512) 8 MiB 0.98.   B = 8: LSTM (50,256) 1.00; LSTMP as above 0.98
+// Gains of 7 % at 2 and 5 MiB but a loss at 4.5: no rule from the cache sizes that this
+// and the Sapphire Rapids rows below agree on, so the shape rule stays at 32 rows.
 inline constexpr std::int64_t kFuseMinRows = 32;
 // ... and while the fused panel (W_ihᵀ above W_hhᵀ) is at most kFuseL2Multiple · L2 · B / 32
 // bytes (see choose()).
