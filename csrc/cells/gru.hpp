@@ -88,7 +88,8 @@ struct GruAfter : Facts<CellKind::gru> {
 
 template <class S>
 struct GruBefore : Facts<CellKind::gru_reset_before>, SummedBiases<S> {
-  enum Carried : int { kZ };  // z, from phase 1 to phase 2 (registry.hpp: carried_planes)
+  enum Carried : int { kZ, kCarried };  // z, from phase 1 to phase 2
+  static_assert(info.carried_planes == kCarried, "registry.hpp: the GRU carries one plane");
 
   // Phase 1, acc = h·W_hr,hzᵀ (2 gates): r, z; rh <- r ⊙ h (input of the n-block product),
   // z carried to phase 2. bias = b_ih + b_hh (b_hn folds in this formulation).

@@ -22,7 +22,8 @@ struct Lstm : Facts<K>, SummedBiases<S> {
   // Reserve gate row: [i f g o] activated; hprev (the loops', projected) and (projected) m
   // beside it, and the kept planes (registry.hpp: kept_planes): c_{t-1} and tanh c_t.
   static constexpr bool proj = Facts<K>::projected;
-  enum Kept : int { kCprev, kTanhc };
+  enum Kept : int { kCprev, kTanhc, kKept };
+  static_assert(Facts<K>::info.kept_planes == kKept, "registry.hpp: the LSTM keeps two planes");
 
   // GxIn: gx holds the input projection; false where the loop folded it into acc
   // (loops/layout.hpp, forward_choices), and gx is only written.
