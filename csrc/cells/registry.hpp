@@ -90,17 +90,15 @@ constexpr const char* parameter_name(const CellInfo& c, int i) {
   return c.projected ? projected[i] : plain[i];
 }
 
-// The most kept and carried planes of any cell: the sizes of the row views' arrays.
-constexpr int most_kept_planes() {
+// The most own planes of one kind (&CellInfo::kept_planes or carried_planes) of any cell,
+// at least 1: the size of the row views' arrays.
+constexpr int most_planes(int CellInfo::*count) {
   int m = 1;
-  for (const CellInfo& c : kCells) m = c.kept_planes > m ? c.kept_planes : m;
+  for (const CellInfo& c : kCells) m = c.*count > m ? c.*count : m;
   return m;
 }
-constexpr int most_carried_planes() {
-  int m = 1;
-  for (const CellInfo& c : kCells) m = c.carried_planes > m ? c.carried_planes : m;
-  return m;
-}
+constexpr int most_kept_planes() { return most_planes(&CellInfo::kept_planes); }
+constexpr int most_carried_planes() { return most_planes(&CellInfo::carried_planes); }
 
 // The entry of a cell kind, or null for a value no entry has (a C caller's bad int).
 constexpr const CellInfo* find_cell(CellKind kind) {
