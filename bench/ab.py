@@ -14,7 +14,8 @@ times do not overlap.
 
 A tree is put first on PYTHONPATH (it must hold ``fastseq/`` with its built ``_core``); a
 python is an interpreter with fastseq installed. Environment variables the child should see
-(FASTSEQ_ISA, OPENBLAS_CORETYPE) pass through: set them on this command.
+(FASTSEQ_ISA, OPENBLAS_CORETYPE) pass through: set them on this command; --a-env and
+--b-env set one side's only (one build under two settings).
 """
 from __future__ import annotations
 
@@ -26,13 +27,13 @@ import sys
 
 import numpy as np
 
-#: (cell, T, B, H, mode, threads). Cells as fastseq.cells names.
+#: (cell, T, B, H, mode, threads). Cells as fastseq.cells names; lstmp has P = H / 4.
 DEFAULT_CASES = [
     (cell, T, B, H, mode, threads)
     for cell, T, B, H in [
         ("lstm", 25, 1, 512), ("lstm", 25, 16, 512), ("lstm", 50, 16, 256),
         ("lstm", 50, 64, 512), ("gru", 25, 16, 512), ("rnn_tanh", 50, 64, 512),
-        ("gru_reset_before", 25, 16, 512), ("rnn_tanh", 25, 1, 512),
+        ("gru_reset_before", 25, 16, 512), ("rnn_tanh", 25, 1, 512), ("lstmp", 25, 16, 512),
     ]
     for mode in ("inference", "training")
     for threads in (1, 2)
@@ -73,14 +74,18 @@ for cell_name, T, B, H, mode, threads in spec["cases"]:
     from threadpoolctl import threadpool_limits
     with threadpool_limits(threads):
         sgemm = best(lambda: a @ b)
-    family, G, kw = CELLS[cell_name]  # kw: the family call's option (nonlinearity, reset_after)
+    # lstmp: the LSTM with a projection of P = H / 4 (w_hr, a keyword of lstm_forward).
+    family, G, kw = CELLS["lstm" if cell_name == "lstmp" else cell_name]
+    P = H // 4 if cell_name == "lstmp" else H  # the width of h
     x = rng.standard_normal((T, B, H), dtype=np.float32) * 0.5
     w_ih = rng.standard_normal((G * H, H), dtype=np.float32) / H ** 0.5
-    w_hh = rng.standard_normal((G * H, H), dtype=np.float32) / H ** 0.5
+    w_hh = rng.standard_normal((G * H, P), dtype=np.float32) / P ** 0.5
+    if cell_name == "lstmp":
+        kw = {"w_hr": rng.standard_normal((P, H), dtype=np.float32) / H ** 0.5}
     b_ih = np.zeros(G * H, np.float32); b_hh = np.zeros(G * H, np.float32)
     fwd = getattr(F, family + "_forward")
     bwd = getattr(F, family + "_backward")
-    dy = np.ones((T, B, H), np.float32)
+    dy = np.ones((T, B, P), np.float32)
     if mode == "inference":
         fn = lambda: fwd(x, w_ih, w_hh, b_ih, b_hh, training=False, **kw)
     else:
@@ -92,8 +97,9 @@ print(json.dumps(out))
 """
 
 
-def _child(python: str, tree: str | None, cases, reps: int) -> dict:
+def _child(python: str, tree: str | None, cases, reps: int, extra_env: list) -> dict:
     env = dict(os.environ)
+    env.update(item.split("=", 1) for item in extra_env)
     if tree:
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
     spec = json.dumps({"cases": cases, "reps": reps})
@@ -114,6 +120,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timings per case per round (best kept)")
     ap.add_argument("--cases", help="JSON list of [cell, T, B, H, mode, threads]")
     ap.add_argument("--json", help="write every round's times here")
+    ap.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for A's processes only (repeatable): "
+                         "one build A/B under two settings")
+    ap.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE")
     args = ap.parse_args(argv)
     cases = json.loads(args.cases) if args.cases else DEFAULT_CASES
     runs = {"a": [], "b": []}
@@ -121,9 +131,11 @@ def main(argv=None) -> int:
         for side in ("a", "b") if r % 2 == 0 else ("b", "a"):
             tree = args.a if side == "a" else args.b
             python = args.a_python if side == "a" else args.b_python
-            runs[side].append(_child(python, tree, cases, args.reps))
+            extra_env = args.a_env if side == "a" else args.b_env
+            runs[side].append(_child(python, tree, cases, args.reps, extra_env))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    print(f"A: {runs['a'][0]['where']}\nB: {runs['b'][0]['where']}")
+    print(f"A: {runs['a'][0]['where']} {' '.join(args.a_env)}\n"
+          f"B: {runs['b'][0]['where']} {' '.join(args.b_env)}")
     print(f"{'case':42s} {'A ms':>8s} {'B ms':>8s}  A/B (SGEMM-normalised): q1  median  q3   verdict")
     worst = []
     for i, case in enumerate(cases):

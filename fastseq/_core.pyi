@@ -20,7 +20,7 @@ __all__ = [
     "empty_buffer_pool", "buffer_pool_bytes",
     "available_isas", "selected_isa", "set_isa",
     "cache_sizes", "set_cache_sizes", "reset_cache_sizes", "parse_cache_size",
-    "cache_size_range", "cache_env_rejected", "tuning_choices",
+    "cache_size_range", "cache_env_rejected", "machine_cpus", "tuning_choices",
 ]
 
 _Float = npt.NDArray[np.floating]  # float32 or float64, one dtype per call
@@ -117,11 +117,17 @@ def cache_size_range(level: str) -> tuple[int, int]:
 def cache_env_rejected() -> list[str]:
     """Why each ignored FASTSEQ_L*_SIZE environment variable was ignored."""
 
+def machine_cpus() -> dict[str, int | str]:
+    """The CPU count the tuning rules read (count), what sysconf reported (detected), where
+    count came from ('sysconf' or 'override': FASTSEQ_MACHINE_CPUS), why FASTSEQ_MACHINE_CPUS
+    was ignored ('' if it was not), and the most parts a large product is cut into
+    (most_parts)."""
+
 def tuning_choices(
     cell: str, scalar_size: int, T: int, B: int, I: int, H: int, P: int = 0
 ) -> dict[str, str | int | bool]:
-    """The tuning choices (k_slice, k_block_rows, fuse_projection) a forward call of this
-    shape would make now."""
+    """The tuning choices (k_slice, k_block_rows, fuse_projection, few_rows_projection,
+    projection_parts) a forward call of this shape would make now."""
 
 def rnn_forward(
     x: _Float,

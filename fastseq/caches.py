@@ -47,7 +47,7 @@ def _core_or_none():
 
 def check_environment(core) -> None:
     """Warn once for each ``FASTSEQ_L*_SIZE`` that libfastseq ignored (not a size, or out of
-    range); the detected size serves instead."""
+    range), and for an ignored ``FASTSEQ_MACHINE_CPUS``; what was detected serves instead."""
     global _env_checked
     if _env_checked:
         return
@@ -57,6 +57,10 @@ def check_environment(core) -> None:
         _env_checked = True
         for why in core.cache_env_rejected():
             warnings.warn(f"{why}; it is ignored and the detected size is used",
+                          RuntimeWarning, stacklevel=3)
+        why = core.machine_cpus()["rejected"] if hasattr(core, "machine_cpus") else ""
+        if why:
+            warnings.warn(f"{why}; it is ignored and the CPUs online are used",
                           RuntimeWarning, stacklevel=3)
 
 
@@ -138,9 +142,12 @@ def reset_cache_sizes() -> None:
 def tuning_choices(cell: str = "lstm", dtype: str = "float32", T: int = 50, B: int = 64,
                    I: int = 512, H: int = 512, proj_size: int = 0) -> dict | None:
     """The choices a forward call of this shape makes now (selected kernel variant, sizes in
-    force): ``{"isa", "k_slice", "k_block_rows", "fuse_projection", "few_rows_projection"}``
-    (the last: an input projection of at most 32 rows on the micro-kernel); None without the
-    compiled extension. ``show_config()`` shows them for the default shape."""
+    force): ``{"isa", "k_slice", "k_block_rows", "fuse_projection", "few_rows_projection",
+    "projection_parts"}`` (``few_rows_projection``: an input projection of at most 32 rows on
+    the micro-kernel; ``projection_parts``: the OpenBLAS calls the input projection is cut
+    into, fixed by the shape and the machine's CPU count, 0 where it runs on the
+    micro-kernel); None without the compiled extension. ``show_config()`` shows them for the
+    default shape."""
     core = _core_or_none()
     if core is None:
         return None

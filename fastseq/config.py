@@ -69,6 +69,7 @@ def config_dict() -> dict:
             from .caches import get_cache_sizes, tuning_choices
 
             core["caches"] = get_cache_sizes()
+            core["machine_cpus"] = _core.machine_cpus()
             # The choices for one typical case: the forward of an LSTM, float32, (T, B, I, H)
             # = (50, 64, 512, 512), the grid's largest batch (csrc/loops/tuning.hpp).
             core["tuning"] = {"case": "lstm float32 T=50 B=64 I=512 H=512",
@@ -88,6 +89,7 @@ def config_dict() -> dict:
         "environment": {k: os.environ[k] for k in
                         ("FASTSEQ_BACKEND", "FASTSEQ_NUM_THREADS", "FASTSEQ_ISA",
                          "FASTSEQ_L1D_SIZE", "FASTSEQ_L2_SIZE", "FASTSEQ_L3_SIZE",
+                         "FASTSEQ_MACHINE_CPUS",
                          "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
                         if k in os.environ},
     }
@@ -114,7 +116,13 @@ def config_text(info: dict | None = None) -> str:
             t = core["tuning"]
             lines.append(f"  tuning:    {t['case']} on {t['isa']}: k-slice {t['k_slice']} rows, "
                          f"chunks of {t['k_block_rows']} rows, input projection "
-                         f"{'in the steps' if t['fuse_projection'] else 'apart'}")
+                         + ("in the steps" if t["fuse_projection"] else
+                            "apart, on the micro-kernel" if t["few_rows_projection"] else
+                            f"apart, in {t['projection_parts']} OpenBLAS calls"))
+            cpus = core["machine_cpus"]
+            lines.append(f"  products:  large ones cut into at most {cpus['most_parts']} parts, from "
+                         f"{cpus['count']} CPUs online ({cpus['source']}; "
+                         "FASTSEQ_MACHINE_CPUS to change)")
     else:
         lines.append(f"  extension: not loaded ({core['error']})")
     where = ("the host's OpenMP threads: fastseq.torch.use_torch_threads"

@@ -319,7 +319,7 @@ def test_show_config_shows_the_caches_and_choices(restore_sizes):
     info = fastseq.show_config("dicts")["extension"]
     assert info["caches"] == fastseq.get_cache_sizes()
     assert {k: info["tuning"][k] for k in ("k_slice", "k_block_rows", "fuse_projection",
-                                           "few_rows_projection")} == \
+                                           "few_rows_projection", "projection_parts")} == \
         {k: v for k, v in choices().items() if k != "isa"}
     text = fastseq.config.config_text()
     assert "caches:    L1d 32 KiB (override), L2 512 KiB (override), L3 32 MiB (override)" in text
@@ -341,3 +341,97 @@ def test_few_rows_projection_follows_l2(restore_sizes):
     assert not few(1, 1, 512, 512)  # one row: a GEMV (tuning.hpp, kFewRowsMin)
     fastseq.set_cache_sizes(l2="8M")
     assert not few(16, 1, 512, 512)
+
+
+# ---- the machine's CPU count: how large products are cut ------------------------------------
+
+_CPUS_CHILD = r"""
+import json, sys, warnings
+sys.path.insert(0, sys.argv[1])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import fastseq
+    from fastseq import _core
+    cpus = _core.machine_cpus()
+    parts = {cell: fastseq.caches.tuning_choices(cell, "float32", 25, 16, 512, 512, P)
+             ["projection_parts"] for cell, P in (("lstm", 0), ("gru", 0), ("rnn_tanh", 0),
+                                                  ("lstmp", 128))}
+    text = fastseq.config.config_text()
+failures, checked = [], 0
+if sys.argv[2] == "run":
+    import numpy as np
+    from problems import assert_matches, assert_same_bits_for_any_thread_count, make_problem
+    from problems import reference_of, run, tolerance
+    # H = 300: W_ih's 4·300 rows make 4 parts of the LSTM's products (2 of the GRU's) when
+    # the CPUs allow them; B = 16 keeps the input projection on OpenBLAS, B = 70 may fuse it.
+    for isa in fastseq.available_isas():
+        fastseq.set_isa(isa)
+        for cell in ("rnn_tanh", "lstm", "gru", "gru_reset_before", "lstmp"):
+            for T, B in ((4, 16), (2, 70)):
+                for dtype in (np.float64, np.float32):
+                    p = make_problem(cell, T=T, B=B, I=200, H=300, dtype=dtype, seed=B,
+                                     **({"P": 150} if cell == "lstmp" else {}))
+                    where = f"{isa} {cell} ({T},{B}) {np.dtype(dtype).name}"
+                    checked += 1
+                    try:
+                        assert_matches(run(p, "cpp"), reference_of(p), tolerance(dtype), where)
+                        if dtype is np.float32:
+                            assert_same_bits_for_any_thread_count(p)
+                    except AssertionError as e:
+                        failures.append(f"{where}: {e}")
+print(json.dumps({"cpus": cpus, "parts": parts, "text": text, "failures": failures,
+                  "checked": checked, "isas": fastseq.available_isas(),
+                  "warnings": [str(w.message) for w in caught
+                               if issubclass(w.category, RuntimeWarning)]}))
+"""
+TESTS_DIR = __import__("os").path.dirname(__import__("os").path.abspath(__file__))
+
+
+def cpus_child(value, what="report"):
+    env = {} if value is None else {"FASTSEQ_MACHINE_CPUS": value}
+    return run_python(_CPUS_CHILD.replace("sys.argv[1]", repr(TESTS_DIR))
+                      .replace("sys.argv[2]", repr(what)), env=env, timeout=600)
+
+
+def test_machine_cpus_are_detected_and_shown():
+    cpus = core.machine_cpus()
+    assert cpus["source"] == "sysconf" or "FASTSEQ_MACHINE_CPUS" in __import__("os").environ
+    assert 1 <= cpus["detected"] <= 4096 and cpus["rejected"] == ""
+    # The most parts: the CPUs rounded up to a power of two, at most 64 (tuning.hpp).
+    most = 1
+    while most < min(cpus["count"], 64):
+        most *= 2
+    assert cpus["most_parts"] == most
+    text = fastseq.config.config_text()
+    assert f"large ones cut into at most {most} parts, from {cpus['count']} CPUs online" in text
+
+
+@pytest.mark.parametrize("value,most", [("1", 1), ("3", 4), ("64", 64), ("4096", 64)])
+def test_machine_cpus_environment_sets_the_parts(value, most):
+    """At (25, 16, 512, 512) the input projection X·W_ihᵀ has 4·512 = 2048 columns for the
+    LSTMs (8 parts of at least 256 at most), 1536 for the GRU (4), 512 for the RNN (2)."""
+    out = cpus_child(value)
+    assert out["cpus"]["count"] == int(value) and out["cpus"]["source"] == "override"
+    assert out["cpus"]["most_parts"] == most and out["warnings"] == []
+    assert out["parts"] == {"lstm": min(8, most), "gru": min(4, most),
+                            "rnn_tanh": min(2, most), "lstmp": min(8, most)}
+    assert f"from {value} CPUs online (override; FASTSEQ_MACHINE_CPUS to change)" in out["text"]
+    assert f"FASTSEQ_MACHINE_CPUS={value}" in out["text"]
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "lots", "4097", "2.5", ""])
+def test_machine_cpus_environment_ignores_bad_values_with_a_warning(value):
+    out = cpus_child(value)
+    assert out["cpus"]["source"] == "sysconf" and out["cpus"]["count"] == core.machine_cpus()["detected"]
+    assert len(out["warnings"]) == 1
+    assert f"FASTSEQ_MACHINE_CPUS='{value}' is not an integer in 1..4096" in out["warnings"][0]
+
+
+@pytest.mark.parametrize("value", ["1", "64"])
+def test_cells_cut_for_other_machines(value):
+    """Products cut as a 1-CPU and a 64-CPU machine cut them: every cell, forward and
+    backward, on every kernel variant, matches the reference and has the same bits on 1, 2
+    and 3 threads."""
+    out = cpus_child(value, "run")
+    assert out["cpus"]["count"] == int(value)
+    assert out["checked"] == len(out["isas"]) * 5 * 2 * 2 and out["failures"] == []

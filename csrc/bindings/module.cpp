@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "runtime/buffer_pool.hpp"
 #include "runtime/caches.hpp"
 #include "runtime/cpu_features.hpp"
+#include "runtime/machine_cpus.hpp"
 #include "runtime/openmp_team.hpp"
 #include "runtime/thread_pool.hpp"
 
@@ -79,6 +81,23 @@ py::dict tuning_choices(const std::string& cell, int scalar_size, std::int64_t T
   d["k_block_rows"] = ch.k_block_rows;
   d["fuse_projection"] = ch.fuse_projection;
   d["few_rows_projection"] = ch.few_rows_projection;
+  // The OpenBLAS calls of the input projection X·W_ihᵀ (team_matmul), none on the kernel's.
+  const bool on_blas = !ch.fuse_projection && !ch.few_rows_projection;
+  d["projection_parts"] =
+      on_blas ? fastseq::loops::tuning::product_parts(std::max(T * B, info->gates * H),
+                                                      fastseq::runtime::machine_cpus().count)
+              : 0;
+  return d;
+}
+
+py::dict machine_cpus_dict() {
+  const fastseq::runtime::MachineCpus& m = fastseq::runtime::machine_cpus();
+  py::dict d;
+  d["count"] = m.count;
+  d["detected"] = m.detected;
+  d["source"] = m.overridden ? "override" : "sysconf";
+  d["rejected"] = m.rejected;
+  d["most_parts"] = fastseq::loops::tuning::most_parts(m.count);  // of any large product
   return d;
 }
 
@@ -167,9 +186,15 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("level"), "The (min, max) bytes a cache level's size may be.");
   m.def("cache_env_rejected", &fastseq::runtime::cache_env_rejected,
         "Why each ignored FASTSEQ_L*_SIZE environment variable was ignored.");
+  m.def("machine_cpus", &machine_cpus_dict,
+        "The CPU count the tuning rules read (count), what sysconf reported (detected), "
+        "where count came from ('sysconf' or 'override': FASTSEQ_MACHINE_CPUS) and why "
+        "FASTSEQ_MACHINE_CPUS was ignored ('' if it was not), and the most parts a large "
+        "product is cut into on that count (most_parts).");
   m.def("tuning_choices", &tuning_choices, py::arg("cell"), py::arg("scalar_size"),
         py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("P") = 0,
-        "The tuning choices (k_slice, k_block_rows, fuse_projection, few_rows_projection) a "
+        "The tuning choices (k_slice, k_block_rows, fuse_projection, few_rows_projection, "
+        "projection_parts) a "
         "forward call of this "
         "shape would make now.");
   m.def("empty_buffer_pool", &fastseq::runtime::empty_buffer_pool,

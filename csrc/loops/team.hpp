@@ -12,6 +12,7 @@
 #include "gemm/gemm.hpp"
 #include "loops/tuning.hpp"
 #include "runtime/isa.hpp"
+#include "runtime/machine_cpus.hpp"
 #include "runtime/thread_pool.hpp"
 
 namespace fastseq::loops {
@@ -232,14 +233,12 @@ inline std::int64_t time_of(std::int64_t s, std::int64_t b, std::int64_t T, bool
 }
 
 // The parts team_matmul splits a product into along its longer side (tuning.hpp): fixed by
-// the product's shape alone, never by the thread count. Each part is one OpenBLAS call, and
+// the product's shape and the machine's CPU count, never by the thread count. Each part is one OpenBLAS call, and
 // OpenBLAS's bits for a row depend on the call it is in (its AVX2 kernels give a block of
 // rows other bits than the whole product: edge tiles and small-matrix kernels sum in other
 // orders), so the same parts on 1 or 64 threads are what makes every output the same bits.
 inline std::int64_t matmul_parts(std::int64_t extent) {
-  std::int64_t p = 1;
-  while (p < tuning::kMaxParts && extent / (2 * p) >= tuning::kMinPartExtent) p *= 2;
-  return p;
+  return tuning::product_parts(extent, runtime::machine_cpus().count);
 }
 
 // C (m x n) = op(A)·op(B) (+ beta·C) as one phase of the team: rows of C if m >= n, else

@@ -14,8 +14,8 @@
 namespace fastseq::loops::tuning {
 
 // Large products (input projection, dx, weight gradients): cut into a power of two of
-// parts of at least kMinPartExtent rows (or columns), at most kMaxParts, by shape alone
-// (team_matmul). Each part is one OpenBLAS call and re-packs the other operand; a power of
+// parts of at least kMinPartExtent rows (or columns), at most kMaxParts, by the shape and
+// the machine's CPU count (team_matmul; below). Each part is one OpenBLAS call and re-packs the other operand; a power of
 // two shares out evenly over 2, 4, 8... threads. Against the split by thread count it
 // replaced (old and new build in separate processes, alternating 7-11 rounds, busy host;
 // old/new time, median with IQR): LSTM (50,16,256) 1 thread 0.97-1.00 (IQR spans 1),
@@ -26,10 +26,29 @@ namespace fastseq::loops::tuning {
 // thread, OpenBLAS alone (scipy-openblas32, 21 rounds alternating, time against one call):
 // X·W_ihᵀ (400 × 512)·(512 × 2048) in 2, 4, 8 column parts 1.05, 1.06, 1.13; (800 × 256)·
 // (256 × 1024) 1.03, 1.10, 1.19 (each part packs X again). The price of the same bits on
-// any thread count, paid by every thread count: fewer, larger parts would cut it on 1 and 2
-// threads and cap the projection's threads on a many-core CPU, where no one has measured.
+// any thread count, paid by every thread count; fewer, larger parts for every machine would
+// cap the projection's threads on a many-core CPU, hence the cap by the CPUs below.
 inline constexpr std::int64_t kMinPartExtent = 256;
 inline constexpr std::int64_t kMaxParts = 64;
+// ... and at most as many parts as the machine has CPUs, rounded up to a power of two
+// (runtime/machine_cpus.hpp: a machine fact, never the thread count): parts that no CPU
+// could run alongside the others only re-pack. On a 2-vCPU AMD EPYC Zen 4 (3 December
+// 2026), LSTMP (25,16,512, P = 128) on 1 thread, torch's time over fastseq's, 9 rounds:
+// inference 1.40 (IQR 1.36-1.46) with the projection in 8 parts, 1.50 (1.48-1.54) in 2;
+// training 1.50 and 1.54. bench/ab.py, 8 parts against 2, 7 rounds: no case regressed;
+// 1 thread: LSTM (50,16,256) inference 1.12, GRU (25,16,512) 1.07, LSTMP training 1.10.
+inline constexpr std::int64_t most_parts(int machine_cpus) {
+  std::int64_t most = 1;
+  while (most < kMaxParts && most < machine_cpus) most *= 2;
+  return most;
+}
+// The parts of a product whose longer side is `extent` (team.hpp, team_matmul).
+inline constexpr std::int64_t product_parts(std::int64_t extent, int machine_cpus) {
+  const std::int64_t most = most_parts(machine_cpus);
+  std::int64_t p = 1;
+  while (p < most && extent / (2 * p) >= kMinPartExtent) p *= 2;
+  return p;
+}
 
 // A team of threads for a call only where one step's product has at least this many FLOPs:
 // below it, a barrier per step (about 1 µs with both threads spinning) costs more than the
