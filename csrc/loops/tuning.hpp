@@ -33,10 +33,13 @@ inline constexpr std::int64_t kMaxParts = 64;
 // ... and at most as many parts as the machine has CPUs, rounded up to a power of two
 // (runtime/machine_cpus.hpp: a machine fact, never the thread count): parts that no CPU
 // could run alongside the others only re-pack. On a 2-vCPU AMD EPYC Zen 4 (3 December
-// 2026), LSTMP (25,16,512, P = 128) on 1 thread, torch's time over fastseq's, 9 rounds:
-// inference 1.40 (IQR 1.36-1.46) with the projection in 8 parts, 1.50 (1.48-1.54) in 2;
-// training 1.50 and 1.54. bench/ab.py, 8 parts against 2, 7 rounds: no case regressed;
-// 1 thread: LSTM (50,16,256) inference 1.12, GRU (25,16,512) 1.07, LSTMP training 1.10.
+// 2026), one build with 8 parts against 2 (FASTSEQ_MACHINE_CPUS=64 against the default),
+// bench/ab.py, 9 rounds, 36 cases: one flagged by the rule, the reset-before GRU
+// (25,16,512) inference on 1 thread at 0.95, and 0.98 (IQR 0.95-1.03) when rerun with 15
+// rounds; geometric mean 1.03; 1 thread: LSTMP (25,16,512, P = 128) inference 1.05, training 1.08, LSTM (50,64,
+// 512) inference 1.20. perf of that LSTMP inference: OpenBLAS packing X 5.4 % of the call,
+// then 2.4 %. Against torch there (fastseq.bench, 11 rounds): 1.55x (1.46-1.59) in 2 parts,
+// 1.45x (1.37-1.65) in 8 (bench/results/parts-by-cpus-zen4-2026-12-03.txt).
 inline constexpr std::int64_t most_parts(int machine_cpus) {
   std::int64_t most = 1;
   while (most < kMaxParts && most < machine_cpus) most *= 2;
