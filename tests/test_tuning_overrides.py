@@ -435,3 +435,16 @@ def test_cells_cut_for_other_machines(value):
     out = cpus_child(value, "run")
     assert out["cpus"]["count"] == int(value)
     assert out["checked"] == len(out["isas"]) * 5 * 2 * 2 and out["failures"] == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="Linux only")
+def test_machine_cpus_do_not_follow_the_affinity():
+    """A process pinned to one CPU before fastseq loads (taskset, a cgroup's cpuset) cuts
+    products as its unpinned parent does, so the two give the same bits."""
+    out = run_python("""
+import json, os
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from fastseq import _core
+print(json.dumps(_core.machine_cpus()))
+""", timeout=120)
+    assert out == core.machine_cpus()
