@@ -279,9 +279,13 @@ struct Forward {
       const std::int64_t I = sh.cfg->I, N = f.T * f.B;
       alignas(64) S out[MR * NV * L];
       gemm::tile<S, MR, NV>(w + r0 * I, I, sh.sc.xt, NV * L, I, out);
+      // Row by row of Gx, the tile's MR columns side by side: one run of MR scalars per
+      // row, where column by column each scalar went to a line (and a page) of its own.
+      // LSTMP (25,1,1024, P = 256) inference, 1 thread, AMD Zen 4: this copy 5.2 % of the
+      // call, then 0.8 % (perf); bench/ab.py, 9 rounds, 1.06 (IQR 1.00-1.12). Same bits.
       S* gx = sh.gates + j0 + r0;  // Gx's column of the tile's first row
-      for (int r = 0; r < MR; ++r)
-        for (std::int64_t n = 0; n < N; ++n) gx[n * sh.ldg + r] = out[r * NV * L + n];
+      for (std::int64_t n = 0; n < N; ++n)
+        for (int r = 0; r < MR; ++r) gx[n * sh.ldg + r] = out[r * NV * L + n];
     }
   };
 
