@@ -58,7 +58,7 @@ def check_environment(core) -> None:
         for why in core.cache_env_rejected():
             warnings.warn(f"{why}; it is ignored and the detected size is used",
                           RuntimeWarning, stacklevel=3)
-        why = core.machine_cpus()["rejected"] if hasattr(core, "machine_cpus") else ""
+        why = core.machine_cpus()["rejected"]
         if why:
             warnings.warn(f"{why}; it is ignored and the CPUs online are used",
                           RuntimeWarning, stacklevel=3)

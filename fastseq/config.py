@@ -120,8 +120,8 @@ def config_text(info: dict | None = None) -> str:
                             "apart, on the micro-kernel" if t["few_rows_projection"] else
                             f"apart, in {t['projection_parts']} OpenBLAS calls"))
             cpus = core["machine_cpus"]
-            lines.append(f"  products:  large ones cut into at most {cpus['most_parts']} parts, from "
-                         f"{cpus['count']} CPUs online ({cpus['source']}; "
+            lines.append(f"  products:  large ones cut into at most {cpus['most_parts']} "
+                         f"parts, from {cpus['count']} CPUs online ({cpus['source']}; "
                          "FASTSEQ_MACHINE_CPUS to change)")
     else:
         lines.append(f"  extension: not loaded ({core['error']})")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
 
 import numpy as np
@@ -345,9 +346,10 @@ def test_few_rows_projection_follows_l2(restore_sizes):
 
 # ---- the machine's CPU count: how large products are cut ------------------------------------
 
+# Run with TESTS_DIR and WHAT ("report" or "run") set in a first line (cpus_child).
 _CPUS_CHILD = r"""
 import json, sys, warnings
-sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, TESTS_DIR)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     import fastseq
@@ -358,7 +360,7 @@ with warnings.catch_warnings(record=True) as caught:
                                                   ("lstmp", 128))}
     text = fastseq.config.config_text()
 failures, checked = [], 0
-if sys.argv[2] == "run":
+if WHAT == "run":
     import numpy as np
     from problems import assert_matches, assert_same_bits_for_any_thread_count, make_problem
     from problems import reference_of, run, tolerance
@@ -384,18 +386,18 @@ print(json.dumps({"cpus": cpus, "parts": parts, "text": text, "failures": failur
                   "warnings": [str(w.message) for w in caught
                                if issubclass(w.category, RuntimeWarning)]}))
 """
-TESTS_DIR = __import__("os").path.dirname(__import__("os").path.abspath(__file__))
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def cpus_child(value, what="report"):
-    env = {} if value is None else {"FASTSEQ_MACHINE_CPUS": value}
-    return run_python(_CPUS_CHILD.replace("sys.argv[1]", repr(TESTS_DIR))
-                      .replace("sys.argv[2]", repr(what)), env=env, timeout=600)
+    """_CPUS_CHILD in a fresh interpreter with FASTSEQ_MACHINE_CPUS=value."""
+    code = f"TESTS_DIR, WHAT = {TESTS_DIR!r}, {what!r}\n" + _CPUS_CHILD
+    return run_python(code, env={"FASTSEQ_MACHINE_CPUS": value}, timeout=600)
 
 
 def test_machine_cpus_are_detected_and_shown():
     cpus = core.machine_cpus()
-    assert cpus["source"] == "sysconf" or "FASTSEQ_MACHINE_CPUS" in __import__("os").environ
+    assert cpus["source"] == "sysconf" or "FASTSEQ_MACHINE_CPUS" in os.environ
     assert 1 <= cpus["detected"] <= 4096 and cpus["rejected"] == ""
     # The most parts: the CPUs rounded up to a power of two, at most 64 (tuning.hpp).
     most = 1
@@ -422,7 +424,8 @@ def test_machine_cpus_environment_sets_the_parts(value, most):
 @pytest.mark.parametrize("value", ["0", "-2", "lots", "4097", "2.5", ""])
 def test_machine_cpus_environment_ignores_bad_values_with_a_warning(value):
     out = cpus_child(value)
-    assert out["cpus"]["source"] == "sysconf" and out["cpus"]["count"] == core.machine_cpus()["detected"]
+    assert out["cpus"]["source"] == "sysconf"
+    assert out["cpus"]["count"] == core.machine_cpus()["detected"]
     assert len(out["warnings"]) == 1
     assert f"FASTSEQ_MACHINE_CPUS='{value}' is not an integer in 1..4096" in out["warnings"][0]
 
@@ -437,7 +440,7 @@ def test_cells_cut_for_other_machines(value):
     assert out["checked"] == len(out["isas"]) * 5 * 2 * 2 and out["failures"] == []
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="Linux only")
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
 def test_machine_cpus_do_not_follow_the_affinity():
     """A process pinned to one CPU before fastseq loads (taskset, a cgroup's cpuset) cuts
     products as its unpinned parent does, so the two give the same bits."""

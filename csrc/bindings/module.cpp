@@ -4,7 +4,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -84,7 +83,7 @@ py::dict tuning_choices(const std::string& cell, int scalar_size, std::int64_t T
   // The OpenBLAS calls of the input projection X·W_ihᵀ (team_matmul), none on the kernel's.
   const bool on_blas = !ch.fuse_projection && !ch.few_rows_projection;
   d["projection_parts"] =
-      on_blas ? fastseq::loops::tuning::product_parts(std::max(T * B, info->gates * H),
+      on_blas ? fastseq::loops::tuning::product_parts(T * B, info->gates * H,
                                                       fastseq::runtime::machine_cpus().count)
               : 0;
   return d;

@@ -233,12 +233,13 @@ inline std::int64_t time_of(std::int64_t s, std::int64_t b, std::int64_t T, bool
 }
 
 // The parts team_matmul splits a product into along its longer side (tuning.hpp): fixed by
-// the product's shape and the machine's CPU count, never by the thread count. Each part is one OpenBLAS call, and
-// OpenBLAS's bits for a row depend on the call it is in (its AVX2 kernels give a block of
-// rows other bits than the whole product: edge tiles and small-matrix kernels sum in other
-// orders), so the same parts on 1 or 64 threads are what makes every output the same bits.
-inline std::int64_t matmul_parts(std::int64_t extent) {
-  return tuning::product_parts(extent, runtime::machine_cpus().count);
+// the product's shape and the machine's CPU count, never by the thread count. Each part is
+// one OpenBLAS call, and OpenBLAS's bits for a row depend on the call it is in (its AVX2
+// kernels give a block of rows other bits than the whole product: edge tiles and
+// small-matrix kernels sum in other orders), so the same parts on 1 or 64 threads are what
+// makes every output the same bits.
+inline std::int64_t matmul_parts(std::int64_t m, std::int64_t n) {
+  return tuning::product_parts(m, n, runtime::machine_cpus().count);
 }
 
 // C (m x n) = op(A)·op(B) (+ beta·C) as one phase of the team: rows of C if m >= n, else
@@ -249,7 +250,7 @@ void team_matmul(Team& team, Op oa, Op ob, std::int64_t m, std::int64_t n, std::
                  std::int64_t ldc, S beta = S(0)) {
   const bool by_rows = m >= n;
   const std::int64_t extent = by_rows ? m : n;
-  const std::int64_t parts = matmul_parts(extent);
+  const std::int64_t parts = matmul_parts(m, n);
   team.each(parts, [&](std::int64_t p) {
     std::int64_t lo, hi;
     share(extent, int(p), int(parts), lo, hi);

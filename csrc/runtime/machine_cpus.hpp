@@ -1,5 +1,5 @@
 // The CPUs the machine has online: a machine fact the tuning rules read, as they read the
-// cache sizes (loops/tuning.hpp, max_parts). Read once per process (sysconf), or taken from
+// cache sizes (loops/tuning.hpp, most_parts). Read once per process (sysconf), or taken from
 // FASTSEQ_MACHINE_CPUS. Never the thread count in use, nor the CPUs this process may run
 // on (taskset and cgroups change those): what is read here decides how a large product is
 // cut, and the same-bits contract needs that fixed, whatever threads the call gets.
