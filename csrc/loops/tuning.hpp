@@ -86,6 +86,9 @@ inline constexpr std::int64_t kKBlockMinRows = 16;
 // 0.75 and 1.10; RNN 0.86 and 0.83 (the panel micro-kernel reads W_hh faster than
 // OpenBLAS's GEMV, which more than pays for packing it once). Not for more
 // rows: OpenBLAS's GEMM packs W itself, and the panel's micro-kernel is the faster reader.
+// Nor, at T > 1 and B = 1, fastseq's own dot products of W_hh's rows with h (tried on an
+// AMD EPYC Zen 4, 3 December 2026, not kept: docs/performance.md): they saved the packing
+// (14 % of an LSTM (25, 1, 512) call) but read W_hh slower than the tile reads the panels.
 inline constexpr std::int64_t kDirectMaxRows = 1;
 
 // An input projection of at most kFewRowsMax rows (T·B: batch 1 over a short sequence)
