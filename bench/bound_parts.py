@@ -21,15 +21,10 @@ bound / (I=1 call + floor), and at most bound / floor however fast the steps are
 from __future__ import annotations
 
 import argparse
-import statistics
 
 from fastseq.bench import bandwidth, timing
 from fastseq.bench.cases import CELLS, Case
-
-
-def quartiles(values):
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return q[1], q[0], q[2]
+from fastseq.bench.stats import Spread, per_round_ratios
 
 
 def measure(case: Case, rounds: int, budget: float) -> dict[str, list[float]]:
@@ -57,22 +52,22 @@ def measure(case: Case, rounds: int, budget: float) -> dict[str, list[float]]:
 
 
 def report(case: Case, per: dict[str, list[float]]) -> None:
-    ms = {k: quartiles([v * 1e3 for v in per[k]]) for k in ("call", "I=1", "bound", "floor")}
-    ratio = lambda a, b: quartiles([x / y for x, y in zip(per[a], per[b])])  # noqa: E731
-    reach = quartiles([b / (s + f) for b, s, f in zip(per["bound"], per["I=1"], per["floor"])])
     print(f"{case.cell} {','.join(map(str, case.config))} {case.mode}, {case.threads} thread(s), "
           f"{len(per['call'])} rounds; median (interquartile range)")
     for name, what in (("call", "the call"), ("I=1", "the call at I = 1"),
                        ("bound", "the bound"), ("floor", "the projection at the SGEMM rate")):
-        med, lo, hi = ms[name]
-        print(f"  {what:34s} {med:8.3f} ms ({lo:.3f}-{hi:.3f})")
-    g = quartiles(per["gflops"])
-    print(f"  {'SGEMM yardstick':34s} {g[0]:8.1f} GFLOP/s ({g[1]:.1f}-{g[2]:.1f})")
-    for label, (med, lo, hi) in (("%BW of the call", ratio("bound", "call")),
-                                 ("%BW of the call at I = 1", ratio("bound", "I=1")),
-                                 ("projection floor / bound", ratio("floor", "bound")),
-                                 ("%BW at most, the steps as now", reach)):
-        print(f"  {label:34s} {100 * med:7.0f} % ({100 * lo:.0f}-{100 * hi:.0f})")
+        ms = Spread.of(per[name]).scaled(1e3)
+        print(f"  {what:34s} {ms.median:8.3f} ms ({ms.q1:.3f}-{ms.q3:.3f})")
+    g = Spread.of(per["gflops"])
+    print(f"  {'SGEMM yardstick':34s} {g.median:8.1f} GFLOP/s ({g.q1:.1f}-{g.q3:.1f})")
+    steps_and_floor = [s + f for s, f in zip(per["I=1"], per["floor"])]
+    for label, numerator, denominator in (
+            ("%BW of the call", per["bound"], per["call"]),
+            ("%BW of the call at I = 1", per["bound"], per["I=1"]),
+            ("projection floor / bound", per["floor"], per["bound"]),
+            ("%BW at most, the steps as now", per["bound"], steps_and_floor)):
+        pct = Spread.of(per_round_ratios(numerator, denominator)).scaled(100)
+        print(f"  {label:34s} {pct.median:7.0f} % ({pct.q1:.0f}-{pct.q3:.0f})")
 
 
 def main(argv=None) -> None:

@@ -248,7 +248,7 @@ template <class S>
 void team_matmul(Team& team, Op oa, Op ob, std::int64_t m, std::int64_t n, std::int64_t k,
                  const S* a, std::int64_t lda, const S* b, std::int64_t ldb, S* c,
                  std::int64_t ldc, S beta = S(0)) {
-  const bool by_rows = m >= n;
+  const bool by_rows = tuning::cut_rows(m, n);
   const std::int64_t extent = by_rows ? m : n;
   const std::int64_t parts = matmul_parts(m, n);
   team.each(parts, [&](std::int64_t p) {

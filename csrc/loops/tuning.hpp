@@ -16,9 +16,9 @@ namespace fastseq::loops::tuning {
 // Large products (input projection, dx, weight gradients): cut into a power of two of
 // parts of at least kMinPartExtent rows (or columns), at most kMaxParts, by the shape and
 // the machine's CPU count (team_matmul; below). Each part is one OpenBLAS call and re-packs
-// the other operand; a power of two shares out evenly over 2, 4, 8... threads. Against the split by thread count it
-// replaced (old and new build in separate processes, alternating 7-11 rounds, busy host;
-// old/new time, median with IQR): LSTM (50,16,256) 1 thread 0.97-1.00 (IQR spans 1),
+// the other operand; a power of two shares out evenly over 2, 4, 8... threads. Against the
+// split by thread count it replaced (old and new build in separate processes, alternating
+// 7-11 rounds, busy host; old/new time, median with IQR): LSTM (50,16,256) 1 thread 0.97-1.00 (IQR spans 1),
 // GRU (25,16,512) 1.02, LSTM (25,16,512) training on 2 threads 1.00, RNN (50,64,512)
 // inference 0.95 (0.92-0.99) and training 0.96 (0.92-1.00), LSTM (100,32,1024) 0.91
 // (0.84-1.02). 512-row parts were no better within that noise, and would leave the RNN's
@@ -37,17 +37,20 @@ inline constexpr std::int64_t kMaxParts = 64;
 // bench/ab.py, 9 rounds, 36 cases: one flagged by the rule, the reset-before GRU
 // (25,16,512) inference on 1 thread at 0.95, and 0.98 (IQR 0.95-1.03) when rerun with 15
 // rounds; geometric mean 1.03; 1 thread: LSTMP (25,16,512, P = 128) inference 1.05,
-// training 1.08, LSTM (50,64,512) inference 1.20. perf of that LSTMP inference: OpenBLAS packing X 5.4 % of the call,
-// then 2.4 %. Against torch there (fastseq.bench, 11 rounds): 1.55x (1.46-1.59) in 2 parts,
-// 1.45x (1.37-1.65) in 8 (bench/results/parts-by-cpus-zen4-2026-12-03.txt).
+// training 1.08, LSTM (50,64,512) inference 1.20. perf of that LSTMP inference: OpenBLAS
+// packing X 5.4 % of the call, then 2.4 %. Against torch there (fastseq.bench, 11
+// rounds): 1.55x (1.46-1.59) in 2 parts, 1.45x (1.37-1.65) in 8
+// (bench/results/parts-by-cpus-zen4-2026-12-03.txt).
 inline constexpr std::int64_t most_parts(int machine_cpus) {
   std::int64_t most = 1;
   while (most < kMaxParts && most < machine_cpus) most *= 2;
   return most;
 }
+// Whether an m x n product is cut along its rows (else its columns): the longer side.
+inline constexpr bool cut_rows(std::int64_t m, std::int64_t n) { return m >= n; }
 // The parts of an m x n product, cut along its longer side (team.hpp, team_matmul).
 inline constexpr std::int64_t product_parts(std::int64_t m, std::int64_t n, int machine_cpus) {
-  const std::int64_t extent = m >= n ? m : n;
+  const std::int64_t extent = cut_rows(m, n) ? m : n;
   const std::int64_t most = most_parts(machine_cpus);
   std::int64_t p = 1;
   while (p < most && extent / (2 * p) >= kMinPartExtent) p *= 2;
